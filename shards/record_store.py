@@ -1,0 +1,633 @@
+"""SQLite record store: the shard's source of truth for memories, sessions and namespaces.
+
+Every write commits (WAL, synchronous=FULL) before it is acknowledged, and appends the
+memory's key to `index_log` in the same transaction; the indexes catch up from that log,
+so a crash between the commit and the index update is repaired on the next start.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import struct
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from shards.errors import Conflict, NotFound
+from shards.types import (
+    Memory,
+    MemoryChanges,
+    NamespaceInfo,
+    NewMemory,
+    RecallFilter,
+    Scope,
+    Session,
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS namespaces (
+    ns_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE,
+    created_at REAL NOT NULL,
+    metadata TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS memories (
+    key INTEGER PRIMARY KEY AUTOINCREMENT,
+    ns_id INTEGER NOT NULL REFERENCES namespaces(ns_id),
+    id TEXT NOT NULL,
+    content TEXT NOT NULL,
+    memory_type TEXT NOT NULL,
+    importance REAL NOT NULL,
+    tags TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    session_id TEXT,
+    session_key INTEGER,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    event_time REAL NOT NULL,
+    expires_at REAL,
+    access_count INTEGER NOT NULL DEFAULT 0,
+    last_accessed_at REAL,
+    vector BLOB NOT NULL,
+    UNIQUE (ns_id, id)
+);
+CREATE INDEX IF NOT EXISTS memories_by_ns_time ON memories (ns_id, created_at);
+CREATE INDEX IF NOT EXISTS memories_by_session ON memories (session_key);
+CREATE INDEX IF NOT EXISTS memories_by_id ON memories (id);
+CREATE TABLE IF NOT EXISTS sessions (
+    key INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    ns_id INTEGER NOT NULL REFERENCES namespaces(ns_id),
+    started_at REAL NOT NULL,
+    last_active_at REAL NOT NULL,
+    ended_at REAL,
+    ended_reason TEXT,
+    summary TEXT,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    idle_timeout REAL
+);
+CREATE INDEX IF NOT EXISTS sessions_by_ns ON sessions (ns_id, started_at);
+CREATE INDEX IF NOT EXISTS sessions_open ON sessions (ended_at, last_active_at);
+CREATE TABLE IF NOT EXISTS idempotency (
+    ns_id INTEGER NOT NULL,
+    idem_key TEXT NOT NULL,
+    memory_id TEXT NOT NULL,
+    PRIMARY KEY (ns_id, idem_key)
+);
+CREATE TABLE IF NOT EXISTS index_log (seq INTEGER PRIMARY KEY AUTOINCREMENT, key INTEGER NOT NULL);
+"""
+
+_MEMORY_COLUMNS = (
+    "m.key, m.id, n.name, m.content, m.memory_type, m.importance, m.tags, m.metadata, "
+    "m.session_id, m.created_at, m.updated_at, m.event_time, m.expires_at, "
+    "m.access_count, m.last_accessed_at"
+)
+
+
+def pack_vector(vector: Sequence[float]) -> bytes:
+    return struct.pack(f"<{len(vector)}f", *vector)
+
+
+def unpack_vector(blob: bytes) -> tuple[float, ...]:
+    return struct.unpack(f"<{len(blob) // 4}f", blob)
+
+
+def _memory(row: sqlite3.Row | tuple[Any, ...]) -> tuple[int, Memory]:
+    (key, mid, ns, content, mtype, imp, tags, meta, sid, created, updated, event, expires,
+     access, last_access) = row
+    return key, Memory(
+        id=mid, namespace=ns, content=content, memory_type=mtype, importance=imp,
+        tags=tuple(json.loads(tags)), metadata=json.loads(meta), session_id=sid,
+        created_at=created, updated_at=updated, event_time=event, expires_at=expires,
+        access_count=access, last_accessed_at=last_access,
+    )
+
+
+def _session(row: tuple[Any, ...]) -> Session:
+    sid, ns, started, last, ended, reason, summary, meta, idle, count = row
+    return Session(
+        id=sid, namespace=ns, started_at=started, last_active_at=last, ended_at=ended,
+        ended_reason=reason, summary=summary, metadata=json.loads(meta), memory_count=count,
+        idle_timeout=idle,
+    )
+
+
+_SESSION_COLUMNS = (
+    "s.id, n.name, s.started_at, s.last_active_at, s.ended_at, s.ended_reason, s.summary, "
+    "s.metadata, s.idle_timeout, (SELECT COUNT(*) FROM memories m WHERE m.session_key = s.key)"
+)
+
+
+class SQLiteRecordStore:
+    """One shard's records. Thread-safe: one connection, one lock (the shard is one writer)."""
+
+    def __init__(self, path: Path, synchronous: str = "FULL") -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={synchronous}")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- meta ---------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
+    # -- namespaces ---------------------------------------------------------------------
+    def _ns_id(self, name: str, create: bool, now: float = 0.0) -> int | None:
+        row = self._db.execute("SELECT ns_id FROM namespaces WHERE name = ?", (name,)).fetchone()
+        if row is not None:
+            return int(row[0])
+        if not create:
+            return None
+        cur = self._db.execute(
+            "INSERT INTO namespaces (name, created_at) VALUES (?, ?)", (name, now)
+        )
+        return int(cur.lastrowid or 0)
+
+    def namespace_id(self, name: str) -> int | None:
+        with self._lock:
+            return self._ns_id(name, create=False)
+
+    def ensure_namespace(self, name: str, now: float, metadata: dict[str, Any] | None = None) -> bool:
+        """Create the namespace if missing; returns True when it was created."""
+        with self._lock, self._tx():
+            existed = self._ns_id(name, create=False) is not None
+            ns_id = self._ns_id(name, create=True, now=now)
+            if metadata is not None:
+                self._db.execute(
+                    "UPDATE namespaces SET metadata = ? WHERE ns_id = ?",
+                    (json.dumps(metadata), ns_id),
+                )
+            return not existed
+
+    def namespaces(self, scope: Scope) -> list[NamespaceInfo]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT n.name, n.created_at, n.metadata,"
+                " (SELECT COUNT(*) FROM memories m WHERE m.ns_id = n.ns_id),"
+                " (SELECT COUNT(*) FROM sessions s WHERE s.ns_id = n.ns_id),"
+                " (SELECT COUNT(*) FROM sessions s WHERE s.ns_id = n.ns_id AND s.ended_at IS NULL),"
+                " (SELECT MAX(created_at) FROM memories m WHERE m.ns_id = n.ns_id)"
+                " FROM namespaces n ORDER BY n.name"
+            ).fetchall()
+        return [
+            NamespaceInfo(
+                name=r[0], created_at=r[1], metadata=json.loads(r[2]), memory_count=r[3],
+                session_count=r[4], active_session_count=r[5], last_memory_at=r[6],
+            )
+            for r in rows
+            if scope.covers(r[0])
+        ]
+
+    def memory_type_counts(self, namespace: str) -> dict[str, int]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT m.memory_type, COUNT(*) FROM memories m JOIN namespaces n USING (ns_id)"
+                " WHERE n.name = ? GROUP BY m.memory_type",
+                (namespace,),
+            ).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    def drop_namespace(self, name: str) -> list[int]:
+        """Delete a namespace with everything in it; returns the memory keys to unindex."""
+        with self._lock, self._tx():
+            ns_id = self._ns_id(name, create=False)
+            if ns_id is None:
+                raise NotFound(f"namespace not found: {name}", "namespace")
+            keys = [r[0] for r in self._db.execute(
+                "SELECT key FROM memories WHERE ns_id = ?", (ns_id,))]
+            self._db.executemany("INSERT INTO index_log (key) VALUES (?)", [(k,) for k in keys])
+            self._db.execute("DELETE FROM memories WHERE ns_id = ?", (ns_id,))
+            self._db.execute("DELETE FROM sessions WHERE ns_id = ?", (ns_id,))
+            self._db.execute("DELETE FROM idempotency WHERE ns_id = ?", (ns_id,))
+            self._db.execute("DELETE FROM namespaces WHERE ns_id = ?", (ns_id,))
+            return keys
+
+    # -- memories -----------------------------------------------------------------------
+    def insert(self, items: Sequence[NewMemory], now: float) -> list[tuple[int, Memory, bool]]:
+        """Store memories in one transaction. Returns (key, memory, created) per item.
+
+        Idempotent: an existing (namespace, id) or (namespace, idempotency key) answers the
+        memory already stored and changes nothing.
+        """
+        out: list[tuple[int, Memory, bool]] = []
+        with self._lock, self._tx():
+            for item in items:
+                ns_id = self._ns_id(item.namespace, create=True, now=now)
+                assert ns_id is not None
+                existing_id = item.id
+                if item.idempotency_key is not None:
+                    row = self._db.execute(
+                        "SELECT memory_id FROM idempotency WHERE ns_id = ? AND idem_key = ?",
+                        (ns_id, item.idempotency_key),
+                    ).fetchone()
+                    if row is not None:
+                        existing_id = row[0]
+                found = self._get(ns_id, existing_id)
+                if found is not None:
+                    out.append((found[0], found[1], False))
+                    continue
+                session_key = None
+                if item.session_id is not None:
+                    session_key = self._session_key(ns_id, item.session_id)
+                    if session_key is None:
+                        raise NotFound(f"session not found: {item.session_id}", "session_id")
+                    self._db.execute(
+                        "UPDATE sessions SET last_active_at = ? WHERE key = ?", (now, session_key)
+                    )
+                cur = self._db.execute(
+                    "INSERT INTO memories (ns_id, id, content, memory_type, importance, tags,"
+                    " metadata, session_id, session_key, created_at, updated_at, event_time,"
+                    " expires_at, vector) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (ns_id, item.id, item.content, item.memory_type, item.importance,
+                     json.dumps(list(item.tags)), json.dumps(item.metadata), item.session_id,
+                     session_key, now, now, item.event_time, item.expires_at,
+                     pack_vector(item.vector)),
+                )
+                key = int(cur.lastrowid or 0)
+                self._db.execute("INSERT INTO index_log (key) VALUES (?)", (key,))
+                if item.idempotency_key is not None:
+                    self._db.execute(
+                        "INSERT INTO idempotency (ns_id, idem_key, memory_id) VALUES (?,?,?)",
+                        (ns_id, item.idempotency_key, item.id),
+                    )
+                memory = Memory(
+                    id=item.id, namespace=item.namespace, content=item.content,
+                    memory_type=item.memory_type, importance=item.importance, tags=item.tags,
+                    metadata=item.metadata, session_id=item.session_id, created_at=now,
+                    updated_at=now, event_time=item.event_time, expires_at=item.expires_at,
+                )
+                out.append((key, memory, True))
+        return out
+
+    def _get(self, ns_id: int, memory_id: str) -> tuple[int, Memory] | None:
+        row = self._db.execute(
+            f"SELECT {_MEMORY_COLUMNS} FROM memories m JOIN namespaces n USING (ns_id)"
+            " WHERE m.ns_id = ? AND m.id = ?",
+            (ns_id, memory_id),
+        ).fetchone()
+        return None if row is None else _memory(row)
+
+    def find_all(self, memory_id: str, scope: Scope) -> list[tuple[int, Memory]]:
+        """Every memory with this id in a namespace the scope covers, by namespace name."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_MEMORY_COLUMNS} FROM memories m JOIN namespaces n USING (ns_id)"
+                " WHERE m.id = ? ORDER BY n.name",
+                (memory_id,),
+            ).fetchall()
+        found = [_memory(row) for row in rows]
+        return [(key, memory) for key, memory in found if scope.covers(memory.namespace)]
+
+    def find(self, memory_id: str, scope: Scope) -> tuple[int, Memory] | None:
+        found = self.find_all(memory_id, scope)
+        return found[0] if found else None
+
+    def by_keys(self, namespace: str, keys: Iterable[int]) -> dict[int, Memory]:
+        """Hydrate index hits; keys outside `namespace` are dropped here, whatever the index said."""
+        keys = list(keys)
+        if not keys:
+            return {}
+        out: dict[int, Memory] = {}
+        with self._lock:
+            ns_id = self._ns_id(namespace, create=False)
+            if ns_id is None:
+                return {}
+            for start in range(0, len(keys), 500):
+                chunk = keys[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                for row in self._db.execute(
+                    f"SELECT {_MEMORY_COLUMNS} FROM memories m JOIN namespaces n USING (ns_id)"
+                    f" WHERE m.ns_id = ? AND m.key IN ({marks})",
+                    (ns_id, *chunk),
+                ):
+                    key, memory = _memory(row)
+                    out[key] = memory
+        return out
+
+    def vectors(self, keys: Sequence[int]) -> dict[int, tuple[int, tuple[float, ...], Memory]]:
+        """For indexing: key → (ns_id, vector, memory) of the keys that still exist."""
+        out: dict[int, tuple[int, tuple[float, ...], Memory]] = {}
+        with self._lock:
+            for start in range(0, len(keys), 500):
+                chunk = list(keys[start:start + 500])
+                marks = ",".join("?" * len(chunk))
+                for row in self._db.execute(
+                    f"SELECT {_MEMORY_COLUMNS}, m.ns_id, m.vector, m.session_key"
+                    f" FROM memories m JOIN namespaces n USING (ns_id) WHERE m.key IN ({marks})",
+                    chunk,
+                ):
+                    key, memory = _memory(row[:15])
+                    out[key] = (row[15], unpack_vector(row[16]), memory)
+        return out
+
+    def session_keys(self, keys: Sequence[int]) -> dict[int, int]:
+        with self._lock:
+            marks = ",".join("?" * len(keys))
+            rows = self._db.execute(
+                f"SELECT key, session_key FROM memories WHERE key IN ({marks})"
+                " AND session_key IS NOT NULL",
+                list(keys),
+            ).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    def all_keys(self) -> list[int]:
+        with self._lock:
+            return [r[0] for r in self._db.execute("SELECT key FROM memories ORDER BY key")]
+
+    def update(self, namespace: str, memory_id: str, changes: MemoryChanges, now: float) -> tuple[int, Memory]:
+        with self._lock, self._tx():
+            ns_id = self._ns_id(namespace, create=False)
+            found = None if ns_id is None else self._get(ns_id, memory_id)
+            if found is None or ns_id is None:
+                raise NotFound(f"memory not found: {memory_id}", "id")
+            key = found[0]
+            sets: list[str] = ["updated_at = ?"]
+            values: list[Any] = [now]
+            for column, value in (
+                ("content", changes.content),
+                ("importance", changes.importance),
+                ("memory_type", changes.memory_type),
+                ("event_time", changes.event_time),
+                ("expires_at", changes.expires_at),
+            ):
+                if value is not None:
+                    sets.append(f"{column} = ?")
+                    values.append(value)
+            if changes.tags is not None:
+                sets.append("tags = ?")
+                values.append(json.dumps(list(changes.tags)))
+            if changes.metadata is not None:
+                sets.append("metadata = ?")
+                values.append(json.dumps(changes.metadata))
+            if changes.vector is not None:
+                sets.append("vector = ?")
+                values.append(pack_vector(changes.vector))
+            self._db.execute(f"UPDATE memories SET {', '.join(sets)} WHERE key = ?", (*values, key))
+            self._db.execute("INSERT INTO index_log (key) VALUES (?)", (key,))
+            updated = self._get(ns_id, memory_id)
+            assert updated is not None
+            return updated
+
+    def delete(self, scope: Scope, memory_ids: Sequence[str], namespace: str | None = None) -> list[tuple[int, Memory]]:
+        """Delete memories by id within the scope (and one namespace when given)."""
+        deleted: list[tuple[int, Memory]] = []
+        with self._lock, self._tx():
+            for memory_id in memory_ids:
+                rows = self._db.execute(
+                    f"SELECT {_MEMORY_COLUMNS} FROM memories m JOIN namespaces n USING (ns_id)"
+                    " WHERE m.id = ?",
+                    (memory_id,),
+                ).fetchall()
+                for row in rows:
+                    key, memory = _memory(row)
+                    if not scope.covers(memory.namespace):
+                        continue
+                    if namespace is not None and memory.namespace != namespace:
+                        continue
+                    self._db.execute("DELETE FROM memories WHERE key = ?", (key,))
+                    self._db.execute("INSERT INTO index_log (key) VALUES (?)", (key,))
+                    deleted.append((key, memory))
+        return deleted
+
+    def delete_matching(self, namespace: str, flt: RecallFilter) -> list[tuple[int, Memory]]:
+        """Delete every memory of a namespace that matches the filter (batch forget)."""
+        with self._lock, self._tx():
+            memories, total = self.listing(namespace, flt, limit=-1, offset=0)
+            ids = [m.id for m in memories]
+        return self.delete(Scope.of(namespace), ids, namespace) if ids else []
+
+    def touch(self, keys: Sequence[int], now: float) -> None:
+        """Count an access (recall boosts frequently used memories); best effort, no index change."""
+        if not keys:
+            return
+        with self._lock, self._tx():
+            self._db.executemany(
+                "UPDATE memories SET access_count = access_count + 1, last_accessed_at = ?"
+                " WHERE key = ?",
+                [(now, k) for k in keys],
+            )
+
+    def listing(self, namespace: str, flt: RecallFilter, limit: int, offset: int,
+                newest_first: bool = True) -> tuple[list[Memory], int]:
+        """A page of a namespace's memories matching the filter, and the total that match."""
+        with self._lock:
+            ns_id = self._ns_id(namespace, create=False)
+            if ns_id is None:
+                return [], 0
+            where = ["m.ns_id = ?"]
+            params: list[Any] = [ns_id]
+            if flt.memory_types:
+                where.append(f"m.memory_type IN ({','.join('?' * len(flt.memory_types))})")
+                params.extend(flt.memory_types)
+            if flt.session_id is not None:
+                where.append("m.session_id = ?")
+                params.append(flt.session_id)
+            if flt.since is not None:
+                where.append("m.event_time >= ?")
+                params.append(flt.since)
+            if flt.until is not None:
+                where.append("m.event_time <= ?")
+                params.append(flt.until)
+            if flt.min_importance is not None:
+                where.append("m.importance >= ?")
+                params.append(flt.min_importance)
+            if flt.now is not None:
+                where.append("(m.expires_at IS NULL OR m.expires_at > ?)")
+                params.append(flt.now)
+            if flt.max_importance is not None:
+                where.append("m.importance <= ?")
+                params.append(flt.max_importance)
+            if flt.created_after is not None:
+                where.append("m.created_at >= ?")
+                params.append(flt.created_after)
+            if flt.created_before is not None:
+                where.append("m.created_at <= ?")
+                params.append(flt.created_before)
+            for tag in flt.tags_all or ():
+                where.append("EXISTS (SELECT 1 FROM json_each(m.tags) WHERE json_each.value = ?)")
+                params.append(tag)
+            if flt.tags_any:
+                marks = ",".join("?" * len(flt.tags_any))
+                where.append(
+                    f"EXISTS (SELECT 1 FROM json_each(m.tags) WHERE json_each.value IN ({marks}))")
+                params.extend(flt.tags_any)
+            clause = " AND ".join(where)
+            total = self._db.execute(
+                f"SELECT COUNT(*) FROM memories m WHERE {clause}", params
+            ).fetchone()[0]
+            order = "DESC" if newest_first else "ASC"
+            rows = self._db.execute(
+                f"SELECT {_MEMORY_COLUMNS} FROM memories m JOIN namespaces n USING (ns_id)"
+                f" WHERE {clause} ORDER BY m.created_at {order}, m.key {order} LIMIT ? OFFSET ?",
+                (*params, limit, offset),
+            ).fetchall()
+        return [_memory(r)[1] for r in rows], int(total)
+
+    # -- sessions -----------------------------------------------------------------------
+    def _session_key(self, ns_id: int, session_id: str) -> int | None:
+        row = self._db.execute(
+            "SELECT key FROM sessions WHERE id = ? AND ns_id = ?", (session_id, ns_id)
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def session_key(self, namespace: str, session_id: str) -> int | None:
+        with self._lock:
+            ns_id = self._ns_id(namespace, create=False)
+            return None if ns_id is None else self._session_key(ns_id, session_id)
+
+    def start_session(self, namespace: str, session_id: str, metadata: dict[str, Any],
+                      now: float, idle_timeout: float | None = None) -> Session:
+        with self._lock, self._tx():
+            ns_id = self._ns_id(namespace, create=True, now=now)
+            try:
+                self._db.execute(
+                    "INSERT INTO sessions (id, ns_id, started_at, last_active_at, metadata,"
+                    " idle_timeout) VALUES (?,?,?,?,?,?)",
+                    (session_id, ns_id, now, now, json.dumps(metadata), idle_timeout),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise Conflict(f"session already exists: {session_id}", "session_id") from exc
+        found = self.get_session(session_id, Scope.of(namespace))
+        assert found is not None
+        return found
+
+    def get_session(self, session_id: str, scope: Scope) -> Session | None:
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {_SESSION_COLUMNS} FROM sessions s JOIN namespaces n USING (ns_id)"
+                " WHERE s.id = ?",
+                (session_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        session = _session(row)
+        return session if scope.covers(session.namespace) else None
+
+    def end_session(self, session_id: str, scope: Scope, now: float, summary: str | None,
+                    reason: str) -> Session:
+        with self._lock, self._tx():
+            found = self.get_session(session_id, scope)
+            if found is None:
+                raise NotFound(f"session not found: {session_id}", "session_id")
+            if found.ended_at is None:
+                self._db.execute(
+                    "UPDATE sessions SET ended_at = ?, ended_reason = ?, summary = ?"
+                    " WHERE id = ?",
+                    (now, reason, summary, session_id),
+                )
+            elif summary is not None:
+                self._db.execute("UPDATE sessions SET summary = ? WHERE id = ?", (summary, session_id))
+        ended = self.get_session(session_id, scope)
+        assert ended is not None
+        return ended
+
+    def touch_session(self, session_id: str, scope: Scope, now: float) -> Session:
+        with self._lock, self._tx():
+            found = self.get_session(session_id, scope)
+            if found is None:
+                raise NotFound(f"session not found: {session_id}", "session_id")
+            if found.ended_at is None:
+                self._db.execute(
+                    "UPDATE sessions SET last_active_at = ? WHERE id = ?", (now, session_id)
+                )
+        touched = self.get_session(session_id, scope)
+        assert touched is not None
+        return touched
+
+    def sessions(self, namespace: str, active_only: bool, limit: int, offset: int) -> list[Session]:
+        with self._lock:
+            ns_id = self._ns_id(namespace, create=False)
+            if ns_id is None:
+                return []
+            extra = " AND s.ended_at IS NULL" if active_only else ""
+            rows = self._db.execute(
+                f"SELECT {_SESSION_COLUMNS} FROM sessions s JOIN namespaces n USING (ns_id)"
+                f" WHERE s.ns_id = ?{extra} ORDER BY s.started_at DESC, s.key DESC LIMIT ? OFFSET ?",
+                (ns_id, limit, offset),
+            ).fetchall()
+        return [_session(r) for r in rows]
+
+    def all_sessions(self, scope: Scope, active_only: bool, limit: int) -> list[Session]:
+        with self._lock:
+            extra = " WHERE s.ended_at IS NULL" if active_only else ""
+            rows = self._db.execute(
+                f"SELECT {_SESSION_COLUMNS} FROM sessions s JOIN namespaces n USING (ns_id)"
+                f"{extra} ORDER BY s.started_at DESC, s.key DESC"
+            ).fetchall()
+        sessions = [_session(r) for r in rows]
+        return [s for s in sessions if scope.covers(s.namespace)][:limit]
+
+    def end_idle_sessions(self, default_timeout: float, now: float) -> int:
+        """End every open session idle longer than its own timeout (or the default; 0 = never)."""
+        with self._lock, self._tx():
+            cur = self._db.execute(
+                "UPDATE sessions SET ended_at = ?, ended_reason = 'idle'"
+                " WHERE ended_at IS NULL AND COALESCE(idle_timeout, ?) > 0"
+                " AND last_active_at + COALESCE(idle_timeout, ?) < ?",
+                (now, default_timeout, default_timeout, now),
+            )
+            return cur.rowcount
+
+    # -- index log ----------------------------------------------------------------------
+    def pending_index_keys(self) -> tuple[int, list[int]]:
+        """(highest seq, distinct memory keys) the indexes have not durably absorbed yet."""
+        with self._lock:
+            rows = self._db.execute("SELECT seq, key FROM index_log ORDER BY seq").fetchall()
+        if not rows:
+            return 0, []
+        return rows[-1][0], list(dict.fromkeys(r[1] for r in rows))
+
+    def mark_indexed(self, up_to_seq: int) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM index_log WHERE seq <= ?", (up_to_seq,))
+
+    def counts(self) -> tuple[int, int, int, int]:
+        with self._lock:
+            return tuple(  # type: ignore[return-value]
+                self._db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+                for t in ("memories", "namespaces", "sessions", "index_log")
+            )
+
+    def _tx(self) -> _Transaction:
+        return _Transaction(self._db)
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE … COMMIT, re-entrant (nested use joins the outer transaction)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+        self._outer = False
+
+    def __enter__(self) -> None:
+        if not self._db.in_transaction:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._outer = True
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if not self._outer:
+            return
+        if exc_type is None:
+            self._db.execute("COMMIT")
+        else:
+            self._db.execute("ROLLBACK")

@@ -1,0 +1,302 @@
+"""One shard: the record store (truth) plus its vector and keyword indexes.
+
+Write path: record store first (durable, logged), then the indexes. Reads hydrate every
+index hit from the record store, scoped to the namespace, so an index that lags or still
+holds a deleted key can never leak or resurrect a memory.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from shards.config import EmbeddedStorageConfig
+from shards.errors import LayoutMismatch, NotFound
+from shards.indexes import IndexFilter, IndexRow, KeywordIndex, VectorIndex, memory_type_code
+from shards.milvus_index import MilvusVectorIndex
+from shards.record_store import SQLiteRecordStore
+from shards.tantivy_index import TantivyKeywordIndex
+from shards.types import (
+    Candidate,
+    Memory,
+    MemoryChanges,
+    NamespaceInfo,
+    NewMemory,
+    RecallFilter,
+    Scope,
+    Session,
+    ShardStats,
+)
+
+log = logging.getLogger(__name__)
+
+
+def shard_dir(data_dir: Path, index: int) -> Path:
+    return data_dir / "shards" / f"shard-{index:03d}"
+
+
+def check_layout(records: SQLiteRecordStore, index: int, shard_count: int, dim: int) -> None:
+    """Refuse data written under another shard count or embedding size (first use records it)."""
+    expected = {"shard_index": str(index), "shard_count": str(shard_count),
+                "embedding_dim": str(dim)}
+    for key, value in expected.items():
+        stored = records.get_meta(key)
+        if stored is None:
+            records.set_meta(key, value)
+        elif stored != value:
+            raise LayoutMismatch(
+                f"shard {index} under {records.path.parent} was written with {key}={stored}, "
+                f"but the config asks for {value}; set it back to {stored}, or move the data "
+                "with the reshard job (python -m cluster.reshard)", key,
+            )
+
+
+class Shard:
+    def __init__(self, index: int, shard_count: int, dim: int, records: SQLiteRecordStore,
+                 vectors: VectorIndex, keywords: KeywordIndex) -> None:
+        self.index = index
+        self.shard_count = shard_count
+        self.dim = dim
+        self.records = records
+        self.vectors = vectors
+        self.keywords = keywords
+        self._lock = threading.RLock()
+        check_layout(records, index, shard_count, dim)
+        self.catch_up_indexes()
+
+    @classmethod
+    def open_embedded(cls, index: int, shard_count: int, dim: int,
+                      cfg: EmbeddedStorageConfig) -> Shard:
+        root = shard_dir(cfg.data_dir, index)
+        root.mkdir(parents=True, exist_ok=True)
+        records = SQLiteRecordStore(root / "records.db", synchronous=cfg.sqlite_synchronous)
+        try:
+            check_layout(records, index, shard_count, dim)  # before the indexes lock anything
+        except LayoutMismatch:
+            records.close()
+            raise
+        vectors = MilvusVectorIndex(
+            str(root / "vectors.db"), "memories", dim, flush_every=cfg.milvus_flush_every,
+            hnsw_m=cfg.hnsw_m, hnsw_ef_construction=cfg.hnsw_ef_construction,
+            search_ef=cfg.search_ef,
+        )
+        keywords = TantivyKeywordIndex(root / "keywords")
+        return cls(index, shard_count, dim, records, vectors, keywords)
+
+    # -- index maintenance --------------------------------------------------------------
+    def _index_rows(self, keys: Sequence[int]) -> tuple[list[IndexRow], list[int]]:
+        found = self.records.vectors(keys)
+        session_keys = self.records.session_keys(list(found)) if found else {}
+        rows = [
+            IndexRow(
+                key=k, ns_id=ns_id, vector=vector, content=_indexed_text(memory),
+                memory_type=memory_type_code(memory.memory_type),
+                session_key=session_keys.get(k, 0), event_time=memory.event_time,
+                importance=memory.importance,
+            )
+            for k, (ns_id, vector, memory) in found.items()
+        ]
+        return rows, [k for k in keys if k not in found]
+
+    def _apply(self, keys: Sequence[int]) -> None:
+        """Bring both indexes in line with the record store for these keys."""
+        for start in range(0, len(keys), 1000):
+            chunk = keys[start:start + 1000]
+            rows, gone = self._index_rows(chunk)
+            self.vectors.delete(gone)
+            self.keywords.delete(gone)
+            self.vectors.upsert(rows)
+            self.keywords.upsert(rows)
+
+    def catch_up_indexes(self) -> int:
+        """Re-index whatever the record store logged that the indexes may have missed."""
+        with self._lock:
+            _, keys = self.records.pending_index_keys()
+            if keys:
+                log.info("catching up indexes", extra={"shard": self.index, "keys": len(keys)})
+                self._apply(keys)
+            self.checkpoint()
+            return len(keys)
+
+    def checkpoint(self) -> None:
+        """Make the indexes durable, then forget the log entries they now hold."""
+        with self._lock:
+            seq, keys = self.records.pending_index_keys()
+            if not keys:
+                return
+            self.vectors.flush()
+            self.keywords.flush()
+            self.records.mark_indexed(seq)
+
+    def rebuild_indexes(self) -> int:
+        """Drop both indexes and rebuild them from the record store alone."""
+        with self._lock:
+            self.vectors.clear()
+            self.keywords.clear()
+            keys = self.records.all_keys()
+            self._apply(keys)
+            self.vectors.flush()
+            self.keywords.flush()
+            seq, _ = self.records.pending_index_keys()
+            self.records.mark_indexed(seq)
+            return len(keys)
+
+    # -- memories -----------------------------------------------------------------------
+    def write(self, items: Sequence[NewMemory], now: float | None = None) -> list[tuple[Memory, bool]]:
+        """Store durably, then index. Returns (memory, created) per item, in order."""
+        now = time.time() if now is None else now
+        with self._lock:
+            stored = self.records.insert(items, now)
+            created = [key for key, _, was_created in stored if was_created]
+            if created:
+                self._apply(created)
+        return [(memory, was_created) for _, memory, was_created in stored]
+
+    def lookup(self, memory_id: str, scope: Scope) -> list[Memory]:
+        """Every memory with this id that the scope reaches (ids are unique per namespace)."""
+        return [m for _, m in self.records.find_all(memory_id, scope)]
+
+    def update(self, namespace: str, memory_id: str, changes: MemoryChanges,
+               now: float | None = None) -> Memory:
+        now = time.time() if now is None else now
+        with self._lock:
+            key, memory = self.records.update(namespace, memory_id, changes, now)
+            self._apply([key])
+        return memory
+
+    def delete(self, scope: Scope, memory_ids: Sequence[str],
+               namespace: str | None = None) -> list[Memory]:
+        with self._lock:
+            deleted = self.records.delete(scope, memory_ids, namespace)
+            keys = [k for k, _ in deleted]
+            self.vectors.delete(keys)
+            self.keywords.delete(keys)
+        return [m for _, m in deleted]
+
+    def recall_candidates(self, namespace: str, vector: Sequence[float] | None, text: str,
+                          flt: RecallFilter, limit: int) -> list[Candidate]:
+        """Vector and keyword top-`limit`, hydrated from the record store and filtered."""
+        ns_id = self.records.namespace_id(namespace)
+        if ns_id is None:
+            return []
+        session_key = None
+        if flt.session_id is not None:
+            session_key = self.records.session_key(namespace, flt.session_id)
+            if session_key is None:
+                return []
+        index_filter = IndexFilter(
+            ns_id=ns_id,
+            memory_types=tuple(memory_type_code(t) for t in flt.memory_types) if flt.memory_types else None,
+            session_key=session_key, since=flt.since, until=flt.until,
+            min_importance=flt.min_importance,
+        )
+        # Tags and expiry are checked on the record store: over-fetch so filters leave enough.
+        fetch = limit * 4 if flt.has_tags else limit
+        channels: dict[str, list[Any]] = {}
+        with self._lock:
+            if vector is not None:
+                channels["vector"] = self.vectors.search(vector, index_filter, fetch)
+            channels["bm25"] = self.keywords.search(text, index_filter, fetch)
+        ranks: dict[int, dict[str, int]] = {}
+        scores: dict[int, dict[str, float]] = {}
+        for channel, hits in channels.items():
+            for rank, hit in enumerate(hits, start=1):
+                ranks.setdefault(hit.key, {})[channel] = rank
+                scores.setdefault(hit.key, {})[channel] = hit.score
+        memories = self.records.by_keys(namespace, ranks)
+        return [
+            Candidate(memory=m, ranks=ranks[k], scores=scores[k])
+            for k, m in memories.items()
+            if flt.admits(m)
+        ]
+
+    def forget_matching(self, namespace: str, flt: RecallFilter) -> list[Memory]:
+        with self._lock:
+            deleted = self.records.delete_matching(namespace, flt)
+            keys = [k for k, _ in deleted]
+            self.vectors.delete(keys)
+            self.keywords.delete(keys)
+        return [m for _, m in deleted]
+
+    def listing(self, namespace: str, flt: RecallFilter, limit: int, offset: int,
+                newest_first: bool = True) -> tuple[list[Memory], int]:
+        return self.records.listing(namespace, flt, limit, offset, newest_first)
+
+    def record_access(self, namespace: str, memory_ids: Sequence[str], now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        ns_id = self.records.namespace_id(namespace)
+        if ns_id is None:
+            return
+        keys = [found[0] for mid in memory_ids
+                if (found := self.records.find(mid, Scope.of(namespace))) is not None]
+        self.records.touch(keys, now)
+
+    # -- sessions -----------------------------------------------------------------------
+    def start_session(self, namespace: str, session_id: str, metadata: dict[str, Any],
+                      idle_timeout: float | None = None, now: float | None = None) -> Session:
+        return self.records.start_session(namespace, session_id, metadata,
+                                          time.time() if now is None else now, idle_timeout)
+
+    def get_session(self, session_id: str, scope: Scope) -> Session | None:
+        return self.records.get_session(session_id, scope)
+
+    def end_session(self, session_id: str, scope: Scope, summary: str | None = None,
+                    reason: str = "client", now: float | None = None) -> Session:
+        return self.records.end_session(session_id, scope, time.time() if now is None else now,
+                                        summary, reason)
+
+    def touch_session(self, session_id: str, scope: Scope, now: float | None = None) -> Session:
+        return self.records.touch_session(session_id, scope, time.time() if now is None else now)
+
+    def sessions(self, namespace: str, active_only: bool = False, limit: int = 100,
+                 offset: int = 0) -> list[Session]:
+        return self.records.sessions(namespace, active_only, limit, offset)
+
+    def all_sessions(self, scope: Scope, active_only: bool = False, limit: int = 100) -> list[Session]:
+        return self.records.all_sessions(scope, active_only, limit)
+
+    def end_idle_sessions(self, default_timeout: float, now: float | None = None) -> int:
+        return self.records.end_idle_sessions(default_timeout, time.time() if now is None else now)
+
+    # -- namespaces ---------------------------------------------------------------------
+    def ensure_namespace(self, namespace: str, metadata: dict[str, Any] | None = None,
+                         now: float | None = None) -> bool:
+        return self.records.ensure_namespace(namespace, time.time() if now is None else now, metadata)
+
+    def namespaces(self, scope: Scope) -> list[NamespaceInfo]:
+        return self.records.namespaces(scope)
+
+    def namespace_stats(self, namespace: str) -> tuple[NamespaceInfo, dict[str, int]]:
+        found = [n for n in self.records.namespaces(Scope.of(namespace)) if n.name == namespace]
+        if not found:
+            raise NotFound(f"namespace not found: {namespace}", "namespace")
+        return found[0], self.records.memory_type_counts(namespace)
+
+    def drop_namespace(self, namespace: str) -> int:
+        with self._lock:
+            keys = self.records.drop_namespace(namespace)
+            self.vectors.delete(keys)
+            self.keywords.delete(keys)
+            return len(keys)
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def stats(self) -> ShardStats:
+        memories, namespaces, sessions, pending = self.records.counts()
+        return ShardStats(memories, namespaces, sessions, pending)
+
+    def close(self) -> None:
+        with self._lock:
+            self.checkpoint()
+            self.vectors.close()
+            self.keywords.close()
+            self.records.close()
+
+
+def _indexed_text(memory: Memory) -> str:
+    """What BM25 sees: the content plus the tags, so `returns` finds a memory tagged so."""
+    if not memory.tags:
+        return memory.content
+    return memory.content + "\n" + " ".join(memory.tags)

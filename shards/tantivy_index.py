@@ -1,0 +1,110 @@
+"""BM25 keyword index on tantivy, embedded in the shard process.
+
+Commits are the expensive part (~15 ms), so writes only mark the index dirty and the next
+search (or flush) commits once: read-your-writes without a commit per store.
+"""
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from shards.indexes import IndexFilter, IndexRow
+from shards.types import Hit
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+MAX_QUERY_TERMS = 64
+
+
+def query_terms(text: str) -> list[str]:
+    """Words of a query, lower-cased: nothing of tantivy's query syntax survives this."""
+    return [w.lower() for w in _WORD.findall(text)][:MAX_QUERY_TERMS]
+
+
+class TantivyKeywordIndex:
+    def __init__(self, path: Path, heap_bytes: int = 50_000_000) -> None:
+        try:
+            import tantivy
+        except ImportError as exc:  # pragma: no cover
+            raise ImportError("the embedded keyword index needs `pip install tantivy`") from exc
+        self._t = tantivy
+        path.mkdir(parents=True, exist_ok=True)
+        builder = tantivy.SchemaBuilder()
+        builder.add_integer_field("key", stored=True, indexed=True, fast=True)
+        builder.add_integer_field("ns_id", indexed=True)
+        builder.add_integer_field("memory_type", indexed=True)
+        builder.add_integer_field("session_key", indexed=True)
+        builder.add_text_field("content", stored=False, tokenizer_name="en_stem")
+        self._schema = builder.build()
+        self._index = tantivy.Index(self._schema, path=str(path))
+        self._writer = self._index.writer(heap_size=heap_bytes, num_threads=1)
+        self._dirty = False
+        self._lock = threading.RLock()
+
+    def upsert(self, rows: Sequence[IndexRow]) -> None:
+        with self._lock:
+            for r in rows:
+                self._writer.delete_documents_by_term("key", r.key)
+                self._writer.add_document(self._t.Document(
+                    key=r.key, ns_id=r.ns_id, memory_type=r.memory_type,
+                    session_key=r.session_key, content=r.content,
+                ))
+            self._dirty = self._dirty or bool(rows)
+
+    def delete(self, keys: Sequence[int]) -> None:
+        with self._lock:
+            for key in keys:
+                self._writer.delete_documents_by_term("key", int(key))
+            self._dirty = self._dirty or bool(keys)
+
+    def search(self, text: str, flt: IndexFilter, limit: int) -> list[Hit]:
+        terms = query_terms(text)
+        if not terms:
+            return []
+        t = self._t
+        with self._lock:
+            self.flush()
+            text_query = self._index.parse_query(" ".join(terms), ["content"])
+            # Filters score nothing: they only narrow what BM25 ranks.
+            must = [(t.Occur.Must, text_query),
+                    (t.Occur.Must, t.Query.const_score_query(
+                        t.Query.term_query(self._schema, "ns_id", flt.ns_id), 0.0))]
+            if flt.memory_types:
+                types = t.Query.boolean_query([
+                    (t.Occur.Should, t.Query.term_query(self._schema, "memory_type", c))
+                    for c in flt.memory_types
+                ])
+                must.append((t.Occur.Must, t.Query.const_score_query(types, 0.0)))
+            if flt.session_key is not None:
+                must.append((t.Occur.Must, t.Query.const_score_query(
+                    t.Query.term_query(self._schema, "session_key", flt.session_key), 0.0)))
+            searcher = self._index.searcher()
+            result = searcher.search(t.Query.boolean_query(must), limit)
+            return [
+                Hit(key=int(searcher.doc(address)["key"][0]), score=float(score))
+                for score, address in result.hits
+            ]
+
+    def flush(self) -> None:
+        with self._lock:
+            if self._dirty:
+                self._writer.commit()
+                self._index.reload()
+                self._dirty = False
+
+    def count(self) -> int:
+        with self._lock:
+            self.flush()
+            return int(self._index.searcher().num_docs)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._writer.delete_all_documents()
+            self._dirty = True
+            self.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            self.flush()
+            self._writer.wait_merging_threads()
