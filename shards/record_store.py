@@ -198,14 +198,22 @@ class SQLiteRecordStore:
             if scope.covers(r[0])
         ]
 
-    def memory_type_counts(self, namespace: str) -> dict[str, int]:
+    def memory_stats(self, namespace: str) -> dict[str, Any]:
+        """Counts by memory type, mean importance, oldest and newest creation time."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT m.memory_type, COUNT(*) FROM memories m JOIN namespaces n USING (ns_id)"
+                "SELECT m.memory_type, COUNT(*), SUM(m.importance), MIN(m.created_at),"
+                " MAX(m.created_at) FROM memories m JOIN namespaces n USING (ns_id)"
                 " WHERE n.name = ? GROUP BY m.memory_type",
                 (namespace,),
             ).fetchall()
-        return {r[0]: r[1] for r in rows}
+        total = sum(r[1] for r in rows)
+        return {
+            "by_type": {r[0]: r[1] for r in rows},
+            "avg_importance": (sum(r[2] for r in rows) / total) if total else None,
+            "oldest": min((r[3] for r in rows), default=None),
+            "newest": max((r[4] for r in rows), default=None),
+        }
 
     def drop_namespace(self, name: str) -> list[int]:
         """Delete a namespace with everything in it; returns the memory keys to unindex."""

@@ -269,11 +269,11 @@ class Shard:
     def namespaces(self, scope: Scope) -> list[NamespaceInfo]:
         return self.records.namespaces(scope)
 
-    def namespace_stats(self, namespace: str) -> tuple[NamespaceInfo, dict[str, int]]:
+    def namespace_stats(self, namespace: str) -> tuple[NamespaceInfo, dict[str, Any]]:
         found = [n for n in self.records.namespaces(Scope.of(namespace)) if n.name == namespace]
         if not found:
-            raise NotFound(f"namespace not found: {namespace}", "namespace")
-        return found[0], self.records.memory_type_counts(namespace)
+            raise NotFound(f"agent not found: {namespace}", "agent")
+        return found[0], self.records.memory_stats(namespace)
 
     def drop_namespace(self, namespace: str) -> int:
         with self._lock:

@@ -1,0 +1,1 @@
+"""Serve configs, cluster manifests and `ray job` entry points."""

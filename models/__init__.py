@@ -1,0 +1,1 @@
+"""Embedders, rerankers and entity extractors; no Ray."""

@@ -1,0 +1,34 @@
+"""Typed model configuration (one part of Engram's config tree)."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+
+
+class EmbedderConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    kind: Literal["sentence-transformers", "vllm"] = "sentence-transformers"
+    # A name (the bundled all-MiniLM-L6-v2, or a hub id already in the local cache) or a path.
+    model: str = DEFAULT_EMBEDDING_MODEL
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # One torch thread per replica: two replicas with two threads each collapse on 2 cores.
+    torch_threads: int = Field(1, ge=1)
+    max_batch_size: int = Field(64, ge=1)
+    batch_wait_timeout_s: float = Field(0.005, ge=0)
+    max_seq_length: int | None = Field(None, ge=8)
+    # Some models want an instruction before queries (bge: "Represent this sentence...").
+    query_prefix: str = ""
+
+
+class RerankerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    model: str | None = None  # None: reranking is off and recall says so
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    torch_threads: int = Field(1, ge=1)
+    max_batch_size: int = Field(8, ge=1)
+    max_candidates: int = Field(50, ge=1)

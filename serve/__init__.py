@@ -1,0 +1,1 @@
+"""Engram's Ray Serve application: HTTP API, router, deployment wrappers, app builder."""

@@ -1,0 +1,498 @@
+"""The HTTP API (FastAPI): auth, body parsing, routes of the Dakera memory API.
+
+Every route reads `request.app.state.service` (a MemoryService) and `.control` (the key
+store); `create_app` binds both, once per router replica.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any, TypeVar
+
+from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from serve import render
+from serve.auth import Principal, authenticate, canonical_namespace, valid_grant
+from serve.errors import ApiError, bad_request, from_exception, not_found
+from serve.metrics import observe, render_metrics
+from serve.schemas import (
+    AgentCreateBody,
+    BatchForgetBody,
+    BatchRecallBody,
+    BatchStoreBody,
+    ForgetBody,
+    ImportanceBody,
+    KeyCreateBody,
+    RecallBody,
+    SearchBody,
+    SessionEndBody,
+    SessionStartBody,
+    StoreBody,
+    UpdateBody,
+)
+from serve.service import MemoryService
+from shards.control_store import SQLiteControlStore
+
+VERSION = "0.1.0"
+M = TypeVar("M", bound=BaseModel)
+log = logging.getLogger(__name__)
+
+router = APIRouter()
+
+
+# -- plumbing -------------------------------------------------------------------------------
+def service(request: Request) -> MemoryService:
+    svc: MemoryService = request.app.state.service
+    return svc
+
+
+def control(request: Request) -> SQLiteControlStore:
+    store: SQLiteControlStore = request.app.state.control
+    return store
+
+
+def principal(request: Request) -> Principal:
+    return authenticate(control(request), request.headers.get("authorization"))
+
+
+async def parse(request: Request, model: type[M]) -> M:
+    raw = await request.body()
+    try:
+        data = json.loads(raw) if raw.strip() else {}
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise bad_request("body", f"malformed JSON ({exc.__class__.__name__}: {exc})") from None
+    if not isinstance(data, dict):
+        raise bad_request("body", "expected a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise _validation_error(exc.errors()) from None
+
+
+def _validation_error(errors: Any) -> ApiError:
+    first = errors[0]
+    loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
+    field = ".".join(loc) or "body"
+    for i, part in enumerate(loc):  # memories.3.content → memories[3].content
+        if part.isdigit() and i:
+            field = ".".join(loc[:i]) + f"[{part}]" + ("." + ".".join(loc[i + 1:]) if loc[i + 1:] else "")
+            break
+    return bad_request(field, first.get("msg", "invalid value"))
+
+
+async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers())
+
+
+async def _request_validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    err = _validation_error(exc.errors())
+    return JSONResponse(err.body(), status_code=err.status)
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    if exc.status_code == 404:
+        body = {"error": f"route not found: {request.method} {request.url.path}",
+                "code": "ROUTE_NOT_FOUND"}
+    elif exc.status_code == 405:
+        body = {"error": f"method not allowed: {request.method} {request.url.path}",
+                "code": "METHOD_NOT_ALLOWED"}
+    else:
+        body = {"error": str(exc.detail), "code": "INVALID_REQUEST"}
+    return JSONResponse(body, status_code=exc.status_code)
+
+
+def _error_response(request: Request, exc: BaseException) -> JSONResponse:
+    err = from_exception(exc)
+    if err.status >= 500:
+        log.error("request failed", exc_info=exc,
+                  extra={"route": request.url.path, "status": err.status})
+    return JSONResponse(err.body(), status_code=err.status, headers=err.headers())
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    return _error_response(request, exc)
+
+
+async def _observe(request: Request, call_next: Any) -> Any:
+    start = time.perf_counter()
+    try:
+        response = await call_next(request)
+    except Exception as exc:  # errors raised past the handlers (e.g. from Serve itself)
+        response = _error_response(request, exc)
+    route = request.scope.get("route")
+    observe(getattr(route, "path", "unmatched"), request.method, response.status_code,
+            time.perf_counter() - start)
+    return response
+
+
+def ok(body: Any, status: int = 200) -> JSONResponse:
+    return JSONResponse(body, status_code=status)
+
+
+# -- health, metrics, capabilities, whoami ---------------------------------------------------
+@router.get("/health")
+async def health() -> dict[str, Any]:
+    return {"status": "healthy", "version": VERSION}
+
+
+@router.get("/health/live")
+async def health_live(request: Request) -> dict[str, Any]:
+    return {"alive": True, "version": VERSION, "starting": False,
+            "uptime_seconds": int(time.time() - request.app.state.started_at)}
+
+
+@router.get("/health/ready")
+async def health_ready(request: Request) -> JSONResponse:
+    try:
+        stats = await service(request).ready()
+    except Exception as exc:  # a shard is starting or restarting
+        log.warning("not ready", exc_info=exc)
+        return JSONResponse({"ready": False, "version": VERSION, "starting": True,
+                             "reason": type(exc).__name__}, status_code=503,
+                            headers={"Retry-After": "1"})
+    return ok({"ready": True, "version": VERSION,
+               "checks": {"storage": {"status": "ok", "shards": len(stats)}}})
+
+
+@router.get("/metrics")
+@router.get("/v1/ops/metrics")
+async def metrics() -> PlainTextResponse:
+    return PlainTextResponse(render_metrics(), media_type="text/plain; version=0.0.4")
+
+
+@router.get("/v1/capabilities")
+async def capabilities(request: Request) -> dict[str, Any]:
+    cfg = service(request).cfg
+    return {
+        "capabilities_version": 2, "server_version": f"engram-{VERSION}",
+        "api_versions": ["v1"], "default_model": "minilm",
+        "models": [{"name": cfg.embedder.model, "aliases": [], "active": True,
+                    "dimension": request.app.state.dim, "modality": "text"}],
+        "index_kinds": ["hnsw", "fulltext"], "distance_metrics": ["cosine"],
+        "search_mode": "hybrid", "fulltext_language": "en",
+        "auth": {"prefix_patterns": True, "sessions_by_agent": True, "key_update": False,
+                 "max_grants": 100, "max_grant_len": 255},
+        "naming": {"agent_namespace_prefix": "_dakera_agent_",
+                   "agent_id_max_bytes": cfg.limits.max_namespace_bytes,
+                   "namespace_max_bytes": cfg.limits.max_namespace_bytes},
+        "sessions": {"idle_timeout_secs": int(cfg.sessions.idle_timeout_seconds),
+                     "max_idle_timeout_secs": int(cfg.sessions.max_idle_timeout_seconds),
+                     "touch": True, "ended_reason": True},
+        "limits": {"max_content_bytes": cfg.limits.max_content_bytes,
+                   "max_top_k": cfg.limits.max_top_k, "max_batch_items": cfg.limits.max_batch_items},
+        "shards": cfg.shard_count,
+    }
+
+
+@router.get("/v1/auth/whoami")
+async def whoami(request: Request) -> dict[str, Any]:
+    p = principal(request)
+    return {"key_id": p.key.key_id, "name": p.key.name, "scope": p.key.scope,
+            "namespaces": None if p.key.namespaces is None else list(p.key.namespaces),
+            "unrestricted": p.scope.everything, "expires_at": render._ts(p.key.expires_at),
+            "grants_version": 1, "inert_namespaces": [], "auth_enabled": True}
+
+
+# -- memories --------------------------------------------------------------------------------
+@router.post("/v1/memory/store")
+async def store(request: Request) -> JSONResponse:
+    p = principal(request)
+    body = await parse(request, StoreBody)
+    svc = service(request)
+    ns = svc.namespace_of(body.agent_id, body.namespace)
+    p.require(ns, "write")
+    stored, embed_ms, sessions = await svc.store(ns, [body], request.headers.get("idempotency-key"))
+    out: dict[str, Any] = {"memory": stored[0], "embedding_time_ms": embed_ms}
+    if sessions:
+        out["session_state"] = "active" if sessions[0].active else "ended"
+    return ok(out)
+
+
+@router.post("/v1/memories/store/batch")
+async def store_batch(request: Request) -> JSONResponse:
+    p = principal(request)
+    body = await parse(request, BatchStoreBody)
+    svc = service(request)
+    ns = svc.namespace_of(body.agent_id, body.namespace)
+    p.require(ns, "write")
+    stored, embed_ms, sessions = await svc.store(ns, body.memories, request.headers.get("idempotency-key"))
+    return ok({
+        "stored": [{"id": m["id"], "content": m["content"], "agent_id": m["agent_id"],
+                    "tags": m["tags"], "importance": m["importance"], "created_at": m["created_at"],
+                    "session_id": m["session_id"]} for m in stored],
+        "stored_count": len(stored), "total_embedding_time_ms": embed_ms,
+        "ended_sessions": [s.id for s in sessions if not s.active], "truncated": [], "warnings": [],
+    })
+
+
+@router.post("/v1/memory/recall")
+async def recall(request: Request) -> JSONResponse:
+    p = principal(request)
+    body = await parse(request, RecallBody)
+    svc = service(request)
+    ns = svc.namespace_of(body.agent_id, body.namespace)
+    p.require(ns, "read")
+    return ok(await svc.recall(ns, body))
+
+
+@router.post("/v1/memory/search")
+async def search(request: Request) -> JSONResponse:
+    p = principal(request)
+    body = await parse(request, SearchBody)
+    svc = service(request)
+    ns = svc.namespace_of(body.agent_id, body.namespace)
+    p.require(ns, "read")
+    result = await svc.recall(ns, body, track_access=False)
+    return ok({"memories": result["memories"], "total_found": result["total_found"]})
+
+
+@router.post("/v1/memories/recall/batch")
+async def recall_batch(request: Request) -> JSONResponse:
+    p = principal(request)
+    body = await parse(request, BatchRecallBody)
+    svc = service(request)
+    ns = svc.namespace_of(body.agent_id, body.namespace)
+    p.require(ns, "read")
+    flt = body.filter
+    if body.min_importance is not None and flt.min_importance is None:
+        flt = flt.model_copy(update={"min_importance": body.min_importance})
+    return ok(await svc.batch_recall(ns, flt, body.limit))
+
+
+@router.post("/v1/memory/forget")
+async def forget(request: Request) -> JSONResponse:
+    p = principal(request)
+    body = await parse(request, ForgetBody)
+    svc = service(request)
+    ns = svc.namespace_of(body.agent_id, body.namespace)
+    p.require(ns, "write")
+    return ok(await svc.forget(ns, body.memory_ids))
+
+
+@router.delete("/v1/memories/forget/batch")
+async def forget_batch(request: Request) -> JSONResponse:
+    p = principal(request)
+    body = await parse(request, BatchForgetBody)
+    svc = service(request)
+    ns = svc.namespace_of(body.agent_id, body.namespace)
+    p.require(ns, "write")
+    return ok(await svc.batch_forget(ns, body.filter))
+
+
+@router.get("/v1/memory/get/{memory_id:path}")
+async def get_memory(request: Request, memory_id: str, agent_id: str | None = None) -> JSONResponse:
+    p = principal(request)
+    return ok(await service(request).get(p, memory_id, agent_id))
+
+
+@router.put("/v1/memory/update/{memory_id:path}")
+async def update_memory(request: Request, memory_id: str, agent_id: str | None = None,
+                        namespace: str | None = None) -> JSONResponse:
+    p = principal(request)
+    svc = service(request)
+    ns = svc.namespace_of(agent_id, namespace)
+    p.require(ns, "write")
+    body = await parse(request, UpdateBody)
+    return ok(await svc.update(ns, memory_id, body))
+
+
+@router.patch("/v1/memories/{memory_id}/importance")
+async def patch_importance(request: Request, memory_id: str) -> JSONResponse:
+    p = principal(request)
+    body = await parse(request, ImportanceBody)
+    svc = service(request)
+    ns = svc.namespace_of(body.agent_id, body.namespace)
+    p.require(ns, "write")
+    return ok(await svc.update(ns, memory_id, UpdateBody(importance=body.importance)))
+
+
+# -- sessions --------------------------------------------------------------------------------
+@router.post("/v1/sessions/start")
+async def session_start(request: Request) -> JSONResponse:
+    p = principal(request)
+    body = await parse(request, SessionStartBody)
+    svc = service(request)
+    ns = svc.namespace_of(body.agent_id, body.namespace)
+    p.require(ns, "write")
+    return ok(await svc.start_session(ns, body.metadata, body.idle_timeout_secs), 201)
+
+
+@router.post("/v1/sessions/{session_id}/end")
+async def session_end(request: Request, session_id: str) -> JSONResponse:
+    p = principal(request)
+    body = await parse(request, SessionEndBody)
+    return ok(await service(request).end_session(p, session_id, body.summary))
+
+
+@router.post("/v1/sessions/{session_id}/touch")
+async def session_touch(request: Request, session_id: str) -> JSONResponse:
+    p = principal(request)
+    return ok(await service(request).touch_session(p, session_id))
+
+
+@router.get("/v1/sessions")
+async def sessions_list(request: Request, agent_id: str | None = None, namespace: str | None = None,
+                        active_only: bool = False, limit: int = Query(100, ge=1),
+                        offset: int = Query(0, ge=0)) -> JSONResponse:
+    p = principal(request)
+    svc = service(request)
+    ns = None if agent_id is None and namespace is None else svc.namespace_of(agent_id, namespace)
+    return ok(await svc.list_sessions(p, ns, active_only, limit, offset))
+
+
+@router.get("/v1/sessions/{session_id}")
+async def session_get(request: Request, session_id: str) -> JSONResponse:
+    p = principal(request)
+    svc = service(request)
+    return ok(svc.session_json(await svc.locate_session(p, session_id, "read")))
+
+
+@router.get("/v1/sessions/{session_id}/memories")
+async def session_memories(request: Request, session_id: str, limit: int = Query(50, ge=1),
+                           offset: int = Query(0, ge=0),
+                           content_preview_chars: int | None = Query(None, ge=1, le=10_000)) -> JSONResponse:
+    p = principal(request)
+    return ok(await service(request).session_memories(p, session_id, limit, offset,
+                                                      content_preview_chars))
+
+
+# -- agents ----------------------------------------------------------------------------------
+@router.post("/v1/agents")
+async def agent_create(request: Request) -> JSONResponse:
+    p = principal(request)
+    body = await parse(request, AgentCreateBody)
+    svc = service(request)
+    ns = svc.namespace_of(body.agent_id, None)
+    p.require(ns, "write")
+    out, created = await svc.create_agent(ns, body.metadata)
+    return ok(out, 201 if created else 200)
+
+
+@router.get("/v1/agents")
+async def agents_list(request: Request) -> JSONResponse:
+    p = principal(request)
+    p.require_level("read")
+    infos = await service(request).namespaces(p.scope)
+    return ok([{"agent_id": n.name, "memory_count": n.memory_count, "session_count": n.session_count,
+                "active_sessions": n.active_session_count, "vector_count": n.memory_count}
+               for n in infos])
+
+
+def _agent(request: Request, agent_id: str, needed: str) -> str:
+    ns = service(request).namespace_of(agent_id, None)
+    principal(request).require(ns, needed)
+    return ns
+
+
+@router.get("/v1/agents/{agent_id}/memories")
+async def agent_memories(request: Request, agent_id: str, memory_type: str | None = None,
+                         limit: int = Query(50, ge=1), offset: int = Query(0, ge=0),
+                         include_derived: bool | None = None,
+                         content_preview_chars: int | None = Query(None, ge=1, le=10_000)) -> JSONResponse:
+    ns = _agent(request, agent_id, "read")
+    if memory_type is not None and memory_type not in ("episodic", "semantic", "procedural", "working"):
+        raise bad_request("memory_type", "one of episodic, semantic, procedural, working")
+    return ok(await service(request).listing(ns, memory_type, limit, offset, content_preview_chars))
+
+
+@router.get("/v1/agents/{agent_id}/sessions")
+async def agent_sessions(request: Request, agent_id: str, active_only: bool = False,
+                         limit: int = Query(100, ge=1), offset: int = Query(0, ge=0)) -> JSONResponse:
+    ns = _agent(request, agent_id, "read")
+    return ok(await service(request).list_sessions(principal(request), ns, active_only, limit, offset))
+
+
+@router.get("/v1/agents/{agent_id}/stats")
+async def agent_stats(request: Request, agent_id: str) -> JSONResponse:
+    ns = _agent(request, agent_id, "read")
+    return ok(await service(request).agent_stats(ns))
+
+
+# -- namespaces ------------------------------------------------------------------------------
+@router.get("/v1/namespaces")
+async def namespaces_list(request: Request) -> JSONResponse:
+    p = principal(request)
+    infos = await service(request).namespaces(p.scope)
+    return ok({"namespaces": [n.name for n in infos], "kinds": {n.name: "agent" for n in infos}})
+
+
+@router.delete("/v1/namespaces/{namespace:path}")
+async def namespace_delete(request: Request, namespace: str) -> JSONResponse:
+    p = principal(request)
+    svc = service(request)
+    ns = svc.check_namespace(canonical_namespace(namespace), "namespace")
+    p.require(ns, "admin")
+    return ok(await svc.drop_namespace(ns))
+
+
+# -- keys ------------------------------------------------------------------------------------
+@router.post("/admin/keys")
+async def key_create(request: Request) -> JSONResponse:
+    p = principal(request)
+    p.require_level("admin")
+    body = await parse(request, KeyCreateBody)
+    for i, grant in enumerate(body.namespaces or []):
+        if not valid_grant(grant) or len(grant.encode()) > 4096:
+            raise bad_request(f"namespaces[{i}]", "an exact name or a prefix ending in one '*'")
+    if body.scope == "super_admin" and p.key.scope != "super_admin":
+        raise ApiError(403, "INSUFFICIENT_SCOPE", "only a super_admin key can create super_admin keys")
+    if not p.covers_grants(body.namespaces):
+        raise ApiError(403, "NAMESPACE_ACCESS_DENIED",
+                       "a key can only grant namespaces its creator's own grants cover",
+                       field="namespaces")
+    expires = None if body.expires_in_days is None else time.time() + body.expires_in_days * 86_400
+    key, secret = control(request).create_key(body.name, body.scope, body.namespaces, expires,
+                                              created_by=p.key.key_id)
+    out = render.key_json(key)
+    out.update({"key": secret, "warning": "Save this key now: it is shown once and stored hashed."})
+    return ok(out, 201)
+
+
+def _manageable(p: Principal, namespaces: tuple[str, ...] | None) -> bool:
+    return p.key.scope == "super_admin" or p.covers_grants(None if namespaces is None else list(namespaces))
+
+
+@router.get("/admin/keys")
+async def keys_list(request: Request) -> JSONResponse:
+    p = principal(request)
+    p.require_level("admin")
+    keys = [render.key_json(k) for k in control(request).keys() if _manageable(p, k.namespaces)]
+    return ok({"keys": keys, "total": len(keys)})
+
+
+@router.delete("/admin/keys/{key_id}")
+async def key_delete(request: Request, key_id: str) -> JSONResponse:
+    p = principal(request)
+    p.require_level("admin")
+    store = control(request)
+    try:
+        key = store.get_key(key_id)
+    except Exception:
+        raise not_found("api_key", key_id) from None
+    if not _manageable(p, key.namespaces):
+        raise not_found("api_key", key_id)  # keys outside the caller's reach do not exist for it
+    if key.key_id == "root":
+        raise bad_request("key_id", "the root key comes from ENGRAM_ROOT_API_KEY; change it there")
+    store.delete_key(key_id)
+    return ok({"success": True, "message": f"key {key_id} deleted"})
+
+
+def create_app(svc: MemoryService, store: SQLiteControlStore) -> FastAPI:
+    """A FastAPI app bound to one service; each router replica builds its own."""
+    api = FastAPI(title="Engram", version=VERSION, docs_url="/docs", redoc_url=None)
+    api.add_exception_handler(ApiError, _api_error)  # type: ignore[arg-type]
+    api.add_exception_handler(RequestValidationError, _request_validation)  # type: ignore[arg-type]
+    api.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    api.add_exception_handler(Exception, _unexpected)
+    api.middleware("http")(_observe)
+    api.include_router(router)
+    api.state.service = svc
+    api.state.control = store
+    api.state.started_at = time.time()
+    api.state.dim = None
+    return api

@@ -1,0 +1,42 @@
+"""The app builder: `serve run cluster/serve.yaml` → build_app(args) → the bound application."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ray.serve import Application
+
+from serve.config import EngramConfig
+from serve.deployments import EmbedderDeployment, RouterDeployment, ShardDeployment
+from shards.control_store import SQLiteControlStore
+
+
+def resolve_config(args: dict[str, Any] | None) -> EngramConfig:
+    """Validate the args; a relative data_dir is taken from ENGRAM_HOME (or the cwd here)."""
+    cfg = EngramConfig.from_args(args)
+    data_dir = cfg.storage.data_dir
+    if not data_dir.is_absolute():
+        base = Path(os.environ.get("ENGRAM_HOME", os.getcwd()))
+        cfg = cfg.model_copy(update={"storage": cfg.storage.model_copy(
+            update={"data_dir": (base / data_dir).resolve()})})
+    return cfg
+
+
+def build_app(args: dict[str, Any] | None = None) -> Application:
+    cfg = resolve_config(args)
+    control = SQLiteControlStore(cfg.data_dir / "control.db")
+    try:
+        control.check_shard_count(cfg.shard_count)  # refuses to start on a mismatch
+        root = os.environ.get(cfg.auth.root_key_env)
+        if root:
+            control.ensure_root_key(root)
+    finally:
+        control.close()
+    cfg_dict = cfg.model_dump(mode="json")
+    embedder = EmbedderDeployment.bind(cfg.embedder.model_dump(mode="json"))
+    shards = [
+        ShardDeployment.options(name=f"Shard{i}").bind(i, cfg_dict, embedder)
+        for i in range(cfg.shard_count)
+    ]
+    return RouterDeployment.bind(cfg_dict, embedder, *shards)

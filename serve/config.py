@@ -1,0 +1,71 @@
+"""Engram's one typed configuration tree, validated from the Serve YAML `args`."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.config import EmbedderConfig, RerankerConfig
+from shards.config import EmbeddedStorageConfig
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LimitsConfig(_Strict):
+    max_content_bytes: int = Field(100_000, ge=1)  # UTF-8 bytes of one memory's content
+    max_top_k: int = Field(100, ge=1)
+    max_batch_items: int = Field(1000, ge=1)
+    max_metadata_fields: int = Field(100, ge=1)
+    max_namespace_bytes: int = Field(4096, ge=1)
+    max_tags: int = Field(100, ge=1)
+    max_tag_bytes: int = Field(4096, ge=1)
+    max_query_bytes: int = Field(10_000, ge=1)
+    max_page: int = Field(1000, ge=1)
+
+
+class SessionsConfig(_Strict):
+    idle_timeout_seconds: float = Field(14_400, ge=0)  # 0: sessions never time out
+    max_idle_timeout_seconds: float = Field(2_592_000, ge=0)
+    sweep_seconds: float = Field(10.0, gt=0)
+
+
+class RankingConfig(_Strict):
+    fusion: Literal["rrf", "minmax"] = "rrf"
+    rrf_k: int = Field(60, ge=1)
+    vector_weight: float = Field(0.5, ge=0, le=1)
+    candidates: int = Field(50, ge=1)  # per channel, before fusion
+    relevance_weight: float = Field(0.7, ge=0)
+    importance_weight: float = Field(0.2, ge=0)
+    recency_weight: float = Field(0.1, ge=0)
+    access_boost: float = Field(0.02, ge=0)  # per log2(1 + accesses), capped in ranking
+    recency_half_life_days: float = Field(30.0, gt=0)
+    # Importance fades by memory type: working memory is short-lived, semantic facts last.
+    half_life_days: dict[str, float] = Field(default_factory=lambda: {
+        "working": 1.0, "episodic": 30.0, "procedural": 180.0, "semantic": 365.0,
+    })
+
+
+class AuthConfig(_Strict):
+    root_key_env: str = "ENGRAM_ROOT_API_KEY"
+
+
+class EngramConfig(_Strict):
+    shard_count: int = Field(2, ge=1, le=4096)
+    storage: EmbeddedStorageConfig = Field(default_factory=EmbeddedStorageConfig)
+    embedder: EmbedderConfig = Field(default_factory=EmbedderConfig)
+    reranker: RerankerConfig = Field(default_factory=RerankerConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    sessions: SessionsConfig = Field(default_factory=SessionsConfig)
+    ranking: RankingConfig = Field(default_factory=RankingConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.storage.data_dir
+
+    @classmethod
+    def from_args(cls, args: dict[str, Any] | None) -> EngramConfig:
+        return cls.model_validate(args or {})

@@ -1,0 +1,123 @@
+"""Thin Ray Serve wrappers: the embedder, the shards and the router replicas."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any
+
+from ray import serve
+
+from models.config import EmbedderConfig
+from models.embedders import build_embedder
+from serve.api import create_app
+from serve.clients import ServeEmbedderClient, ServeShardClient
+from serve.config import EngramConfig
+from serve.service import MemoryService
+from shards.control_store import SQLiteControlStore
+from shards.errors import InvalidInput
+from shards.shard import Shard
+
+log = logging.getLogger(__name__)
+
+# What the router may call on a shard; nothing else crosses the handle.
+SHARD_METHODS = frozenset({
+    "write", "lookup", "update", "delete", "forget_matching", "recall_candidates", "listing",
+    "record_access", "start_session", "get_session", "end_session", "touch_session",
+    "sessions", "all_sessions", "ensure_namespace", "namespaces", "namespace_stats",
+    "drop_namespace", "stats", "catch_up_indexes", "rebuild_indexes", "checkpoint",
+})
+
+
+# num_cpus 0 by default so that the whole app fits a 2-core machine; the YAML sets real
+# resources (num_cpus, num_gpus) per deployment where a cluster has them.
+@serve.deployment(name="Embedder", max_ongoing_requests=256, ray_actor_options={"num_cpus": 0})
+class EmbedderDeployment:
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        self.cfg = EmbedderConfig.model_validate(cfg)
+        self.model = build_embedder(self.cfg)
+        self.embed_one.set_max_batch_size(self.cfg.max_batch_size)
+        self.embed_one.set_batch_wait_timeout_s(self.cfg.batch_wait_timeout_s)
+
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005)
+    async def embed_one(self, texts: list[str]) -> list[list[float]]:
+        return self.model.embed(texts)
+
+    async def embed_many(self, texts: list[str]) -> list[list[float]]:
+        return self.model.embed(texts)
+
+    async def embed_query(self, text: str) -> list[float]:
+        result: list[float] = await self.embed_one(self.cfg.query_prefix + text)
+        return result
+
+    def dim(self) -> int:
+        return int(self.model.dim)
+
+
+@serve.deployment(name="Shard", max_ongoing_requests=128, ray_actor_options={"num_cpus": 0})
+class ShardDeployment:
+    """One shard. Embedded: exactly one replica, which owns the shard's files."""
+
+    async def __init__(self, index: int, cfg: dict[str, Any], embedder: Any) -> None:
+        self.cfg = EngramConfig.from_args(cfg)
+        self.index = index
+        dim = await embedder.dim.remote()
+        # One thread: SQLite, Milvus Lite and tantivy each want a single writer.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"shard{index}")
+        loop = asyncio.get_running_loop()
+        self.shard = await loop.run_in_executor(
+            self._executor, Shard.open_embedded, index, self.cfg.shard_count, dim, self.cfg.storage)
+        self._maintenance = asyncio.get_running_loop().create_task(self._maintain())
+        log.info("shard ready", extra={"shard": index, "pid": os.getpid()})
+
+    async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        if method not in SHARD_METHODS:
+            raise InvalidInput(f"unknown shard method: {method}", "method")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, partial(getattr(self.shard, method), *args, **kwargs))
+
+    async def _maintain(self) -> None:
+        """End idle sessions and checkpoint the indexes, off the request path."""
+        period = min(self.cfg.sessions.sweep_seconds, self.cfg.storage.checkpoint_seconds)
+        last_sweep = 0.0
+        while True:
+            await asyncio.sleep(period)
+            try:
+                if time.time() - last_sweep >= self.cfg.sessions.sweep_seconds:
+                    last_sweep = time.time()
+                    loop = asyncio.get_running_loop()
+                    await loop.run_in_executor(self._executor, self.end_idle_sessions_default)
+                await self.call("checkpoint")
+            except Exception:  # keep maintaining; the next round retries
+                log.exception("shard maintenance failed", extra={"shard": self.index})
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def end_idle_sessions_default(self) -> int:
+        return int(self.shard.end_idle_sessions(self.cfg.sessions.idle_timeout_seconds))
+
+    async def check_health(self) -> None:
+        if self._maintenance.done() and self._maintenance.exception() is not None:
+            raise RuntimeError("shard maintenance loop died")
+
+
+@serve.deployment(name="Router", max_ongoing_requests=128, ray_actor_options={"num_cpus": 0})
+@serve.ingress()
+class RouterDeployment:
+    def __init__(self, cfg: dict[str, Any], embedder: Any, *shards: Any) -> None:
+        config = EngramConfig.from_args(cfg)
+        self.control = SQLiteControlStore(config.data_dir / "control.db")
+        root = os.environ.get(config.auth.root_key_env)
+        if root:
+            self.control.ensure_root_key(root)
+        self.service = MemoryService(config, [ServeShardClient(h) for h in shards],
+                                     ServeEmbedderClient(embedder))
+
+    def __serve_build_asgi_app__(self) -> Any:
+        # Built in the replica, after __init__: Serve would otherwise pickle a frozen copy
+        # of a module-level app, and state set on the module's app would never be seen.
+        return create_app(self.service, self.control)

@@ -1,0 +1,81 @@
+"""API errors and the one table that maps every error to an HTTP status and Dakera code.
+
+Error bodies are Dakera's: {"error": message, "code": CODE, "field"?, "resource"?}.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from shards.errors import Conflict, InvalidInput, LayoutMismatch, NotFound, ShardError, StorageUnavailable
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, *, field: str | None = None,
+                 resource: str | None = None, retry_after: int | None = None) -> None:
+        super().__init__(status, code, message, field, resource, retry_after)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+        self.resource = resource
+        self.retry_after = retry_after
+
+    def body(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"error": self.message, "code": self.code}
+        if self.field:
+            out["field"] = self.field
+            out["details"] = f"field: {self.field}"
+        if self.resource:
+            out["resource"] = self.resource
+        return out
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
+
+
+def bad_request(field: str, message: str) -> ApiError:
+    return ApiError(400, "INVALID_REQUEST", f"{field}: {message}", field=field)
+
+
+def too_large(field: str, message: str) -> ApiError:
+    return ApiError(413, "PAYLOAD_TOO_LARGE", f"{field}: {message}", field=field)
+
+
+def not_found(resource: str, ident: str) -> ApiError:
+    return ApiError(404, "NOT_FOUND", f"{resource} not found: {ident}", resource=resource,
+                    field=None)
+
+
+# Shard errors → (status, code). Retriable storage failures become 503 with Retry-After.
+_SHARD_ERRORS: list[tuple[type[ShardError], int, str]] = [
+    (NotFound, 404, "NOT_FOUND"),
+    (Conflict, 409, "CONFLICT"),
+    (InvalidInput, 400, "INVALID_REQUEST"),
+    (StorageUnavailable, 503, "SERVICE_UNAVAILABLE"),
+    (LayoutMismatch, 503, "SERVICE_UNAVAILABLE"),
+]
+
+
+def from_exception(exc: BaseException) -> ApiError:
+    """Map anything raised below the API (shards, Ray, Serve) to an ApiError."""
+    if isinstance(exc, ApiError):
+        return exc
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, BaseException) and not isinstance(exc, ShardError):
+        return from_exception(cause)
+    for cls, status, code in _SHARD_ERRORS:
+        if isinstance(exc, cls):
+            field = getattr(exc, "field", None)
+            resource = field if status == 404 else None
+            if resource in ("id", "memory_ids"):
+                resource = "memory"
+            retry = 1 if status == 503 else None
+            return ApiError(status, code, str(getattr(exc, "message", exc)), field=field,
+                            resource=resource, retry_after=retry)
+    name = type(exc).__name__
+    if name in ("BackPressureError", "DeploymentUnavailableError", "ActorDiedError",
+                "ActorUnavailableError", "RayActorError", "RequestCancelledError"):
+        return ApiError(503, "SERVICE_UNAVAILABLE",
+                        "the service is busy or a replica is restarting; retry shortly",
+                        retry_after=1)
+    return ApiError(500, "INTERNAL_ERROR", f"internal error ({name}); see the server log")

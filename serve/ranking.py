@@ -1,0 +1,92 @@
+"""Pure ranking functions: channel fusion, decay and the final blend. No I/O."""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from serve.config import RankingConfig
+from shards.types import Candidate
+
+DAY = 86_400.0
+
+
+@dataclass(frozen=True)
+class Scored:
+    candidate: Candidate
+    relevance: float
+    importance_part: float
+    recency: float
+    decay: float
+    access: float
+    final: float
+
+    @property
+    def channels(self) -> list[str]:
+        return sorted(self.candidate.ranks)
+
+
+def rrf(candidates: Sequence[Candidate], k: int, weights: dict[str, float]) -> list[float]:
+    """Reciprocal rank fusion, scaled to [0, 1] (1 = first in every channel).
+
+    Fuse by rank: BM25 and cosine scores live on different scales.
+    """
+    best = sum(w / (k + 1) for w in weights.values()) or 1.0
+    return [
+        sum(weights.get(ch, 0.0) / (k + rank) for ch, rank in c.ranks.items()) / best
+        for c in candidates
+    ]
+
+
+def minmax(candidates: Sequence[Candidate], weights: dict[str, float]) -> list[float]:
+    """Min-max normalise each channel's scores over the candidates, then weight and add."""
+    bounds: dict[str, tuple[float, float]] = {}
+    for c in candidates:
+        for ch, s in c.scores.items():
+            lo, hi = bounds.get(ch, (s, s))
+            bounds[ch] = (min(lo, s), max(hi, s))
+    total = sum(weights.values()) or 1.0
+    out = []
+    for c in candidates:
+        value = 0.0
+        for ch, s in c.scores.items():
+            lo, hi = bounds[ch]
+            value += weights.get(ch, 0.0) * (1.0 if hi == lo else (s - lo) / (hi - lo))
+        out.append(value / total)
+    return out
+
+
+def half_life_decay(age_seconds: float, half_life_days: float) -> float:
+    return 0.5 ** (max(age_seconds, 0.0) / (half_life_days * DAY))
+
+
+def channel_weights(vector_weight: float, channels: Sequence[str]) -> dict[str, float]:
+    weights = {"vector": vector_weight, "bm25": 1.0 - vector_weight}
+    return {ch: weights.get(ch, 0.5) for ch in channels}
+
+
+def rank(candidates: Sequence[Candidate], *, fusion: str, vector_weight: float, now: float,
+         cfg: RankingConfig, channels: Sequence[str], relevance: Sequence[float] | None = None,
+         ) -> list[Scored]:
+    """Fuse, then blend relevance with importance × decay, recency and access; best first.
+
+    final = relevance·w_r + importance·decay(age, half-life by type)·w_i + recency·w_t + access
+    """
+    weights = channel_weights(vector_weight, channels)
+    if relevance is None:
+        relevance = (rrf(candidates, cfg.rrf_k, weights) if fusion == "rrf"
+                     else minmax(candidates, weights))
+    scored = []
+    for c, rel in zip(candidates, relevance):
+        m = c.memory
+        age = now - m.event_time
+        decay = half_life_decay(age, cfg.half_life_days.get(m.memory_type, 30.0))
+        recency = half_life_decay(age, cfg.recency_half_life_days)
+        access = min(0.05, cfg.access_boost * math.log2(1 + m.access_count))
+        importance_part = m.importance * decay
+        final = (rel * cfg.relevance_weight + importance_part * cfg.importance_weight
+                 + recency * cfg.recency_weight + access)
+        scored.append(Scored(c, rel, importance_part, recency, decay, access, final))
+    # Ties broken by id so that top_k=k is always a prefix of top_k=k+n.
+    scored.sort(key=lambda s: (-s.final, s.candidate.memory.id))
+    return scored

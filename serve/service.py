@@ -1,0 +1,355 @@
+"""The memory service behind the HTTP API: validation, fan-out to shards, fusion, sessions.
+
+It holds no Ray code: shards and the embedder are reached through `serve.clients`, so the
+same logic runs behind Serve and in-process (benchmarks).
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+from serve import render
+from serve.auth import Principal, canonical_namespace
+from serve.clients import EmbedderClient, ShardClient
+from serve.config import EngramConfig
+from serve.errors import bad_request, not_found, too_large
+from serve.ranking import rank
+from serve.schemas import (
+    BatchFilter,
+    RecallBody,
+    SearchBody,
+    StoreBody,
+    UpdateBody,
+    parse_time,
+)
+from shards.routing import shard_for
+from shards.types import MemoryChanges, NewMemory, RecallFilter, Scope, Session
+
+
+class MemoryService:
+    def __init__(self, cfg: EngramConfig, shards: list[ShardClient], embedder: EmbedderClient) -> None:
+        if len(shards) != cfg.shard_count:
+            raise ValueError(f"{len(shards)} shard clients for shard_count={cfg.shard_count}")
+        self.cfg = cfg
+        self.shards = shards
+        self.embedder = embedder
+
+    # -- helpers ------------------------------------------------------------------------
+    def shard(self, namespace: str) -> ShardClient:
+        return self.shards[shard_for(namespace, len(self.shards))]
+
+    def namespace_of(self, agent_id: str | None, namespace: str | None, field: str = "agent_id") -> str:
+        """The one namespace a request names (agent_id and namespace are the same thing)."""
+        if agent_id is not None and namespace is not None and \
+                canonical_namespace(agent_id) != canonical_namespace(namespace):
+            raise bad_request(field, "agent_id and namespace name different namespaces")
+        name = agent_id if agent_id is not None else namespace
+        if name is None:
+            raise bad_request(field, "required: the agent (namespace) this request is for")
+        return self.check_namespace(canonical_namespace(name), field)
+
+    def check_namespace(self, name: str, field: str = "agent_id") -> str:
+        if not name:
+            raise bad_request(field, "must not be empty")
+        if len(name.encode("utf-8")) > self.cfg.limits.max_namespace_bytes:
+            raise bad_request(field, f"longer than {self.cfg.limits.max_namespace_bytes} bytes")
+        if "\x00" in name:
+            raise bad_request(field, "must not contain NUL characters")
+        return name
+
+    def check_top_k(self, top_k: int) -> int:
+        cap = self.cfg.limits.max_top_k
+        if top_k < 1 or top_k > cap:
+            raise bad_request("top_k", f"must be between 1 and {cap}")
+        return top_k
+
+    def _check_content(self, content: str, field: str = "content") -> None:
+        limit = self.cfg.limits.max_content_bytes
+        size = len(content.encode("utf-8"))
+        if size > limit:
+            raise too_large(field, f"{size} bytes is over the limit of {limit} UTF-8 bytes")
+        if not content.strip():
+            raise bad_request(field, "must not be empty")
+
+    def _check_tags(self, tags: list[str] | None, field: str) -> tuple[str, ...]:
+        tags = tags or []
+        if len(tags) > self.cfg.limits.max_tags:
+            raise bad_request(field, f"at most {self.cfg.limits.max_tags} tags")
+        for tag in tags:
+            if not tag or len(tag.encode("utf-8")) > self.cfg.limits.max_tag_bytes:
+                raise bad_request(field, f"each tag must be 1 to {self.cfg.limits.max_tag_bytes} bytes")
+        return tuple(dict.fromkeys(tags))
+
+    def _check_metadata(self, metadata: dict[str, Any] | None, field: str) -> dict[str, Any]:
+        metadata = metadata or {}
+        if len(metadata) > self.cfg.limits.max_metadata_fields:
+            raise bad_request(field, f"at most {self.cfg.limits.max_metadata_fields} fields")
+        return metadata
+
+    async def _fan_out(self, method: str, *args: Any) -> list[Any]:
+        return list(await asyncio.gather(*(s.call(method, *args) for s in self.shards)))
+
+    # -- memories -----------------------------------------------------------------------
+    def new_memory(self, namespace: str, body: StoreBody, vector: list[float], now: float,
+                   idempotency_key: str | None, field: str = "") -> NewMemory:
+        expires = parse_time(body.expires_at, f"{field}expires_at")
+        if expires is None and body.ttl_seconds is not None:
+            expires = now + body.ttl_seconds
+        event_time = parse_time(body.event_time, f"{field}event_time")
+        if body.id is not None and not body.id.strip():
+            raise bad_request(f"{field}id", "must not be empty")
+        return NewMemory(
+            id=body.id or f"mem_{uuid.uuid4().hex}", namespace=namespace, content=body.content,
+            memory_type=body.memory_type, importance=body.importance,
+            tags=self._check_tags(body.tags, f"{field}tags"),
+            metadata=self._check_metadata(body.metadata, f"{field}metadata"),
+            session_id=body.session_id, event_time=now if event_time is None else event_time,
+            vector=tuple(vector), expires_at=expires, idempotency_key=idempotency_key,
+        )
+
+    async def store(self, namespace: str, bodies: list[StoreBody],
+                    idempotency_key: str | None = None) -> tuple[list[dict[str, Any]], int, list[Session]]:
+        """Embed and store; returns rendered memories, embedding ms and the sessions touched."""
+        if len(bodies) > self.cfg.limits.max_batch_items:
+            raise bad_request("memories", f"at most {self.cfg.limits.max_batch_items} per batch")
+        batch = len(bodies) > 1
+        for i, body in enumerate(bodies):
+            self._check_content(body.content, f"memories[{i}].content" if batch else "content")
+        t0 = time.perf_counter()
+        vectors = await self.embedder.embed([b.content for b in bodies])
+        embed_ms = int((time.perf_counter() - t0) * 1000)
+        now = time.time()
+        items = [
+            self.new_memory(
+                namespace, b, v, now,
+                None if idempotency_key is None else (f"{idempotency_key}:{i}" if batch else idempotency_key),
+                field=f"memories[{i}]." if batch else "",
+            )
+            for i, (b, v) in enumerate(zip(bodies, vectors))
+        ]
+        shard = self.shard(namespace)
+        session_ids = sorted({i.session_id for i in items if i.session_id})
+        sessions: list[Session] = []
+        for sid in session_ids:
+            session = await shard.call("get_session", sid, Scope.of(namespace))
+            if session is None:
+                raise not_found("session", sid)
+            sessions.append(session)
+        stored = await shard.call("write", items)
+        return [render.memory_json(m) for m, _ in stored], embed_ms, sessions
+
+    def _filter(self, *, memory_type: str | None = None, session_id: str | None = None,
+                since: Any = None, until: Any = None, min_importance: float | None = None,
+                tags_any: list[str] | None = None, batch: BatchFilter | None = None) -> RecallFilter:
+        if batch is not None:
+            return RecallFilter(
+                memory_types=(batch.memory_type,) if batch.memory_type else None,
+                session_id=batch.session_id, min_importance=batch.min_importance,
+                max_importance=batch.max_importance,
+                tags_all=tuple(batch.tags) if batch.tags else None,
+                created_after=parse_time(batch.created_after, "filter.created_after"),
+                created_before=parse_time(batch.created_before, "filter.created_before"),
+                now=time.time(),
+            )
+        return RecallFilter(
+            memory_types=(memory_type,) if memory_type else None, session_id=session_id,
+            since=parse_time(since, "since"), until=parse_time(until, "until"),
+            min_importance=min_importance, tags_any=tuple(tags_any) if tags_any else None,
+            now=time.time(),
+        )
+
+    async def recall(self, namespace: str, body: RecallBody | SearchBody, *,
+                     track_access: bool = True) -> dict[str, Any]:
+        top_k = self.check_top_k(body.top_k)
+        if len(body.query.encode("utf-8")) > self.cfg.limits.max_query_bytes:
+            raise too_large("query", f"over {self.cfg.limits.max_query_bytes} UTF-8 bytes")
+        routing = body.routing or "hybrid"
+        is_recall = isinstance(body, RecallBody)
+        flt = self._filter(
+            memory_type=body.memory_type, session_id=body.session_id,
+            since=body.since if is_recall else None, until=body.until if is_recall else None,
+            min_importance=body.min_importance, tags_any=body.tags,
+        )
+        t0 = time.perf_counter()
+        vector = None if routing == "bm25" else await self.embedder.embed_query(body.query)
+        t1 = time.perf_counter()
+        limit = max(self.cfg.ranking.candidates, top_k)
+        candidates = await self.shard(namespace).call(
+            "recall_candidates", namespace, vector, body.query if routing != "vector" else "",
+            flt, limit)
+        channels = ["vector"] if routing == "vector" else ["bm25"] if routing == "bm25" else ["vector", "bm25"]
+        fusion = (body.fusion if is_recall and body.fusion else self.cfg.ranking.fusion)
+        vector_weight = (body.vector_weight if is_recall and body.vector_weight is not None
+                         else self.cfg.ranking.vector_weight)
+        ranked = rank(candidates, fusion=fusion, vector_weight=vector_weight, now=time.time(),
+                      cfg=self.cfg.ranking, channels=channels)[:top_k]
+        t2 = time.perf_counter()
+        if track_access and ranked:
+            await self.shard(namespace).call(
+                "record_access", namespace, [s.candidate.memory.id for s in ranked])
+        wants_rerank = bool(getattr(body, "rerank", None))
+        return {
+            "memories": [render.scored_json(s) for s in ranked],
+            "total_found": len(candidates),
+            "fusion": fusion,
+            "routing": routing,
+            "rerank_report": {
+                "applied": False, "candidates": 0, "capped": False,
+                "skipped": "unavailable" if wants_rerank or self.cfg.reranker.model else "disabled",
+            },
+            "query_embedding_time_ms": int((t1 - t0) * 1000),
+            "search_time_ms": int((t2 - t1) * 1000),
+            "warnings": [],
+        }
+
+    async def lookup(self, memory_id: str, scope: Scope) -> list[Any]:
+        found = await self._fan_out("lookup", memory_id, scope)
+        return [m for group in found for m in group]
+
+    async def get(self, principal: Principal, memory_id: str, agent_id: str | None) -> dict[str, Any]:
+        if agent_id is not None:
+            namespace = self.namespace_of(agent_id, None)
+            principal.require(namespace, "read")
+            found = await self.shard(namespace).call("lookup", memory_id, Scope.of(namespace))
+        else:
+            principal.require_level("read")
+            found = await self.lookup(memory_id, principal.scope)
+        if not found:
+            raise not_found("memory", memory_id)
+        if len(found) > 1:
+            agents = ", ".join(sorted(m.namespace for m in found))
+            raise bad_request("agent_id", f"memory id {memory_id!r} exists in several agents "
+                              f"({agents}); pass agent_id")
+        return render.memory_json(found[0])
+
+    async def update(self, namespace: str, memory_id: str, body: UpdateBody) -> dict[str, Any]:
+        vector = None
+        if body.content is not None:
+            self._check_content(body.content)
+            vector = tuple((await self.embedder.embed([body.content]))[0])
+        changes = MemoryChanges(
+            content=body.content, vector=vector, importance=body.importance,
+            memory_type=body.memory_type,
+            tags=None if body.tags is None else self._check_tags(body.tags, "tags"),
+            metadata=None if body.metadata is None else self._check_metadata(body.metadata, "metadata"),
+            event_time=parse_time(body.event_time, "event_time"),
+        )
+        memory = await self.shard(namespace).call("update", namespace, memory_id, changes)
+        return render.memory_json(memory)
+
+    async def forget(self, namespace: str, memory_ids: list[str]) -> dict[str, Any]:
+        deleted = await self.shard(namespace).call(
+            "delete", Scope.of(namespace), memory_ids, namespace)
+        return {"deleted_count": len(deleted), "deleted_ids": [m.id for m in deleted]}
+
+    async def batch_recall(self, namespace: str, flt: BatchFilter, limit: int) -> dict[str, Any]:
+        limit = min(limit, self.cfg.limits.max_page)
+        shard = self.shard(namespace)
+        memories, matched = await shard.call("listing", namespace, self._filter(batch=flt), limit, 0)
+        _, total = await shard.call("listing", namespace, RecallFilter(), 0, 0)
+        return {"memories": [render.memory_json(m) for m in memories], "total": total,
+                "filtered": matched, "truncated": matched > len(memories), "warnings": []}
+
+    async def batch_forget(self, namespace: str, flt: BatchFilter) -> dict[str, Any]:
+        if flt.is_empty():
+            raise bad_request("filter", "set at least one predicate; an empty filter would "
+                              "delete the whole agent (use DELETE /v1/namespaces/{ns} for that)")
+        deleted = await self.shard(namespace).call("forget_matching", namespace, self._filter(batch=flt))
+        return {"deleted_count": len(deleted)}
+
+    async def listing(self, namespace: str, memory_type: str | None, limit: int, offset: int,
+                      preview: int | None) -> list[dict[str, Any]]:
+        flt = RecallFilter(memory_types=(memory_type,) if memory_type else None, now=time.time())
+        memories, _ = await self.shard(namespace).call(
+            "listing", namespace, flt, min(limit, self.cfg.limits.max_page), offset)
+        return [render.memory_json(m, preview) for m in memories]
+
+    # -- sessions -----------------------------------------------------------------------
+    async def locate_session(self, principal: Principal, session_id: str, needed: str) -> Session:
+        found = [s for s in await self._fan_out("get_session", session_id, principal.scope) if s]
+        if not found:
+            raise not_found("session", session_id)
+        principal.require(found[0].namespace, needed)
+        return found[0]  # type: ignore[no-any-return]
+
+    def session_json(self, s: Session) -> dict[str, Any]:
+        return render.session_json(s, self.cfg.sessions.idle_timeout_seconds)
+
+    async def start_session(self, namespace: str, metadata: dict[str, Any] | None,
+                            idle_timeout: int | None) -> dict[str, Any]:
+        if idle_timeout is not None and idle_timeout > self.cfg.sessions.max_idle_timeout_seconds:
+            raise bad_request("idle_timeout_secs",
+                              f"at most {int(self.cfg.sessions.max_idle_timeout_seconds)} seconds")
+        session = await self.shard(namespace).call(
+            "start_session", namespace, f"sess_{uuid.uuid4().hex}",
+            self._check_metadata(metadata, "metadata"), idle_timeout)
+        return {"session": self.session_json(session)}
+
+    async def end_session(self, principal: Principal, session_id: str, summary: str | None) -> dict[str, Any]:
+        session = await self.locate_session(principal, session_id, "write")
+        if summary is not None:
+            self._check_content(summary, "summary")
+        ended = await self.shard(session.namespace).call(
+            "end_session", session_id, Scope.of(session.namespace), summary, "client")
+        return {"session": self.session_json(ended), "memory_count": ended.memory_count}
+
+    async def touch_session(self, principal: Principal, session_id: str) -> dict[str, Any]:
+        session = await self.locate_session(principal, session_id, "write")
+        touched = await self.shard(session.namespace).call(
+            "touch_session", session_id, Scope.of(session.namespace))
+        return {"session": self.session_json(touched),
+                "session_state": "active" if touched.active else "ended",
+                "idle_deadline_at": render.idle_deadline(touched, self.cfg.sessions.idle_timeout_seconds)}
+
+    async def list_sessions(self, principal: Principal, namespace: str | None, active_only: bool,
+                            limit: int, offset: int) -> list[dict[str, Any]]:
+        limit = min(max(limit, 1), self.cfg.limits.max_page)
+        if namespace is not None:
+            principal.require(namespace, "read")
+            sessions = await self.shard(namespace).call("sessions", namespace, active_only, limit, offset)
+        else:
+            principal.require_level("read")
+            groups = await self._fan_out("all_sessions", principal.scope, active_only, limit + offset)
+            merged = sorted((s for g in groups for s in g), key=lambda s: (-s.started_at, s.id))
+            sessions = merged[offset:offset + limit]
+        return [self.session_json(s) for s in sessions]
+
+    async def session_memories(self, principal: Principal, session_id: str, limit: int,
+                               offset: int, preview: int | None) -> dict[str, Any]:
+        session = await self.locate_session(principal, session_id, "read")
+        memories, total = await self.shard(session.namespace).call(
+            "listing", session.namespace, RecallFilter(session_id=session_id),
+            min(limit, 500), offset, False)
+        return {"session": self.session_json(session),
+                "memories": [render.memory_json(m, preview) for m in memories], "total": total}
+
+    # -- agents and namespaces ------------------------------------------------------------
+    async def namespaces(self, scope: Scope) -> list[Any]:
+        groups = await self._fan_out("namespaces", scope)
+        return sorted((n for g in groups for n in g), key=lambda n: n.name)
+
+    async def create_agent(self, namespace: str, metadata: dict[str, Any] | None) -> tuple[dict[str, Any], bool]:
+        created = await self.shard(namespace).call("ensure_namespace", namespace, metadata)
+        return {"agent_id": namespace, "namespace": namespace, "created": created,
+                "dimension": None, "model": self.cfg.embedder.model}, created
+
+    async def agent_stats(self, namespace: str) -> dict[str, Any]:
+        info, stats = await self.shard(namespace).call("namespace_stats", namespace)
+        avg = stats["avg_importance"]
+        return {
+            "agent_id": namespace, "total_memories": info.memory_count,
+            "memories_by_type": stats["by_type"], "total_sessions": info.session_count,
+            "active_sessions": info.active_session_count,
+            "avg_importance": None if avg is None else round(avg, 6),
+            "oldest_memory_at": None if stats["oldest"] is None else int(stats["oldest"]),
+            "newest_memory_at": None if stats["newest"] is None else int(stats["newest"]),
+        }
+
+    async def drop_namespace(self, namespace: str) -> dict[str, Any]:
+        deleted = await self.shard(namespace).call("drop_namespace", namespace)
+        return {"deleted": True, "namespace": namespace, "deleted_memories": deleted}
+
+    async def ready(self) -> list[Any]:
+        return await self._fan_out("stats")
