@@ -1,0 +1,95 @@
+"""Shared fixtures: one real Ray Serve Engram per test session, on 127.0.0.1.
+
+Expensive setup happens once: Ray, the Serve app and the embedding model load once for
+the whole run; tests isolate themselves by namespace (unique names per test).
+"""
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+ROOT_KEY = "ek_test_root_" + uuid.uuid4().hex
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Engram:
+    """The running service under test: its URL, root key, data dir and Serve handles."""
+
+    def __init__(self, url: str, root_key: str, data_dir: Path, config: dict[str, Any]) -> None:
+        self.url = url
+        self.root_key = root_key
+        self.data_dir = data_dir
+        self.config = config
+
+    def http(self, key: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {key or self.root_key}"}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
+
+    def create_key(self, scope: str, namespaces: list[str] | None, name: str = "test") -> str:
+        with self.http() as c:
+            r = c.post("/admin/keys", json={"name": name, "scope": scope, "namespaces": namespaces})
+            r.raise_for_status()
+            return str(r.json()["key"])
+
+
+SERVICE_CONFIG: dict[str, Any] = {
+    "shard_count": 2,
+    "sessions": {"idle_timeout_seconds": 14400, "sweep_seconds": 1},
+    "storage": {"checkpoint_seconds": 1},
+}
+
+
+@pytest.fixture(scope="session")
+def engram(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engram]:
+    import ray
+    from ray import serve
+
+    from serve.app import build_app
+
+    data_dir = tmp_path_factory.mktemp("engram-data")
+    os.environ["ENGRAM_ROOT_API_KEY"] = ROOT_KEY  # inherited by the Ray workers started below
+    config = {**SERVICE_CONFIG, "storage": {**SERVICE_CONFIG["storage"], "data_dir": str(data_dir)}}
+    port = free_port()
+    # address="local": never attach to a cluster a developer's `make serve` is running.
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"ENGRAM_ROOT_API_KEY": ROOT_KEY, "OMP_NUM_THREADS": "1",
+                                       "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}})
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.run(build_app(config), name="engram", route_prefix="/")
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{url}/health/ready", timeout=10).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    else:
+        raise RuntimeError("Engram did not become ready")
+    try:
+        yield Engram(url, ROOT_KEY, data_dir, config)
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+@pytest.fixture
+def ns() -> str:
+    """A namespace no other test uses."""
+    return f"t-{uuid.uuid4().hex[:12]}"

@@ -1,0 +1,44 @@
+"""Shard backends under one contract: every backend runs the same assertions."""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from shards.config import EmbeddedStorageConfig
+from shards.shard import Shard
+
+DIM = 8
+OpenShard = Callable[..., Shard]
+
+
+def _embedded(tmp: Path) -> OpenShard:
+    def open_shard(shard_count: int = 2, dim: int = DIM, index: int = 0) -> Shard:
+        return Shard.open_embedded(index, shard_count, dim, EmbeddedStorageConfig(data_dir=tmp))
+    return open_shard
+
+
+BACKENDS = [pytest.param("embedded", id="embedded")]
+if os.environ.get("ENGRAM_ES_URL"):  # pragma: no cover - no Elasticsearch server here
+    BACKENDS.append(pytest.param("elasticsearch", id="elasticsearch", marks=pytest.mark.elasticsearch))
+
+
+@pytest.fixture(params=BACKENDS)
+def open_shard(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OpenShard]:
+    if request.param != "embedded":  # pragma: no cover
+        pytest.skip("the Elasticsearch backend arrives with issue 5")
+    opened: list[Shard] = []
+
+    def opener(*args: object, **kwargs: object) -> Shard:
+        shard = _embedded(tmp_path)(*args, **kwargs)
+        opened.append(shard)
+        return shard
+
+    yield opener
+    for shard in opened:
+        try:
+            shard.close()
+        except Exception:
+            pass

@@ -1,0 +1,193 @@
+"""One shard's contract: durable writes, read-your-writes, scoping, deletes, repair."""
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from shards.errors import LayoutMismatch
+from shards.types import MemoryChanges, NewMemory, RecallFilter, Scope
+from tests.contract.conftest import DIM, OpenShard
+
+HOSTILE = [
+    'acme" or 1==1',
+    "back\\slash\\",
+    "it's a 'quote'",
+    "new\nline\r\n",
+    "emoji 🚀🧠",
+    "content:foo AND (bar OR \"baz",
+    "x" * 3000,
+]
+
+
+def vec(seed: int) -> tuple[float, ...]:
+    raw = [math.sin(seed * (i + 1) * 1.7) + (1.0 if i == seed % DIM else 0.0) for i in range(DIM)]
+    norm = math.sqrt(sum(x * x for x in raw))
+    return tuple(x / norm for x in raw)
+
+
+def mem(mid: str, ns: str, content: str, seed: int = 0, **kw: object) -> NewMemory:
+    fields: dict[str, object] = dict(
+        id=mid, namespace=ns, content=content, memory_type="episodic", importance=0.5,
+        tags=(), metadata={}, session_id=None, event_time=1_700_000_000.0, vector=vec(seed))
+    fields.update(kw)
+    return NewMemory(**fields)  # type: ignore[arg-type]
+
+
+def ids(candidates: list) -> list[str]:  # type: ignore[type-arg]
+    return [c.memory.id for c in candidates]
+
+
+def test_read_your_writes_in_both_channels(open_shard: OpenShard) -> None:
+    shard = open_shard()
+    shard.write([mem("m1", "ns", "refund approved for order 4521", seed=1),
+                 mem("m2", "ns", "the weather was nice", seed=2)])
+    found = shard.recall_candidates("ns", vec(1), "refund", RecallFilter(), 10)
+    by_id = {c.memory.id: c for c in found}
+    assert by_id["m1"].ranks == {"vector": 1, "bm25": 1}
+    assert "bm25" not in by_id["m2"].ranks
+
+
+def test_namespaces_are_scoped_inside_the_shard(open_shard: OpenShard) -> None:
+    shard = open_shard()
+    shard.write([mem("same-id", "acme-1", "acme secret plan", seed=3),
+                 mem("same-id", "bolt-1", "bolt secret plan", seed=3)])
+    assert ids(shard.recall_candidates("acme-1", vec(3), "secret plan", RecallFilter(), 10)) == ["same-id"]
+    [only] = shard.recall_candidates("acme-1", vec(3), "secret plan", RecallFilter(), 10)
+    assert only.memory.content == "acme secret plan"
+    assert [m.namespace for m in shard.lookup("same-id", Scope(prefixes=("acme-",)))] == ["acme-1"]
+    assert shard.lookup("same-id", Scope.of("carl")) == []
+    assert shard.delete(Scope.of("acme-1"), ["same-id"]) and shard.lookup("same-id", Scope.of("bolt-1"))
+
+
+def test_writes_are_idempotent(open_shard: OpenShard) -> None:
+    shard = open_shard()
+    first = shard.write([mem("m1", "ns", "once")])
+    again = shard.write([mem("m1", "ns", "once, retried")])
+    assert first[0][1] is True and again[0][1] is False and again[0][0].content == "once"
+    a = shard.write([mem("gen-1", "ns", "keyed", idempotency_key="k1")])
+    b = shard.write([mem("gen-2", "ns", "keyed", idempotency_key="k1")])
+    assert a[0][0].id == b[0][0].id == "gen-1"
+    assert shard.stats().memories == 2
+    assert len(shard.recall_candidates("ns", vec(0), "once keyed", RecallFilter(), 10)) == 2
+
+
+def test_delete_is_immediate_and_survives_reopen_and_rebuild(open_shard: OpenShard, tmp_path: Path) -> None:
+    shard = open_shard()
+    shard.write([mem("keep", "ns", "keep this memory", seed=4), mem("drop", "ns", "drop this memory", seed=5)])
+    assert [m.id for m in shard.delete(Scope.of("ns"), ["drop"])] == ["drop"]
+    assert ids(shard.recall_candidates("ns", vec(5), "drop memory", RecallFilter(), 10)) == ["keep"]
+    shard.close()
+    reopened = open_shard()
+    assert ids(reopened.recall_candidates("ns", vec(5), "drop memory", RecallFilter(), 10)) == ["keep"]
+    assert reopened.rebuild_indexes() == 1
+    assert ids(reopened.recall_candidates("ns", vec(5), "drop memory", RecallFilter(), 10)) == ["keep"]
+    assert reopened.vectors.count() == 1 and reopened.keywords.count() == 1
+
+
+CRASH_SCRIPT = """
+import os, sys
+sys.path.insert(0, {root!r})
+from pathlib import Path
+from shards.config import EmbeddedStorageConfig
+from shards.shard import Shard
+from tests.contract.test_shard_contract import mem
+shard = Shard.open_embedded(0, 2, {dim}, EmbeddedStorageConfig(data_dir=Path({data!r})))
+if {records_only}:
+    shard.records.insert([mem("r%d" % i, "ns", "logged only %d" % i, seed=i) for i in range(20)], 1.0)
+else:
+    for i in range(20):
+        shard.write([mem("w%d" % i, "ns", "acknowledged %d" % i, seed=i)])
+    shard.delete(__import__("shards.types").types.Scope.of("ns"), ["w3"])
+os._exit(0)  # no close, no flush, no checkpoint: as if the process were killed
+"""
+
+
+@pytest.mark.parametrize("records_only", [True, False], ids=["crash-before-indexing", "crash-after-ack"])
+def test_a_crash_loses_nothing_acknowledged(tmp_path: Path, records_only: bool) -> None:
+    from shards.config import EmbeddedStorageConfig
+    from shards.shard import Shard
+
+    root = str(Path(__file__).resolve().parents[2])
+    script = CRASH_SCRIPT.format(root=root, dim=DIM, data=str(tmp_path), records_only=records_only)
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=root)
+    shard = Shard.open_embedded(0, 2, DIM, EmbeddedStorageConfig(data_dir=tmp_path))
+    try:
+        prefix = "r" if records_only else "w"
+        expected = {f"{prefix}{i}" for i in range(20)} - (set() if records_only else {"w3"})
+        found = shard.recall_candidates("ns", vec(0), "logged only acknowledged", RecallFilter(), 100)
+        assert sorted(ids(found)) == sorted(expected)  # each exactly once, the deleted one gone
+        assert {c.memory.id for c in found if "bm25" in c.ranks} == expected
+        assert shard.stats().pending_index_changes == 0
+    finally:
+        shard.close()
+
+
+def test_filters(open_shard: OpenShard) -> None:
+    shard = open_shard()
+    s = shard.start_session("ns", "sess-1", {}, None)
+    shard.write([
+        mem("a", "ns", "alpha note", memory_type="semantic", importance=0.9, tags=("x", "y"),
+            event_time=1_000.0, session_id=s.id),
+        mem("b", "ns", "alpha note", memory_type="working", importance=0.2, tags=("y",), event_time=2_000.0),
+        mem("c", "ns", "alpha note", expires_at=time.time() - 1),
+    ])
+    def q(**kw: object) -> list[str]:
+        return sorted(ids(shard.recall_candidates("ns", vec(0), "alpha", RecallFilter(now=time.time(), **kw), 10)))  # type: ignore[arg-type]
+    assert q() == ["a", "b"]  # c expired
+    assert q(memory_types=("semantic",)) == ["a"]
+    assert q(session_id="sess-1") == ["a"]
+    assert q(session_id="no-such-session") == []
+    assert q(since=1_500.0) == ["b"] and q(until=1_500.0) == ["a"]
+    assert q(min_importance=0.5) == ["a"]
+    assert q(tags_any=("x", "zzz")) == ["a"] and q(tags_all=("x", "y")) == ["a"] and q(tags_any=("y",)) == ["a", "b"]
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_hostile_strings_are_stored_and_matched_literally(open_shard: OpenShard, value: str) -> None:
+    shard = open_shard()
+    other = "plain-namespace"
+    shard.write([mem("h1", value, "hostile namespace memory", seed=6, tags=(value,), metadata={value: value}),
+                 mem("h2", other, "hostile namespace memory", seed=6)])
+    found = shard.recall_candidates(value, vec(6), value + " hostile", RecallFilter(tags_any=(value,)), 10)
+    assert ids(found) == ["h1"]
+    assert found[0].memory.namespace == value and found[0].memory.tags == (value,)
+    assert found[0].memory.metadata == {value: value}
+    assert ids(shard.recall_candidates(other, vec(6), value, RecallFilter(), 10)) == ["h2"]
+    assert shard.recall_candidates(value + "x", vec(6), value, RecallFilter(), 10) == []
+
+
+def test_update_reindexes(open_shard: OpenShard) -> None:
+    shard = open_shard()
+    shard.write([mem("u", "ns", "original words", seed=7)])
+    shard.update("ns", "u", MemoryChanges(content="replacement text", vector=vec(8), importance=0.9))
+    assert ids(shard.recall_candidates("ns", None, "original", RecallFilter(), 10)) == []
+    [c] = shard.recall_candidates("ns", vec(8), "replacement", RecallFilter(), 10)
+    assert c.ranks == {"vector": 1, "bm25": 1} and c.memory.importance == 0.9
+
+
+def test_sessions_end_by_idle_timeout(open_shard: OpenShard) -> None:
+    shard = open_shard()
+    quick = shard.start_session("ns", "quick", {"k": "v"}, idle_timeout=1, now=100.0)
+    default = shard.start_session("ns", "default", {}, now=100.0)
+    forever = shard.start_session("ns", "forever", {}, idle_timeout=0, now=100.0)
+    assert quick.active and default.active and forever.active
+    assert shard.end_idle_sessions(default_timeout=3600, now=102.0) == 1
+    ended = shard.get_session("quick", Scope.of("ns"))
+    assert ended is not None and ended.ended_reason == "idle" and not ended.active
+    assert shard.end_idle_sessions(default_timeout=3600, now=100.0 + 7200) == 1  # default, not forever
+    assert shard.get_session("forever", Scope.of("ns")).active  # type: ignore[union-attr]
+    assert shard.get_session("quick", Scope.of("other")) is None
+
+
+def test_layout_mismatch_refuses_to_open(open_shard: OpenShard) -> None:
+    open_shard().close()
+    with pytest.raises(LayoutMismatch, match="shard_count=2"):
+        open_shard(shard_count=3)
+    with pytest.raises(LayoutMismatch, match="embedding_dim"):
+        open_shard(dim=DIM * 2)
