@@ -1,0 +1,96 @@
+"""Bad input: a 4xx naming the field, and nothing stored changes."""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.conftest import Engram
+
+
+def snapshot(engram: Engram, ns: str) -> list[dict[str, Any]]:
+    with engram.http() as c:
+        r = c.get(f"/v1/agents/{ns}/memories", params={"limit": 1000})
+        return sorted(r.json(), key=lambda m: m["id"]) if r.status_code == 200 else []
+
+
+BAD_STORES: list[tuple[Any, int, str]] = [
+    ({"content": "ok", "importance": 1.5}, 400, "importance"),
+    ({"content": "ok", "importance": -0.1}, 400, "importance"),
+    ({"content": "ok", "importance": "high"}, 400, "importance"),
+    ({"content": "ok", "memory_type": "dream"}, 400, "memory_type"),
+    ({"content": 42}, 400, "content"),
+    ({"content": "ok", "tags": "not-a-list"}, 400, "tags"),
+    ({"content": "ok", "tags": [1, 2]}, 400, "tags"),
+    ({"content": "ok", "metadata": ["x"]}, 400, "metadata"),
+    ({"content": "ok", "event_time": "yesterday-ish"}, 400, "event_time"),
+    ({"content": "ok", "event_time": -5}, 400, "event_time"),
+    ({}, 400, "content"),
+    ({"content": "🚀" * 25_001}, 413, "content"),  # 100,004 UTF-8 bytes, 25,001 characters
+    ({"content": "x" * 100_001}, 413, "content"),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "field"), BAD_STORES)
+def test_bad_store_is_rejected_naming_the_field(engram: Engram, ns: str, body: dict[str, Any],
+                                                status: int, field: str) -> None:
+    with engram.http() as c:
+        c.post("/v1/memory/store", json={"agent_id": ns, "content": "already here"}).raise_for_status()
+        before = snapshot(engram, ns)
+        r = c.post("/v1/memory/store", json={"agent_id": ns, **body})
+        assert r.status_code == status, r.text
+        assert r.json()["field"].startswith(field) and field in r.json()["error"]
+    assert snapshot(engram, ns) == before
+
+
+def test_content_at_the_limit_is_accepted(engram: Engram, ns: str) -> None:
+    with engram.http() as c:
+        r = c.post("/v1/memory/store", json={"agent_id": ns, "content": "é" * 50_000})  # 100,000 bytes
+        assert r.status_code == 200, r.text
+
+
+def test_malformed_json_and_bad_recall_fields(engram: Engram, ns: str) -> None:
+    with engram.http() as c:
+        r = c.post("/v1/memory/store", content=b'{"agent_id": "x", "content": ', headers={"Content-Type": "application/json"})
+        assert r.status_code == 400 and r.json()["field"] == "body"
+        for body, field in [({"top_k": 0}, "top_k"), ({"top_k": 101}, "top_k"), ({"top_k": -3}, "top_k"),
+                            ({"top_k": "many"}, "top_k"), ({"memory_type": "dream"}, "memory_type"),
+                            ({"since": "not a date"}, "since"), ({"vector_weight": 2}, "vector_weight"),
+                            ({"fusion": "magic"}, "fusion"), ({"min_importance": 7}, "min_importance")]:
+            r = c.post("/v1/memory/recall", json={"agent_id": ns, "query": "q", **body})
+            assert r.status_code == 400, (body, r.text)
+            assert r.json()["field"] == field
+
+
+def test_a_batch_with_one_bad_item_stores_nothing(engram: Engram, ns: str) -> None:
+    before = snapshot(engram, ns)
+    with engram.http() as c:
+        r = c.post("/v1/memories/store/batch", json={"agent_id": ns, "memories": [
+            {"content": "fine"}, {"content": "fine too"}, {"content": "bad", "importance": 3}]})
+        assert r.status_code == 400 and r.json()["field"] == "memories[2].importance"
+        r = c.post("/v1/memories/store/batch", json={"agent_id": ns, "memories": [
+            {"content": "fine"}, {"content": "x" * 100_001}]})
+        assert r.status_code == 413 and r.json()["field"] == "memories[1].content"
+    assert snapshot(engram, ns) == before
+
+
+HOSTILE = ['acme" or 1==1', "back\\slash\\", "it's", "line\nbreak", "emoji 🚀", 'x") or true or ("', "y" * 2000]
+
+
+@pytest.mark.parametrize("value", HOSTILE, ids=range(len(HOSTILE)))
+def test_hostile_strings_are_data_not_code(engram: Engram, value: str) -> None:
+    with engram.http() as c:
+        stored = c.post("/v1/memory/store", json={
+            "agent_id": value, "content": f"hostile value memory {value}", "tags": [value, "plain"],
+            "metadata": {value: value, "nested": {"q": value}}})
+        assert stored.status_code == 200, stored.text
+        mid = stored.json()["memory"]["id"]
+        c.post("/v1/memory/store", json={"agent_id": value + "-other", "content": "hostile value memory"}).raise_for_status()
+        hits = c.post("/v1/memory/recall", json={"agent_id": value, "query": f"hostile {value}", "tags": [value]}).json()["memories"]
+        assert [h["id"] for h in hits] == [mid]
+        assert hits[0]["agent_id"] == value and hits[0]["tags"] == [value, "plain"]
+        assert hits[0]["metadata"] == {value: value, "nested": {"q": value}}
+        got = c.get(f"/v1/memory/get/{mid}", params={"agent_id": value}).json()
+        assert got["content"] == f"hostile value memory {value}"
+        batch = c.post("/v1/memories/recall/batch", json={"agent_id": value, "filter": {"tags": [value]}}).json()
+        assert [m["id"] for m in batch["memories"]] == [mid]
