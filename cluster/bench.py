@@ -1,0 +1,229 @@
+"""Benchmark (not a test): store throughput, recall latency, Serve overhead, embedder limit.
+
+    python -m cluster.bench [--memories 10000] [--namespaces 20] [--requests 200]
+
+Starts its own Ray + Serve on 127.0.0.1 over a fresh data directory, loads synthetic
+memories through the HTTP API, measures, then reopens the same shards in-process to
+measure the same recall without Serve. Prints a Markdown table; writes bench-results/.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT_KEY = "ek_bench_root"
+PEOPLE = ["Jane Doe", "Omar Haddad", "Li Wei", "Ana Souza", "Tom Becker", "Priya Nair", "Kofi Mensah"]
+THINGS = ["laptop", "espresso machine", "running shoes", "standing desk", "headphones", "router",
+          "winter jacket", "phone case", "monitor", "backpack", "blender", "e-reader"]
+EVENTS = ["asked about the delivery date of", "reported a cracked screen on", "requested a refund for",
+          "prefers email contact about", "upgraded the warranty of", "left a five star review of",
+          "could not log in to track", "changed the shipping address for", "wants to exchange"]
+TOPICS = ["backend project status", "quarterly planning", "database migration", "onboarding checklist",
+          "incident postmortem", "pricing experiment", "mobile release", "security review"]
+
+
+def synthetic(rng: random.Random, i: int) -> str:
+    if i % 3:
+        return (f"{rng.choice(PEOPLE)} {rng.choice(EVENTS)} the {rng.choice(THINGS)} "
+                f"(order #{rng.randint(1000, 99999)}).")
+    return (f"Meeting note on {rng.choice(TOPICS)}: decided to {rng.choice(['ship', 'delay', 'review', 'split'])} "
+            f"the {rng.choice(['API', 'dashboard', 'billing', 'search'])} work, owner {rng.choice(PEOPLE)}.")
+
+
+def query(rng: random.Random) -> str:
+    if rng.random() < 0.5:
+        return f"what did {rng.choice(PEOPLE)} say about the {rng.choice(THINGS)}"
+    return f"{rng.choice(TOPICS)} decisions"
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def summary(latencies_s: list[float]) -> dict[str, float]:
+    ms = [v * 1000 for v in latencies_s]
+    return {"p50": pct(ms, 50), "p95": pct(ms, 95), "p99": pct(ms, 99), "mean": statistics.mean(ms)}
+
+
+async def recall_load(url: str, namespaces: list[str], clients: int, requests: int, seed: int) -> tuple[list[float], float]:
+    rng = random.Random(seed)
+    jobs = [(rng.choice(namespaces), query(rng)) for _ in range(requests)]
+    latencies: list[float] = []
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {ROOT_KEY}"},
+                                 timeout=60, limits=httpx.Limits(max_connections=clients)) as c:
+        queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        for job in jobs:
+            queue.put_nowait(job)
+
+        async def worker() -> None:
+            while not queue.empty():
+                ns, q = queue.get_nowait()
+                t = time.perf_counter()
+                r = await c.post("/v1/memory/recall", json={"agent_id": ns, "query": q, "top_k": 10})
+                latencies.append(time.perf_counter() - t)
+                r.raise_for_status()
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        return latencies, time.perf_counter() - start
+
+
+async def local_recall(service: Any, namespaces: list[str], clients: int, requests: int, seed: int) -> tuple[list[float], float]:
+    from serve.schemas import RecallBody
+
+    rng = random.Random(seed)
+    jobs = [(rng.choice(namespaces), query(rng)) for _ in range(requests)]
+    latencies: list[float] = []
+
+    async def worker(batch: list[tuple[str, str]]) -> None:
+        for ns, q in batch:
+            t = time.perf_counter()
+            await service.recall(ns, RecallBody(agent_id=ns, query=q, top_k=10))
+            latencies.append(time.perf_counter() - t)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker(jobs[i::clients]) for i in range(clients)))
+    return latencies, time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--memories", type=int, default=10_000)
+    parser.add_argument("--namespaces", type=int, default=20)
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--single-stores", type=int, default=300)
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--port", type=int, default=3301)
+    parser.add_argument("--out", type=Path, default=Path("bench-results"))
+    args = parser.parse_args(argv)
+
+    os.environ.update({"ENGRAM_ROOT_API_KEY": ROOT_KEY, "HF_HUB_OFFLINE": "1",
+                       "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"})
+    import ray
+    from ray import serve
+
+    from serve.app import build_app
+
+    data_dir = Path(tempfile.mkdtemp(prefix="engram-bench-"))
+    config = {"shard_count": 2, "storage": {"data_dir": str(data_dir)}}
+    rng = random.Random(7)
+    namespaces = [f"bench-{i:02d}" for i in range(args.namespaces)]
+    rows: list[tuple[str, str]] = []
+    results: dict[str, Any] = {"memories": args.memories, "namespaces": args.namespaces,
+                               "machine": f"{os.cpu_count()} cores"}
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {k: os.environ[k] for k in ("ENGRAM_ROOT_API_KEY", "HF_HUB_OFFLINE", "OMP_NUM_THREADS")}})
+    serve.start(http_options={"host": "127.0.0.1", "port": args.port})
+    serve.run(build_app(config), name="engram", route_prefix="/")
+    url = f"http://127.0.0.1:{args.port}"
+    client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ROOT_KEY}"}, timeout=300)
+    while client.get("/health/ready").status_code != 200:
+        time.sleep(0.5)
+
+    # Single stores, one client, sequential.
+    t = time.perf_counter()
+    for i in range(args.single_stores):
+        client.post("/v1/memory/store", json={"agent_id": namespaces[i % len(namespaces)],
+                                              "content": synthetic(rng, i)}).raise_for_status()
+    single = args.single_stores / (time.perf_counter() - t)
+    results["store_single_per_s"] = single
+    rows.append(("store, single (1 client, sequential)", f"{single:.1f} memories/s"))
+
+    # Batch stores up to the target count.
+    remaining = args.memories - args.single_stores
+    t = time.perf_counter()
+    i = args.single_stores
+    while remaining > 0:
+        n = min(args.batch_size, remaining)
+        ns = namespaces[(i // args.batch_size) % len(namespaces)]
+        client.post("/v1/memories/store/batch", json={"agent_id": ns, "memories": [
+            {"content": synthetic(rng, i + j)} for j in range(n)]}).raise_for_status()
+        i += n
+        remaining -= n
+    batch = (args.memories - args.single_stores) / (time.perf_counter() - t)
+    results["store_batch_per_s"] = batch
+    rows.append((f"store, batch of {args.batch_size}", f"{batch:.1f} memories/s"))
+
+    for clients in (1, 8):
+        asyncio.run(recall_load(url, namespaces, clients, 20, seed=99))  # warm-up
+        lat, wall = asyncio.run(recall_load(url, namespaces, clients, args.requests, seed=clients))
+        s = summary(lat)
+        results[f"recall_serve_{clients}"] = {**s, "rps": len(lat) / wall}
+        rows.append((f"recall via HTTP + Serve, {clients} client(s)",
+                     f"p50 {s['p50']:.1f} / p95 {s['p95']:.1f} / p99 {s['p99']:.1f} ms, {len(lat) / wall:.1f} req/s"))
+    client.close()
+    serve.shutdown()
+    ray.shutdown()
+
+    # The same shards and model in this process: the cost of Serve and HTTP is the difference.
+    from models.config import EmbedderConfig
+    from models.embedders import SentenceTransformerEmbedder
+    from serve.app import resolve_config
+    from serve.clients import LocalEmbedderClient, LocalShardClient
+    from serve.service import MemoryService
+    from shards.shard import Shard
+
+    import torch
+
+    torch.set_num_threads(1)
+    cfg = resolve_config(config)
+    embedder = SentenceTransformerEmbedder(EmbedderConfig())
+    shards = [Shard.open_embedded(k, cfg.shard_count, embedder.dim, cfg.storage) for k in range(cfg.shard_count)]
+    service = MemoryService(cfg, [LocalShardClient(s) for s in shards], LocalEmbedderClient(embedder))
+    for clients in (1, 8):
+        asyncio.run(local_recall(service, namespaces, clients, 20, seed=99))
+        lat, wall = asyncio.run(local_recall(service, namespaces, clients, args.requests, seed=clients))
+        s = summary(lat)
+        results[f"recall_inprocess_{clients}"] = {**s, "rps": len(lat) / wall}
+        rows.append((f"recall in-process (same service code, no Serve), {clients} client(s)",
+                     f"p50 {s['p50']:.1f} / p95 {s['p95']:.1f} / p99 {s['p99']:.1f} ms"))
+    # Shard only: candidates from both indexes + hydration, no embedding, no ranking.
+    from shards.routing import shard_for
+    from shards.types import RecallFilter
+
+    vectors = embedder.embed([query(random.Random(k)) for k in range(50)])
+    lat = []
+    for k, v in enumerate(vectors):
+        ns = namespaces[k % len(namespaces)]
+        shard = shards[shard_for(ns, len(shards))]
+        t = time.perf_counter()
+        shard.recall_candidates(ns, v, query(random.Random(k)), RecallFilter(now=time.time()), 50)
+        lat.append(time.perf_counter() - t)
+    s = summary(lat)
+    results["shard_candidates"] = s
+    rows.append(("shard only: vector + BM25 top-50, hydrated", f"p50 {s['p50']:.1f} / p95 {s['p95']:.1f} / p99 {s['p99']:.1f} ms"))
+    for sh in shards:
+        sh.close()
+
+    texts = [synthetic(rng, k) for k in range(1024)]
+    embedder.embed(texts[:64])
+    t = time.perf_counter()
+    embedder.embed(texts)
+    raw = len(texts) / (time.perf_counter() - t)
+    results["embedder_sentences_per_s"] = raw
+    rows.append(("embedder raw (MiniLM, 1 torch thread, batch 64)", f"{raw:.1f} sentences/s"))
+
+    print(f"\nEngram benchmark: {args.memories} memories in {args.namespaces} namespaces, "
+          f"2 shards, {os.cpu_count()} cores\n")
+    print("| measurement | result |\n|---|---|")
+    for name, value in rows:
+        print(f"| {name} | {value} |")
+    args.out.mkdir(exist_ok=True)
+    (args.out / "bench.json").write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
