@@ -93,3 +93,19 @@ def engram(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engram]:
 def ns() -> str:
     """A namespace no other test uses."""
     return f"t-{uuid.uuid4().hex[:12]}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip GPU tests where no CUDA device exists, saying so (they run on the GPU machine)."""
+    try:
+        import torch
+
+        has_cuda = bool(torch.cuda.is_available())
+    except ImportError:
+        has_cuda = False
+    if has_cuda:
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU; none on this machine (run on the GPU host)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
