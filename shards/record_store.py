@@ -252,6 +252,12 @@ class SQLiteRecordStore:
                         existing_id = row[0]
                 found = self._get(ns_id, existing_id)
                 if found is not None:
+                    # A retry answers what was stored; a different memory under the same
+                    # id or key is a client bug that must not pass silently.
+                    if found[1].content != item.content:
+                        field = "id" if existing_id == item.id else "idempotency_key"
+                        raise Conflict(f"{field} already names a different memory: "
+                                       f"{existing_id}", field)
                     out.append((found[0], found[1], False))
                     continue
                 session_key = None

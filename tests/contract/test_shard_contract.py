@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from shards.errors import LayoutMismatch
+from shards.errors import Conflict, LayoutMismatch
 from shards.types import MemoryChanges, NewMemory, RecallFilter, Scope
 from tests.contract.conftest import DIM, OpenShard
 
@@ -68,11 +68,15 @@ def test_namespaces_are_scoped_inside_the_shard(open_shard: OpenShard) -> None:
 def test_writes_are_idempotent(open_shard: OpenShard) -> None:
     shard = open_shard()
     first = shard.write([mem("m1", "ns", "once")])
-    again = shard.write([mem("m1", "ns", "once, retried")])
+    again = shard.write([mem("m1", "ns", "once")])
     assert first[0][1] is True and again[0][1] is False and again[0][0].content == "once"
     a = shard.write([mem("gen-1", "ns", "keyed", idempotency_key="k1")])
     b = shard.write([mem("gen-2", "ns", "keyed", idempotency_key="k1")])
     assert a[0][0].id == b[0][0].id == "gen-1"
+    with pytest.raises(Conflict):  # the same id for other content is refused, not ignored
+        shard.write([mem("m1", "ns", "something else")])
+    with pytest.raises(Conflict):
+        shard.write([mem("gen-3", "ns", "other", idempotency_key="k1")])
     assert shard.stats().memories == 2
     assert len(shard.recall_candidates("ns", vec(0), "once keyed", RecallFilter(), 10)) == 2
 

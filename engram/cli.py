@@ -1,0 +1,80 @@
+"""The `engram` command: health, store, recall and API keys against a running service, as JSON."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from engram._transport import DEFAULT_URL
+from engram.client import Engram
+from engram.errors import EngramError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="engram", description=__doc__)
+    p.add_argument("--url", default=os.environ.get("ENGRAM_URL", DEFAULT_URL),
+                   help="service URL (default: $ENGRAM_URL or %(default)s)")
+    p.add_argument("--api-key", help="default: $ENGRAM_API_KEY, then $ENGRAM_ROOT_API_KEY")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("health", help="is the service up")
+    store = sub.add_parser("store", help="store one memory")
+    store.add_argument("--namespace", "-n", required=True)
+    store.add_argument("--importance", type=float)
+    store.add_argument("--type", dest="memory_type",
+                       choices=["episodic", "semantic", "procedural", "working"])
+    store.add_argument("--tag", dest="tags", action="append", help="repeatable")
+    store.add_argument("--session", dest="session_id")
+    store.add_argument("text")
+    recall = sub.add_parser("recall", help="the memories most relevant to a query")
+    recall.add_argument("--namespace", "-n", required=True)
+    recall.add_argument("--top-k", type=int, default=5)
+    recall.add_argument("query")
+    keys = sub.add_parser("keys", help="API keys (needs an admin key)")
+    key_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = key_sub.add_parser("create")
+    create.add_argument("--name", required=True)
+    create.add_argument("--scope", default="read",
+                        choices=["read", "write", "admin", "super_admin"])
+    create.add_argument("--namespace", dest="namespaces", action="append",
+                        help="a grant: a name or a prefix ending in '*'; repeatable; none: all")
+    create.add_argument("--expires-in-days", type=int)
+    key_sub.add_parser("list")
+    delete = key_sub.add_parser("delete")
+    delete.add_argument("key_id")
+    return p
+
+
+def _run(client: Engram, args: argparse.Namespace) -> Any:
+    if args.command == "health":
+        return client.health()
+    if args.command == "store":
+        return client.memory.store(args.text, args.namespace, importance=args.importance,
+                                   memory_type=args.memory_type, tags=args.tags,
+                                   session_id=args.session_id)
+    if args.command == "recall":
+        return client.memory.recall(args.query, args.namespace, top_k=args.top_k)
+    if args.keys_command == "create":
+        return client.keys.create(args.name, args.scope, args.namespaces, args.expires_in_days)
+    if args.keys_command == "list":
+        return client.keys.list()
+    return client.keys.delete(args.key_id)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    with Engram(args.url, api_key=args.api_key) as client:
+        try:
+            result = _run(client, args)
+        except EngramError as exc:
+            print(f"engram: {exc}", file=sys.stderr)
+            return 1
+    json.dump(result, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
