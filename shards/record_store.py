@@ -617,10 +617,11 @@ class SQLiteRecordStore:
 
     def counts(self) -> tuple[int, int, int, int]:
         with self._lock:
-            return tuple(  # type: ignore[return-value]
-                self._db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+            memories, namespaces, sessions, pending = (
+                int(self._db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0])
                 for t in ("memories", "namespaces", "sessions", "index_log")
             )
+        return memories, namespaces, sessions, pending
 
     def _tx(self) -> _Transaction:
         return _Transaction(self._db)
