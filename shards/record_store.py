@@ -430,15 +430,15 @@ class SQLiteRecordStore:
             ids = [m.id for m in memories]
         return self.delete(Scope.of(namespace), ids, namespace) if ids else []
 
-    def touch(self, keys: Sequence[int], now: float) -> None:
-        """Count an access (recall boosts frequently used memories); best effort, no index change."""
-        if not keys:
+    def touch(self, accesses: Sequence[tuple[int, int, float]]) -> None:
+        """Add (key, count, last time) accesses; recall boosts frequently used memories."""
+        if not accesses:
             return
         with self._lock, self._tx():
             self._db.executemany(
-                "UPDATE memories SET access_count = access_count + 1, last_accessed_at = ?"
+                "UPDATE memories SET access_count = access_count + ?, last_accessed_at = ?"
                 " WHERE key = ?",
-                [(now, k) for k in keys],
+                [(count, when, key) for key, count, when in accesses],
             )
 
     def listing(self, namespace: str, flt: RecallFilter, limit: int, offset: int,

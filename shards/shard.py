@@ -64,6 +64,7 @@ class Shard:
         self.vectors = vectors
         self.keywords = keywords
         self._lock = threading.RLock()
+        self._accesses: dict[tuple[str, str], tuple[int, float]] = {}
         check_layout(records, index, shard_count, dim)
         self.catch_up_indexes()
 
@@ -124,6 +125,7 @@ class Shard:
     def checkpoint(self) -> None:
         """Make the indexes durable, then forget the log entries they now hold."""
         with self._lock:
+            self._flush_accesses()
             seq, keys = self.records.pending_index_keys()
             if not keys:
                 return
@@ -226,13 +228,19 @@ class Shard:
         return self.records.listing(namespace, flt, limit, offset, newest_first)
 
     def record_access(self, namespace: str, memory_ids: Sequence[str], now: float | None = None) -> None:
+        """Count recalls of these memories. Buffered: written at the next checkpoint, so a
+        recall never waits for an fsync (a crash loses at most a few access counts)."""
         now = time.time() if now is None else now
-        ns_id = self.records.namespace_id(namespace)
-        if ns_id is None:
-            return
-        keys = [found[0] for mid in memory_ids
-                if (found := self.records.find(mid, Scope.of(namespace))) is not None]
-        self.records.touch(keys, now)
+        with self._lock:
+            for mid in memory_ids:
+                count, _ = self._accesses.get((namespace, mid), (0, now))
+                self._accesses[(namespace, mid)] = (count + 1, now)
+
+    def _flush_accesses(self) -> None:
+        pending, self._accesses = self._accesses, {}
+        touched = [(found[0], count, when) for (ns, mid), (count, when) in pending.items()
+                   if (found := self.records.find(mid, Scope.of(ns))) is not None]
+        self.records.touch(touched)
 
     # -- sessions -----------------------------------------------------------------------
     def start_session(self, namespace: str, session_id: str, metadata: dict[str, Any],

@@ -195,3 +195,14 @@ def test_layout_mismatch_refuses_to_open(open_shard: OpenShard) -> None:
         open_shard(shard_count=3)
     with pytest.raises(LayoutMismatch, match="embedding_dim"):
         open_shard(dim=DIM * 2)
+
+
+def test_accesses_are_counted_at_checkpoint(open_shard: OpenShard) -> None:
+    shard = open_shard()
+    shard.write([mem("a", "ns", "accessed memory")])
+    for _ in range(3):
+        shard.record_access("ns", ["a"], now=123.0)
+    shard.record_access("other", ["a"])  # another namespace's id reaches nothing
+    shard.checkpoint()
+    [m] = shard.lookup("a", Scope.of("ns"))
+    assert m.access_count == 3 and m.last_accessed_at == 123.0
