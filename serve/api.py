@@ -17,7 +17,13 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serve import render
-from serve.auth import Principal, authenticate, canonical_namespace, valid_grant
+from serve.auth import (
+    Principal,
+    authenticate,
+    canonical_namespace,
+    dakera_namespace,
+    valid_grant,
+)
 from serve.errors import ApiError, bad_request, from_exception, not_found
 from serve.metrics import observe, render_metrics
 from serve.schemas import (
@@ -39,6 +45,8 @@ from serve.service import MemoryService
 from shards.control_store import SQLiteControlStore
 
 VERSION = "0.1.0"
+MAX_GRANTS = 100  # namespaces entries per key
+MAX_GRANT_BYTES = 4096
 M = TypeVar("M", bound=BaseModel)
 log = logging.getLogger(__name__)
 
@@ -74,9 +82,11 @@ async def parse(request: Request, model: type[M]) -> M:
         raise _validation_error(exc.errors()) from None
 
 
-def _validation_error(errors: Any) -> ApiError:
+def _validation_error(errors: Any, *, located: bool = False) -> ApiError:
+    """The first error as a 400 naming its field. FastAPI's own errors (`located`) open
+    their loc with where the value was ("query", "path"); a body field may be named `query`."""
     first = errors[0]
-    loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
+    loc = [str(p) for p in first.get("loc", ())][1 if located else 0:]
     field = ".".join(loc) or "body"
     for i, part in enumerate(loc):  # memories.3.content → memories[3].content
         if part.isdigit() and i:
@@ -90,19 +100,17 @@ async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
 
 
 async def _request_validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-    err = _validation_error(exc.errors())
+    err = _validation_error(exc.errors(), located=True)
     return JSONResponse(err.body(), status_code=err.status)
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    if exc.status_code == 404:
+    if exc.status_code in (404, 405):
+        # A method this path does not serve is a route we do not serve (DESIGN §6): 404.
         body = {"error": f"route not found: {request.method} {request.url.path}",
                 "code": "ROUTE_NOT_FOUND"}
-    elif exc.status_code == 405:
-        body = {"error": f"method not allowed: {request.method} {request.url.path}",
-                "code": "METHOD_NOT_ALLOWED"}
-    else:
-        body = {"error": str(exc.detail), "code": "INVALID_REQUEST"}
+        return JSONResponse(body, status_code=404)
+    body = {"error": str(exc.detail), "code": "INVALID_REQUEST"}
     return JSONResponse(body, status_code=exc.status_code)
 
 
@@ -160,23 +168,31 @@ async def health_ready(request: Request) -> JSONResponse:
 
 
 @router.get("/metrics")
-@router.get("/v1/ops/metrics")
 async def metrics() -> PlainTextResponse:
+    """Open for Prometheus scrapers: it holds counts and latencies, never tenant data."""
+    return PlainTextResponse(render_metrics(), media_type="text/plain; version=0.0.4")
+
+
+@router.get("/v1/ops/metrics")
+async def ops_metrics(request: Request) -> PlainTextResponse:
+    principal(request).require_level("admin")  # Dakera's ops routes need an admin key
     return PlainTextResponse(render_metrics(), media_type="text/plain; version=0.0.4")
 
 
 @router.get("/v1/capabilities")
 async def capabilities(request: Request) -> dict[str, Any]:
     cfg = service(request).cfg
+    model = render.model_name(cfg.embedder.model)
+    aliases = [] if model == cfg.embedder.model else [cfg.embedder.model]
     return {
         "capabilities_version": 2, "server_version": f"engram-{VERSION}",
-        "api_versions": ["v1"], "default_model": "minilm",
-        "models": [{"name": cfg.embedder.model, "aliases": [], "active": True,
-                    "dimension": request.app.state.dim, "modality": "text"}],
+        "api_versions": ["v1"], "default_model": model,
+        "models": [{"name": model, "aliases": aliases, "active": True,
+                    "dimension": await service(request).dimension(), "modality": "text"}],
         "index_kinds": ["hnsw", "fulltext"], "distance_metrics": ["cosine"],
         "search_mode": "hybrid", "fulltext_language": "en",
         "auth": {"prefix_patterns": True, "sessions_by_agent": True, "key_update": False,
-                 "max_grants": 100, "max_grant_len": 255},
+                 "max_grants": MAX_GRANTS, "max_grant_len": MAX_GRANT_BYTES},
         "naming": {"agent_namespace_prefix": "_dakera_agent_",
                    "agent_id_max_bytes": cfg.limits.max_namespace_bytes,
                    "namespace_max_bytes": cfg.limits.max_namespace_bytes},
@@ -301,7 +317,7 @@ async def update_memory(request: Request, memory_id: str, agent_id: str | None =
     return ok(await svc.update(ns, memory_id, body))
 
 
-@router.patch("/v1/memories/{memory_id}/importance")
+@router.patch("/v1/memories/{memory_id:path}/importance")  # the SDK sends ids unencoded
 async def patch_importance(request: Request, memory_id: str) -> JSONResponse:
     p = principal(request)
     body = await parse(request, ImportanceBody)
@@ -417,8 +433,8 @@ async def agent_stats(request: Request, agent_id: str) -> JSONResponse:
 @router.get("/v1/namespaces")
 async def namespaces_list(request: Request) -> JSONResponse:
     p = principal(request)
-    infos = await service(request).namespaces(p.scope)
-    return ok({"namespaces": [n.name for n in infos], "kinds": {n.name: "agent" for n in infos}})
+    names = [dakera_namespace(n.name) for n in await service(request).namespaces(p.scope)]
+    return ok({"namespaces": names, "kinds": {name: "agent" for name in names}})
 
 
 @router.delete("/v1/namespaces/{namespace:path}")
@@ -436,8 +452,10 @@ async def key_create(request: Request) -> JSONResponse:
     p = principal(request)
     p.require_level("admin")
     body = await parse(request, KeyCreateBody)
+    if len(body.namespaces or []) > MAX_GRANTS:
+        raise bad_request("namespaces", f"at most {MAX_GRANTS} entries")
     for i, grant in enumerate(body.namespaces or []):
-        if not valid_grant(grant) or len(grant.encode()) > 4096:
+        if not valid_grant(grant) or len(grant.encode()) > MAX_GRANT_BYTES:
             raise bad_request(f"namespaces[{i}]", "an exact name or a prefix ending in one '*'")
     if body.scope == "super_admin" and p.key.scope != "super_admin":
         raise ApiError(403, "INSUFFICIENT_SCOPE", "only a super_admin key can create super_admin keys")
@@ -494,5 +512,4 @@ def create_app(svc: MemoryService, store: SQLiteControlStore) -> FastAPI:
     api.state.service = svc
     api.state.control = store
     api.state.started_at = time.time()
-    api.state.dim = None
     return api

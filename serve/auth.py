@@ -17,6 +17,11 @@ def canonical_namespace(name: str) -> str:
     return name[len(AGENT_PREFIX):] if name.startswith(AGENT_PREFIX) else name
 
 
+def dakera_namespace(name: str) -> str:
+    """How Dakera spells an agent's namespace on the wire (`CreateAgentResponse`, listings)."""
+    return AGENT_PREFIX + name
+
+
 def grants_scope(namespaces: tuple[str, ...] | None) -> Scope:
     """Grants → Scope: None or "*" reach everything; "p*" is a prefix; anything else exact."""
     if namespaces is None:

@@ -41,9 +41,18 @@ def too_large(field: str, message: str) -> ApiError:
     return ApiError(413, "PAYLOAD_TOO_LARGE", f"{field}: {message}", field=field)
 
 
+# Dakera has a 404 code for some resources; memories and sessions have none of their own.
+_NOT_FOUND_CODES = {"namespace": "NAMESPACE_NOT_FOUND", "agent": "NAMESPACE_NOT_FOUND",
+                    "api_key": "API_KEY_NOT_FOUND"}
+
+
+def not_found_code(resource: str | None) -> str:
+    return _NOT_FOUND_CODES.get(resource or "", "NOT_FOUND")
+
+
 def not_found(resource: str, ident: str) -> ApiError:
-    return ApiError(404, "NOT_FOUND", f"{resource} not found: {ident}", resource=resource,
-                    field=None)
+    return ApiError(404, not_found_code(resource), f"{resource} not found: {ident}",
+                    resource=resource)
 
 
 # Shard errors → (status, code). Retriable storage failures become 503 with Retry-After.
@@ -69,6 +78,8 @@ def from_exception(exc: BaseException) -> ApiError:
             resource = field if status == 404 else None
             if resource in ("id", "memory_ids"):
                 resource = "memory"
+            if status == 404:
+                code = not_found_code(resource)
             retry = 1 if status == 503 else None
             return ApiError(status, code, str(getattr(exc, "message", exc)), field=field,
                             resource=resource, retry_after=retry)

@@ -8,6 +8,19 @@ from shards.control_store import ApiKey
 from shards.types import Memory, Session
 
 
+# Dakera's wire names for the embedding models it knows; any other model keeps its own name.
+_DAKERA_MODELS = {
+    "all-MiniLM-L6-v2": "minilm", "bge-large-en-v1.5": "bge-large", "bge-small-en-v1.5": "bge-small",
+    "e5-small-v2": "e5-small", "bge-m3": "bge-m3", "modernbert-embed-base": "modernbert-embed-base",
+    "gte-modernbert-base": "gte-modernbert-base",
+}
+
+
+def model_name(model: str) -> str:
+    """The name capabilities and agents report for a configured model (a hub id or a path)."""
+    return _DAKERA_MODELS.get(model.rstrip("/").rsplit("/", 1)[-1], model)
+
+
 def _ts(value: float | None) -> int | None:
     return None if value is None else int(value)
 

@@ -136,13 +136,13 @@ class BatchFilter(_Body):
 
 
 class BatchRecallBody(_Owned):
-    filter: BatchFilter = Field(default_factory=BatchFilter)
+    filter: BatchFilter = Field(default_factory=lambda: BatchFilter())
     limit: int = Field(100, ge=1)
     min_importance: float | None = Field(None, ge=0.0, le=1.0)
 
 
 class BatchForgetBody(_Owned):
-    filter: BatchFilter = Field(default_factory=BatchFilter)
+    filter: BatchFilter = Field(default_factory=lambda: BatchFilter())
 
 
 class SessionStartBody(_Owned):

@@ -11,7 +11,7 @@ import uuid
 from typing import Any
 
 from serve import render
-from serve.auth import Principal, canonical_namespace
+from serve.auth import Principal, canonical_namespace, dakera_namespace
 from serve.clients import EmbedderClient, ShardClient
 from serve.config import EngramConfig
 from serve.errors import bad_request, not_found, too_large
@@ -24,6 +24,7 @@ from serve.schemas import (
     UpdateBody,
     parse_time,
 )
+from shards.errors import NotFound
 from shards.routing import shard_for
 from shards.types import MemoryChanges, NewMemory, RecallFilter, Scope, Session
 
@@ -35,6 +36,7 @@ class MemoryService:
         self.cfg = cfg
         self.shards = shards
         self.embedder = embedder
+        self._dimension: int | None = None
 
     # -- helpers ------------------------------------------------------------------------
     def shard(self, namespace: str) -> ShardClient:
@@ -88,6 +90,12 @@ class MemoryService:
             raise bad_request(field, f"at most {self.cfg.limits.max_metadata_fields} fields")
         return metadata
 
+    async def dimension(self) -> int:
+        """The embedder's vector dimension (asked once: the embedder lives in another actor)."""
+        if self._dimension is None:
+            self._dimension = len(await self.embedder.embed_query("dimension"))
+        return self._dimension
+
     async def _fan_out(self, method: str, *args: Any) -> list[Any]:
         return list(await asyncio.gather(*(s.call(method, *args) for s in self.shards)))
 
@@ -105,7 +113,8 @@ class MemoryService:
             memory_type=body.memory_type, importance=body.importance,
             tags=self._check_tags(body.tags, f"{field}tags"),
             metadata=self._check_metadata(body.metadata, f"{field}metadata"),
-            session_id=body.session_id, event_time=now if event_time is None else event_time,
+            session_id=body.session_id,
+            event_time=float(int(now)) if event_time is None else event_time,
             vector=tuple(vector), expires_at=expires, idempotency_key=idempotency_key,
         )
 
@@ -166,10 +175,10 @@ class MemoryService:
         if len(body.query.encode("utf-8")) > self.cfg.limits.max_query_bytes:
             raise too_large("query", f"over {self.cfg.limits.max_query_bytes} UTF-8 bytes")
         routing = body.routing or "hybrid"
-        is_recall = isinstance(body, RecallBody)
+        full = body if isinstance(body, RecallBody) else None  # search has no time or fusion knobs
         flt = self._filter(
             memory_type=body.memory_type, session_id=body.session_id,
-            since=body.since if is_recall else None, until=body.until if is_recall else None,
+            since=full.since if full else None, until=full.until if full else None,
             min_importance=body.min_importance, tags_any=body.tags,
         )
         t0 = time.perf_counter()
@@ -180,12 +189,18 @@ class MemoryService:
             "recall_candidates", namespace, vector, body.query if routing != "vector" else "",
             flt, limit)
         channels = ["vector"] if routing == "vector" else ["bm25"] if routing == "bm25" else ["vector", "bm25"]
-        fusion = (body.fusion if is_recall and body.fusion else self.cfg.ranking.fusion)
-        vector_weight = (body.vector_weight if is_recall and body.vector_weight is not None
+        fusion = full.fusion if full and full.fusion else self.cfg.ranking.fusion
+        vector_weight = (full.vector_weight if full and full.vector_weight is not None
                          else self.cfg.ranking.vector_weight)
         ranked = rank(candidates, fusion=fusion, vector_weight=vector_weight, now=time.time(),
                       cfg=self.cfg.ranking, channels=channels)[:top_k]
         t2 = time.perf_counter()
+        if full is not None and full.session_id is not None:
+            # Recalling within a session is activity in it (Dakera): it keeps it from idling out.
+            try:
+                await self.shard(namespace).call("touch_session", full.session_id, Scope.of(namespace))
+            except NotFound:  # an unknown session has nothing to recall and nothing to keep alive
+                pass
         if track_access and ranked:
             await self.shard(namespace).call(
                 "record_access", namespace, [s.candidate.memory.id for s in ranked])
@@ -332,8 +347,11 @@ class MemoryService:
 
     async def create_agent(self, namespace: str, metadata: dict[str, Any] | None) -> tuple[dict[str, Any], bool]:
         created = await self.shard(namespace).call("ensure_namespace", namespace, metadata)
-        return {"agent_id": namespace, "namespace": namespace, "created": created,
-                "dimension": None, "model": self.cfg.embedder.model}, created
+        out: dict[str, Any] = {
+            "agent_id": namespace, "namespace": dakera_namespace(namespace), "created": created,
+            "dimension": await self.dimension(), "model": render.model_name(self.cfg.embedder.model),
+        }
+        return out, created
 
     async def agent_stats(self, namespace: str) -> dict[str, Any]:
         info, stats = await self.shard(namespace).call("namespace_stats", namespace)
