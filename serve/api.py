@@ -27,6 +27,7 @@ from serve.auth import (
 from serve.errors import ApiError, bad_request, from_exception, not_found
 from serve.metrics import observe, render_metrics
 from serve.schemas import (
+    Owned,
     AgentCreateBody,
     BatchForgetBody,
     BatchRecallBody,
@@ -48,6 +49,7 @@ VERSION = "0.1.0"
 MAX_GRANTS = 100  # namespaces entries per key
 MAX_GRANT_BYTES = 4096
 M = TypeVar("M", bound=BaseModel)
+O = TypeVar("O", bound=Owned)
 log = logging.getLogger(__name__)
 
 router = APIRouter()
@@ -80,6 +82,16 @@ async def parse(request: Request, model: type[M]) -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         raise _validation_error(exc.errors()) from None
+
+
+async def owned(request: Request, model: type[O], needed: str) -> tuple[O, MemoryService, str]:
+    """Authenticate, parse an agent-owned body, and check the key's grant on its namespace."""
+    p = principal(request)  # a bad key is a 401 whatever the body holds
+    body = await parse(request, model)
+    svc = service(request)
+    ns = svc.namespace_of(body.agent_id, body.namespace)
+    p.require(ns, needed)
+    return body, svc, ns
 
 
 def _validation_error(errors: Any, *, located: bool = False) -> ApiError:
@@ -217,11 +229,7 @@ async def whoami(request: Request) -> dict[str, Any]:
 # -- memories --------------------------------------------------------------------------------
 @router.post("/v1/memory/store")
 async def store(request: Request) -> JSONResponse:
-    p = principal(request)
-    body = await parse(request, StoreBody)
-    svc = service(request)
-    ns = svc.namespace_of(body.agent_id, body.namespace)
-    p.require(ns, "write")
+    body, svc, ns = await owned(request, StoreBody, "write")
     stored, embed_ms, sessions = await svc.store(ns, [body], request.headers.get("idempotency-key"))
     out: dict[str, Any] = {"memory": stored[0], "embedding_time_ms": embed_ms}
     if sessions:
@@ -231,11 +239,7 @@ async def store(request: Request) -> JSONResponse:
 
 @router.post("/v1/memories/store/batch")
 async def store_batch(request: Request) -> JSONResponse:
-    p = principal(request)
-    body = await parse(request, BatchStoreBody)
-    svc = service(request)
-    ns = svc.namespace_of(body.agent_id, body.namespace)
-    p.require(ns, "write")
+    body, svc, ns = await owned(request, BatchStoreBody, "write")
     stored, embed_ms, sessions = await svc.store(ns, body.memories, request.headers.get("idempotency-key"))
     return ok({
         "stored": [{"id": m["id"], "content": m["content"], "agent_id": m["agent_id"],
@@ -248,32 +252,20 @@ async def store_batch(request: Request) -> JSONResponse:
 
 @router.post("/v1/memory/recall")
 async def recall(request: Request) -> JSONResponse:
-    p = principal(request)
-    body = await parse(request, RecallBody)
-    svc = service(request)
-    ns = svc.namespace_of(body.agent_id, body.namespace)
-    p.require(ns, "read")
+    body, svc, ns = await owned(request, RecallBody, "read")
     return ok(await svc.recall(ns, body))
 
 
 @router.post("/v1/memory/search")
 async def search(request: Request) -> JSONResponse:
-    p = principal(request)
-    body = await parse(request, SearchBody)
-    svc = service(request)
-    ns = svc.namespace_of(body.agent_id, body.namespace)
-    p.require(ns, "read")
+    body, svc, ns = await owned(request, SearchBody, "read")
     result = await svc.recall(ns, body, track_access=False)
     return ok({"memories": result["memories"], "total_found": result["total_found"]})
 
 
 @router.post("/v1/memories/recall/batch")
 async def recall_batch(request: Request) -> JSONResponse:
-    p = principal(request)
-    body = await parse(request, BatchRecallBody)
-    svc = service(request)
-    ns = svc.namespace_of(body.agent_id, body.namespace)
-    p.require(ns, "read")
+    body, svc, ns = await owned(request, BatchRecallBody, "read")
     flt = body.filter
     if body.min_importance is not None and flt.min_importance is None:
         flt = flt.model_copy(update={"min_importance": body.min_importance})
@@ -282,21 +274,13 @@ async def recall_batch(request: Request) -> JSONResponse:
 
 @router.post("/v1/memory/forget")
 async def forget(request: Request) -> JSONResponse:
-    p = principal(request)
-    body = await parse(request, ForgetBody)
-    svc = service(request)
-    ns = svc.namespace_of(body.agent_id, body.namespace)
-    p.require(ns, "write")
+    body, svc, ns = await owned(request, ForgetBody, "write")
     return ok(await svc.forget(ns, body.memory_ids))
 
 
 @router.delete("/v1/memories/forget/batch")
 async def forget_batch(request: Request) -> JSONResponse:
-    p = principal(request)
-    body = await parse(request, BatchForgetBody)
-    svc = service(request)
-    ns = svc.namespace_of(body.agent_id, body.namespace)
-    p.require(ns, "write")
+    body, svc, ns = await owned(request, BatchForgetBody, "write")
     return ok(await svc.batch_forget(ns, body.filter))
 
 
@@ -319,22 +303,14 @@ async def update_memory(request: Request, memory_id: str, agent_id: str | None =
 
 @router.patch("/v1/memories/{memory_id:path}/importance")  # the SDK sends ids unencoded
 async def patch_importance(request: Request, memory_id: str) -> JSONResponse:
-    p = principal(request)
-    body = await parse(request, ImportanceBody)
-    svc = service(request)
-    ns = svc.namespace_of(body.agent_id, body.namespace)
-    p.require(ns, "write")
+    body, svc, ns = await owned(request, ImportanceBody, "write")
     return ok(await svc.update(ns, memory_id, UpdateBody(importance=body.importance)))
 
 
 # -- sessions --------------------------------------------------------------------------------
 @router.post("/v1/sessions/start")
 async def session_start(request: Request) -> JSONResponse:
-    p = principal(request)
-    body = await parse(request, SessionStartBody)
-    svc = service(request)
-    ns = svc.namespace_of(body.agent_id, body.namespace)
-    p.require(ns, "write")
+    body, svc, ns = await owned(request, SessionStartBody, "write")
     return ok(await svc.start_session(ns, body.metadata, body.idle_timeout_secs), 201)
 
 

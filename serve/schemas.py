@@ -48,12 +48,14 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
-class _Owned(_Body):
+class Owned(_Body):
+    """A body that names its agent (namespace)."""
+
     agent_id: StrictStr | None = None
     namespace: StrictStr | None = None
 
 
-class StoreBody(_Owned):
+class StoreBody(Owned):
     content: StrictStr
     id: StrictStr | None = None
     memory_type: MemoryType = "episodic"
@@ -66,11 +68,11 @@ class StoreBody(_Owned):
     event_time: Number | StrictStr | None = None
 
 
-class BatchStoreBody(_Owned):
+class BatchStoreBody(Owned):
     memories: list[StoreBody] = Field(..., min_length=1)
 
 
-class RecallBody(_Owned):
+class RecallBody(Owned):
     query: StrictStr
     top_k: int = 5
     memory_type: MemoryType | None = None
@@ -94,7 +96,7 @@ class RecallBody(_Owned):
     include_summaries: StrictBool | None = None
 
 
-class SearchBody(_Owned):
+class SearchBody(Owned):
     query: StrictStr
     top_k: int = 10
     memory_type: MemoryType | None = None
@@ -105,7 +107,7 @@ class SearchBody(_Owned):
     session_id: StrictStr | None = None
 
 
-class ForgetBody(_Owned):
+class ForgetBody(Owned):
     memory_ids: list[StrictStr] = Field(..., min_length=1, max_length=1000)
 
 
@@ -118,7 +120,7 @@ class UpdateBody(_Body):
     event_time: Number | StrictStr | None = None
 
 
-class ImportanceBody(_Owned):
+class ImportanceBody(Owned):
     importance: float = Field(..., ge=0.0, le=1.0)
 
 
@@ -135,17 +137,17 @@ class BatchFilter(_Body):
         return all(v is None for v in self.model_dump().values())
 
 
-class BatchRecallBody(_Owned):
+class BatchRecallBody(Owned):
     filter: BatchFilter = Field(default_factory=lambda: BatchFilter())
     limit: int = Field(100, ge=1)
     min_importance: float | None = Field(None, ge=0.0, le=1.0)
 
 
-class BatchForgetBody(_Owned):
+class BatchForgetBody(Owned):
     filter: BatchFilter = Field(default_factory=lambda: BatchFilter())
 
 
-class SessionStartBody(_Owned):
+class SessionStartBody(Owned):
     metadata: dict[str, Any] | None = None
     idle_timeout_secs: int | None = Field(None, ge=0)
 
