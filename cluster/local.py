@@ -67,7 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = args.data_dir if args.data_dir.is_absolute() else (Path.cwd() / args.data_dir)
     data_dir = data_dir.resolve()
     key = root_key(data_dir)
-    env = {**os.environ, "ENGRAM_ROOT_API_KEY": key, "ENGRAM_HOME": str(ROOT),
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "ENGRAM_ROOT_API_KEY": key,
+           # `ray job submit -- python …` runs under this PATH: make it the project's venv.
+           "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "ENGRAM_HOME": str(ROOT),
            "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1",
            "RAY_SERVE_HTTP_HOST": "127.0.0.1",
            # Ray 2.5x enables token auth on `ray start`; the CLIs find ~/.ray/auth_token in token mode.
@@ -75,7 +78,6 @@ def main(argv: list[str] | None = None) -> int:
     config_path, doc = render_config(args.config, data_dir)
     http = doc.get("http_options", {})
     url = f"http://{http.get('host', '127.0.0.1')}:{http.get('port', 3300)}"
-    bin_dir = Path(sys.executable).parent
     ray, serve = str(bin_dir / "ray"), str(bin_dir / "serve")
 
     subprocess.run([ray, "stop", "--force"], env=env, capture_output=True)
