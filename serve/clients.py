@@ -18,6 +18,12 @@ class EmbedderClient(Protocol):
     async def embed_query(self, text: str) -> list[float]: ...
 
 
+class RerankerClient(Protocol):
+    async def score(self, query: str, passages: list[str]) -> list[float]:
+        """Cross-encoder relevance of each passage to the query (higher is better), in order."""
+        ...
+
+
 class ServeShardClient:
     def __init__(self, handle: Any) -> None:
         self._handle = handle

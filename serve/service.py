@@ -12,7 +12,7 @@ from typing import Any
 
 from serve import render
 from serve.auth import Principal, canonical_namespace, dakera_namespace
-from serve.clients import EmbedderClient, ShardClient
+from serve.clients import EmbedderClient, RerankerClient, ShardClient
 from serve.config import EngramConfig
 from serve.errors import bad_request, not_found, too_large
 from serve.ranking import rank
@@ -30,12 +30,14 @@ from shards.types import MemoryChanges, NewMemory, RecallFilter, Scope, Session
 
 
 class MemoryService:
-    def __init__(self, cfg: EngramConfig, shards: list[ShardClient], embedder: EmbedderClient) -> None:
+    def __init__(self, cfg: EngramConfig, shards: list[ShardClient], embedder: EmbedderClient,
+                 reranker: RerankerClient | None = None) -> None:
         if len(shards) != cfg.shard_count:
             raise ValueError(f"{len(shards)} shard clients for shard_count={cfg.shard_count}")
         self.cfg = cfg
         self.shards = shards
         self.embedder = embedder
+        self.reranker = reranker  # None: no cross-encoder configured; recall says so
         self._dimension: int | None = None
 
     # -- helpers ------------------------------------------------------------------------
