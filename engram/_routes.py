@@ -113,15 +113,24 @@ def batch_items(items: Sequence[str | Mapping[str, Any]]) -> list[Json]:
     return out
 
 
+def _is_context(item: Any) -> bool:
+    return isinstance(item, dict) and (item.get("retrieval") == "neighborhood"
+                                       or item.get("context_of") is not None)
+
+
 def _recall_results(body: Any) -> Any:
+    """Ranked results under "results"; session context the server put inline under "context"."""
     if not isinstance(body, dict):
         return {"results": body if isinstance(body, list) else []}
+    items = body.get("memories") or []
     rest = {k: v for k, v in body.items() if k != "memories"}
-    return {"results": body.get("memories") or [], **rest}
+    context = [m for m in items if _is_context(m)] + list(body.get("context_memories") or [])
+    return {**rest, "results": [m for m in items if not _is_context(m)], "context": context}
 
 
 def _result_list(body: Any) -> Any:
-    return (body.get("memories") or []) if isinstance(body, dict) else body
+    items = (body.get("memories") or []) if isinstance(body, dict) else body
+    return [m for m in items if not _is_context(m)] if isinstance(items, list) else items
 
 
 def recall(namespace: str, query: str, top_k: int, filters: Mapping[str, Any],

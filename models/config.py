@@ -27,8 +27,15 @@ class EmbedderConfig(BaseModel):
 class RerankerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
-    model: str | None = None  # None: reranking is off and recall says so
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # A local folder (CrossEncoder.save_pretrained) or a hub id already in the local cache;
+    # None: reranking is off and recall says so.
+    model: str | None = None
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda (half precision) when present
     torch_threads: int = Field(1, ge=1)
+    # Pairs per forward pass; the Reranker fills passes with pairs from concurrent recalls.
     max_batch_size: int = Field(8, ge=1)
+    batch_wait_timeout_s: float = Field(0.005, ge=0)
+    # Most passages one recall may send to be reranked (the fused top-M).
     max_candidates: int = Field(50, ge=1)
+    # Tokens per (query, passage) pair; None: the model's own limit (its position table).
+    max_length: int | None = Field(None, ge=8)

@@ -27,6 +27,8 @@ from serve.auth import (
 from serve.errors import ApiError, bad_request, from_exception, not_found
 from serve.metrics import observe, render_metrics
 from serve.schemas import (
+    ExtractBody,
+    KnowledgeGraphBody,
     Owned,
     AgentCreateBody,
     BatchForgetBody,
@@ -305,6 +307,32 @@ async def update_memory(request: Request, memory_id: str, agent_id: str | None =
 async def patch_importance(request: Request, memory_id: str) -> JSONResponse:
     body, svc, ns = await owned(request, ImportanceBody, "write")
     return ok(await svc.update(ns, memory_id, UpdateBody(importance=body.importance)))
+
+
+# -- knowledge graph -------------------------------------------------------------------------
+@router.post("/v1/knowledge/graph")
+async def knowledge_graph(request: Request) -> JSONResponse:
+    body, svc, ns = await owned(request, KnowledgeGraphBody, "read")
+    return ok(await svc.knowledge_graph(principal(request), ns, body.memory_id, body.depth,
+                                        body.min_similarity))
+
+
+@router.get("/v1/memories/{memory_id:path}/graph")
+async def memory_graph(request: Request, memory_id: str, depth: int = Query(1, ge=1, le=5)) -> JSONResponse:
+    return ok(await service(request).memory_graph(principal(request), memory_id, depth))
+
+
+@router.get("/v1/memory/entities/{memory_id:path}")
+async def memory_entities(request: Request, memory_id: str) -> JSONResponse:
+    return ok(await service(request).memory_entities(principal(request), memory_id))
+
+
+@router.post("/v1/extract")
+async def extract(request: Request) -> JSONResponse:
+    p = principal(request)
+    p.require_level("read")
+    body = await parse(request, ExtractBody)
+    return ok(service(request).extract(body.text))
 
 
 # -- sessions --------------------------------------------------------------------------------

@@ -8,7 +8,12 @@ from typing import Any
 from ray.serve import Application
 
 from serve.config import EngramConfig
-from serve.deployments import EmbedderDeployment, RouterDeployment, ShardDeployment
+from serve.deployments import (
+    EmbedderDeployment,
+    RerankerDeployment,
+    RouterDeployment,
+    ShardDeployment,
+)
 from shards.control_store import SQLiteControlStore
 
 
@@ -39,4 +44,7 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
         ShardDeployment.options(name=f"Shard{i}").bind(i, cfg_dict, embedder)
         for i in range(cfg.shard_count)
     ]
-    return RouterDeployment.bind(cfg_dict, embedder, *shards)
+    # No model configured: no Reranker replica at all, and recall reports reranking unavailable.
+    reranker = (RerankerDeployment.bind(cfg.reranker.model_dump(mode="json"))
+                if cfg.reranker.model else None)
+    return RouterDeployment.bind(cfg_dict, embedder, reranker, *shards)

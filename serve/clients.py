@@ -1,4 +1,4 @@
-"""How the router reaches shards and the embedder: Ray Serve handles, or objects in-process.
+"""How the router reaches shards, embedder and reranker: Serve handles, or objects in-process.
 
 The in-process clients let benchmarks measure the same service code without Serve's hops.
 """
@@ -48,6 +48,19 @@ class ServeEmbedderClient:
         return result
 
 
+class ServeRerankerClient:
+    """The Reranker deployment's handle: one call per recall, the pairs batched there."""
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+
+    async def score(self, query: str, passages: list[str]) -> list[float]:
+        if not passages:
+            return []
+        result: list[float] = await self._handle.score.remote(query, list(passages))
+        return result
+
+
 class LocalShardClient:
     """A Shard object in this process, called on its own thread (shards are blocking code)."""
 
@@ -76,3 +89,19 @@ class LocalEmbedderClient:
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(self._executor, self._embedder.embed_queries, [text])
         return list(result[0])
+
+
+class LocalRerankerClient:
+    """A CrossEncoderReranker in this process, on its own thread (a forward pass blocks)."""
+
+    def __init__(self, reranker: Any) -> None:
+        self._reranker = reranker
+        self._executor = ThreadPoolExecutor(max_workers=1)
+
+    async def score(self, query: str, passages: list[str]) -> list[float]:
+        if not passages:
+            return []
+        loop = asyncio.get_running_loop()
+        result: list[float] = await loop.run_in_executor(
+            self._executor, self._reranker.score, query, list(passages))
+        return result

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.config import EmbedderConfig, RerankerConfig
+from models.entities import EntityConfig
 from shards.config import EmbeddedStorageConfig
 
 
@@ -36,6 +37,11 @@ class RankingConfig(_Strict):
     fusion: Literal["rrf", "minmax"] = "rrf"
     rrf_k: int = Field(60, ge=1)
     vector_weight: float = Field(0.5, ge=0, le=1)
+    graph_weight: float = Field(0.3, ge=0)  # the entity-graph channel's share in fusion
+    time_match_weight: float = Field(0.1, ge=0)  # boost when a query's time covers the event
+    neighborhood_mode: Literal["inline", "separate", "off"] = "inline"  # Dakera's default
+    neighborhood_before: int = Field(1, ge=0, le=10)
+    neighborhood_after: int = Field(1, ge=0, le=10)
     candidates: int = Field(50, ge=1)  # per channel, before fusion
     relevance_weight: float = Field(0.7, ge=0)
     importance_weight: float = Field(0.2, ge=0)
@@ -57,6 +63,7 @@ class EngramConfig(_Strict):
     storage: EmbeddedStorageConfig = Field(default_factory=EmbeddedStorageConfig)
     embedder: EmbedderConfig = Field(default_factory=EmbedderConfig)
     reranker: RerankerConfig = Field(default_factory=RerankerConfig)
+    entities: EntityConfig = Field(default_factory=EntityConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     sessions: SessionsConfig = Field(default_factory=SessionsConfig)
     ranking: RankingConfig = Field(default_factory=RankingConfig)

@@ -1,4 +1,4 @@
-"""Thin Ray Serve wrappers: the embedder, the shards and the router replicas."""
+"""Thin Ray Serve wrappers: the embedder, the reranker, the shards and the router replicas."""
 from __future__ import annotations
 
 import asyncio
@@ -11,10 +11,11 @@ from typing import Any
 
 from ray import serve
 
-from models.config import EmbedderConfig
+from models.config import EmbedderConfig, RerankerConfig
 from models.embedders import build_embedder
+from models.rerankers import CrossEncoderReranker
 from serve.api import create_app
-from serve.clients import ServeEmbedderClient, ServeShardClient
+from serve.clients import ServeEmbedderClient, ServeRerankerClient, ServeShardClient
 from serve.config import EngramConfig
 from serve.service import MemoryService
 from shards.control_store import SQLiteControlStore
@@ -24,12 +25,7 @@ from shards.shard import Shard
 log = logging.getLogger(__name__)
 
 # What the router may call on a shard; nothing else crosses the handle.
-SHARD_METHODS = frozenset({
-    "write", "lookup", "update", "delete", "forget_matching", "recall_candidates", "listing",
-    "record_access", "start_session", "get_session", "end_session", "touch_session",
-    "sessions", "all_sessions", "ensure_namespace", "namespaces", "namespace_stats",
-    "drop_namespace", "stats", "catch_up_indexes", "rebuild_indexes", "checkpoint",
-})
+SHARD_METHODS = Shard.REMOTE_METHODS
 
 
 # num_cpus 0 by default so that the whole app fits a 2-core machine; the YAML sets real
@@ -55,6 +51,35 @@ class EmbedderDeployment:
 
     def dim(self) -> int:
         return int(self.model.dim)
+
+
+@serve.deployment(name="Reranker", max_ongoing_requests=64, ray_actor_options={"num_cpus": 0})
+class RerankerDeployment:
+    """A cross-encoder. A recall sends its top-M passages in one `score` call; each pair then
+    queues on its own in `score_pair`, so a forward pass (max_batch_size pairs) is filled with
+    pairs from whichever recalls are waiting, first come first served."""
+
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        self.cfg = RerankerConfig.model_validate(cfg)
+        self.model = CrossEncoderReranker(self.cfg)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reranker")
+        self.score_pair.set_max_batch_size(self.cfg.max_batch_size)
+        self.score_pair.set_batch_wait_timeout_s(self.cfg.batch_wait_timeout_s)
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.005)
+    async def score_pair(self, queries: list[str], passages: list[str]) -> list[float]:
+        # Off the event loop: recalls that arrive during a pass queue their pairs for the next.
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._executor, self.model.score_pairs, list(zip(queries, passages)))
+
+    async def score(self, query: str, passages: list[str]) -> list[float]:
+        """Relevance (raw logit, higher is better) of each passage to the query, in order."""
+        if len(passages) > self.cfg.max_candidates:
+            raise InvalidInput(f"{len(passages)} passages to rerank; at most "
+                               f"reranker.max_candidates={self.cfg.max_candidates}", "passages")
+        scores = await asyncio.gather(*(self.score_pair(query, p) for p in passages))
+        return list(scores)
 
 
 @serve.deployment(name="Shard", max_ongoing_requests=128, ray_actor_options={"num_cpus": 0})
@@ -108,14 +133,16 @@ class ShardDeployment:
 @serve.deployment(name="Router", max_ongoing_requests=128, ray_actor_options={"num_cpus": 0})
 @serve.ingress()
 class RouterDeployment:
-    def __init__(self, cfg: dict[str, Any], embedder: Any, *shards: Any) -> None:
+    def __init__(self, cfg: dict[str, Any], embedder: Any, reranker: Any, *shards: Any) -> None:
+        """reranker: the Reranker's handle, or None when no reranker.model is configured."""
         config = EngramConfig.from_args(cfg)
         self.control = SQLiteControlStore(config.data_dir / "control.db")
         root = os.environ.get(config.auth.root_key_env)
         if root:
             self.control.ensure_root_key(root)
-        self.service = MemoryService(config, [ServeShardClient(h) for h in shards],
-                                     ServeEmbedderClient(embedder))
+        self.service = MemoryService(
+            config, [ServeShardClient(h) for h in shards], ServeEmbedderClient(embedder),
+            reranker=ServeRerankerClient(reranker) if reranker is not None else None)
 
     def __serve_build_asgi_app__(self) -> Any:
         # Built in the replica, after __init__: Serve would otherwise pickle a frozen copy

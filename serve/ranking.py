@@ -20,6 +20,7 @@ class Scored:
     decay: float
     access: float
     final: float
+    time_match: float = 0.0
 
     @property
     def channels(self) -> list[str]:
@@ -74,23 +75,30 @@ def half_life_decay(age_seconds: float, half_life_days: float) -> float:
     return 0.5 ** (max(age_seconds, 0.0) / (half_life_days * DAY))
 
 
-def channel_weights(vector_weight: float, channels: Sequence[str]) -> dict[str, float]:
-    weights = {"vector": vector_weight, "bm25": 1.0 - vector_weight}
+def channel_weights(vector_weight: float, channels: Sequence[str], graph_weight: float) -> dict[str, float]:
+    weights = {"vector": vector_weight, "bm25": 1.0 - vector_weight, "graph": graph_weight}
     return {ch: weights.get(ch, 0.5) for ch in channels}
+
+
+def fuse(candidates: Sequence[Candidate], *, fusion: str, vector_weight: float,
+         cfg: RankingConfig, channels: Sequence[str]) -> list[float]:
+    """Relevance in [0, 1] from the channels' ranks (RRF) or scores (min-max)."""
+    weights = channel_weights(vector_weight, channels, cfg.graph_weight)
+    fused = rrf(candidates, cfg.rrf_k, weights) if fusion == "rrf" else minmax(candidates, weights)
+    return spread(fused)
 
 
 def rank(candidates: Sequence[Candidate], *, fusion: str, vector_weight: float, now: float,
          cfg: RankingConfig, channels: Sequence[str], relevance: Sequence[float] | None = None,
-         ) -> list[Scored]:
+         time_window: tuple[float, float] | None = None) -> list[Scored]:
     """Fuse, then blend relevance with importance × decay, recency and access; best first.
 
     final = relevance·w_r + importance·decay(age, half-life by type)·w_i + recency·w_t + access
+            (+ w_time when the query names a time and the memory's event falls in it)
     """
-    weights = channel_weights(vector_weight, channels)
     if relevance is None:
-        fused = (rrf(candidates, cfg.rrf_k, weights) if fusion == "rrf"
-                 else minmax(candidates, weights))
-        relevance = spread(fused)
+        relevance = fuse(candidates, fusion=fusion, vector_weight=vector_weight, cfg=cfg,
+                         channels=channels)
     scored = []
     for c, rel in zip(candidates, relevance):
         m = c.memory
@@ -99,9 +107,11 @@ def rank(candidates: Sequence[Candidate], *, fusion: str, vector_weight: float, 
         recency = half_life_decay(age, cfg.recency_half_life_days)
         access = min(0.05, cfg.access_boost * math.log2(1 + m.access_count))
         importance_part = m.importance * decay
+        in_window = time_window is not None and time_window[0] <= m.event_time < time_window[1]
+        time_match = cfg.time_match_weight if in_window else 0.0
         final = (rel * cfg.relevance_weight + importance_part * cfg.importance_weight
-                 + recency * cfg.recency_weight + access)
-        scored.append(Scored(c, rel, importance_part, recency, decay, access, final))
+                 + recency * cfg.recency_weight + access + time_match)
+        scored.append(Scored(c, rel, importance_part, recency, decay, access, final, time_match))
     # Ties broken by id so that top_k=k is always a prefix of top_k=k+n.
     scored.sort(key=lambda s: (-s.final, s.candidate.memory.id))
     return scored

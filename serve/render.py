@@ -68,6 +68,7 @@ def scored_json(s: Scored) -> dict[str, Any]:
             "decay": round(s.decay, 6),
             "recency": round(s.recency, 6),
             "access": round(s.access, 6),
+            "time_match": round(s.time_match, 6),
             "ranks": dict(c.ranks),
             "channel_scores": dict(c.scores),
             "final": round(s.final, 6),

@@ -75,11 +75,13 @@ class BatchStoreBody(Owned):
 class RecallBody(Owned):
     query: StrictStr
     top_k: int = 5
+    # Engram extension: "now" for relative time in the query ("yesterday", "last week").
+    reference_time: Number | StrictStr | None = None
     memory_type: MemoryType | None = None
     min_importance: float | None = Field(None, ge=0.0, le=1.0)
     since: Number | StrictStr | None = None
     until: Number | StrictStr | None = None
-    routing: Literal["auto", "vector", "bm25", "hybrid"] | None = None
+    routing: Literal["auto", "vector", "bm25", "hybrid", "graph"] | None = None
     rerank: StrictBool | None = None
     rerank_candidates: int | None = Field(None, ge=1)
     fusion: Literal["rrf", "minmax"] | None = None
@@ -101,7 +103,7 @@ class SearchBody(Owned):
     top_k: int = 10
     memory_type: MemoryType | None = None
     min_importance: float | None = Field(None, ge=0.0, le=1.0)
-    routing: Literal["auto", "vector", "bm25", "hybrid"] | None = None
+    routing: Literal["auto", "vector", "bm25", "hybrid", "graph"] | None = None
     rerank: StrictBool | None = None
     tags: list[StrictStr] | None = None
     session_id: StrictStr | None = None
@@ -171,3 +173,16 @@ class KeyCreateBody(BaseModel):
     scope: Literal["read", "write", "admin", "super_admin"] = "read"
     namespaces: list[StrictStr] | None = None
     expires_in_days: int | None = Field(None, ge=1, le=36_500)
+
+
+class KnowledgeGraphBody(Owned):
+    memory_id: StrictStr = Field(..., min_length=1)
+    depth: int = Field(2, ge=1, le=3)
+    min_similarity: float = Field(0.0, ge=0.0, le=1.0)
+
+
+class ExtractBody(_Body):
+    text: StrictStr
+    namespace: StrictStr | None = None
+    provider: StrictStr | None = None
+    model: StrictStr | None = None

@@ -15,7 +15,7 @@ from serve.auth import Principal, canonical_namespace, dakera_namespace
 from serve.clients import EmbedderClient, RerankerClient, ShardClient
 from serve.config import EngramConfig
 from serve.errors import bad_request, not_found, too_large
-from serve.ranking import rank
+from serve.recall import Recaller
 from serve.schemas import (
     BatchFilter,
     RecallBody,
@@ -24,9 +24,9 @@ from serve.schemas import (
     UpdateBody,
     parse_time,
 )
-from shards.errors import NotFound
+from models.entities import build_extractor
 from shards.routing import shard_for
-from shards.types import MemoryChanges, NewMemory, RecallFilter, Scope, Session
+from shards.types import EntityRef, MemoryChanges, NewMemory, RecallFilter, Scope, Session
 
 
 class MemoryService:
@@ -38,6 +38,8 @@ class MemoryService:
         self.shards = shards
         self.embedder = embedder
         self.reranker = reranker  # None: no cross-encoder configured; recall says so
+        self.extractor = build_extractor(cfg.entities)
+        self.recaller = Recaller(cfg, embedder, reranker, self.extractor)
         self._dimension: int | None = None
 
     # -- helpers ------------------------------------------------------------------------
@@ -98,6 +100,11 @@ class MemoryService:
             self._dimension = len(await self.embedder.embed_query("dimension"))
         return self._dimension
 
+    def entities_of(self, content: str, tags: list[str]) -> tuple[EntityRef, ...]:
+        """Entities of a memory: from its text and from its `key:value` tags."""
+        found = self.extractor.extract(content + ("\n" + " ".join(tags) if tags else ""))
+        return tuple(EntityRef(key=e.key, type=e.type, value=e.value, score=e.score) for e in found)
+
     async def _fan_out(self, method: str, *args: Any) -> list[Any]:
         return list(await asyncio.gather(*(s.call(method, *args) for s in self.shards)))
 
@@ -118,6 +125,7 @@ class MemoryService:
             session_id=body.session_id,
             event_time=float(int(now)) if event_time is None else event_time,
             vector=tuple(vector), expires_at=expires, idempotency_key=idempotency_key,
+            entities=self.entities_of(body.content, body.tags or []),
         )
 
     async def store(self, namespace: str, bodies: list[StoreBody],
@@ -173,53 +181,14 @@ class MemoryService:
 
     async def recall(self, namespace: str, body: RecallBody | SearchBody, *,
                      track_access: bool = True) -> dict[str, Any]:
-        top_k = self.check_top_k(body.top_k)
-        if len(body.query.encode("utf-8")) > self.cfg.limits.max_query_bytes:
-            raise too_large("query", f"over {self.cfg.limits.max_query_bytes} UTF-8 bytes")
-        routing = body.routing or "hybrid"
-        full = body if isinstance(body, RecallBody) else None  # search has no time or fusion knobs
+        full = body if isinstance(body, RecallBody) else None
         flt = self._filter(
             memory_type=body.memory_type, session_id=body.session_id,
             since=full.since if full else None, until=full.until if full else None,
             min_importance=body.min_importance, tags_any=body.tags,
         )
-        t0 = time.perf_counter()
-        vector = None if routing == "bm25" else await self.embedder.embed_query(body.query)
-        t1 = time.perf_counter()
-        limit = max(self.cfg.ranking.candidates, top_k)
-        candidates = await self.shard(namespace).call(
-            "recall_candidates", namespace, vector, body.query if routing != "vector" else "",
-            flt, limit)
-        channels = ["vector"] if routing == "vector" else ["bm25"] if routing == "bm25" else ["vector", "bm25"]
-        fusion = full.fusion if full and full.fusion else self.cfg.ranking.fusion
-        vector_weight = (full.vector_weight if full and full.vector_weight is not None
-                         else self.cfg.ranking.vector_weight)
-        ranked = rank(candidates, fusion=fusion, vector_weight=vector_weight, now=time.time(),
-                      cfg=self.cfg.ranking, channels=channels)[:top_k]
-        t2 = time.perf_counter()
-        if full is not None and full.session_id is not None:
-            # Recalling within a session is activity in it (Dakera): it keeps it from idling out.
-            try:
-                await self.shard(namespace).call("touch_session", full.session_id, Scope.of(namespace))
-            except NotFound:  # an unknown session has nothing to recall and nothing to keep alive
-                pass
-        if track_access and ranked:
-            await self.shard(namespace).call(
-                "record_access", namespace, [s.candidate.memory.id for s in ranked])
-        wants_rerank = bool(getattr(body, "rerank", None))
-        return {
-            "memories": [render.scored_json(s) for s in ranked],
-            "total_found": len(candidates),
-            "fusion": fusion,
-            "routing": routing,
-            "rerank_report": {
-                "applied": False, "candidates": 0, "capped": False,
-                "skipped": "unavailable" if wants_rerank or self.cfg.reranker.model else "disabled",
-            },
-            "query_embedding_time_ms": int((t1 - t0) * 1000),
-            "search_time_ms": int((t2 - t1) * 1000),
-            "warnings": [],
-        }
+        return await self.recaller.recall(self.shard(namespace), namespace, body, flt,
+                                          track_access=track_access)
 
     async def lookup(self, memory_id: str, scope: Scope) -> list[Any]:
         found = await self._fan_out("lookup", memory_id, scope)
@@ -252,6 +221,7 @@ class MemoryService:
             tags=None if body.tags is None else self._check_tags(body.tags, "tags"),
             metadata=None if body.metadata is None else self._check_metadata(body.metadata, "metadata"),
             event_time=parse_time(body.event_time, "event_time"),
+            entities=None if body.content is None else self.entities_of(body.content, body.tags or []),
         )
         memory = await self.shard(namespace).call("update", namespace, memory_id, changes)
         return render.memory_json(memory)
@@ -373,3 +343,67 @@ class MemoryService:
 
     async def ready(self) -> list[Any]:
         return await self._fan_out("stats")
+
+    # -- knowledge graph ----------------------------------------------------------------
+    async def _graph_of(self, principal: Principal, memory_id: str, depth: int,
+                        min_weight: float, namespace: str | None) -> Any:
+        if namespace is not None:
+            principal.require(namespace, "read")
+            found = [await self.shard(namespace).call(
+                "memory_graph", memory_id, Scope.of(namespace), depth, 50, min_weight)]
+        else:
+            principal.require_level("read")
+            found = await self._fan_out("memory_graph", memory_id, principal.scope, depth, 50, min_weight)
+        graphs = [g for g in found if g is not None]
+        if not graphs:
+            raise not_found("memory", memory_id)
+        return graphs[0]
+
+    async def knowledge_graph(self, principal: Principal, namespace: str, memory_id: str,
+                              depth: int, min_similarity: float) -> dict[str, Any]:
+        """Dakera's KnowledgeGraphResponse: nodes, edges (source/target/similarity), clusters."""
+        nodes, edges = await self._graph_of(principal, memory_id, depth, min_similarity, namespace)
+        return {
+            "nodes": [{"id": n.memory.id, "content": n.memory.content,
+                       "memory_type": n.memory.memory_type, "importance": n.memory.importance,
+                       "metadata": n.memory.metadata, "depth": n.depth} for n in nodes],
+            "edges": [{"source": e.source, "target": e.target, "similarity": round(e.weight, 6),
+                       "relationship": "shares_entity", "shared_entities": list(e.shared)}
+                      for e in edges],
+            "clusters": None,
+        }
+
+    async def memory_graph(self, principal: Principal, memory_id: str, depth: int) -> dict[str, Any]:
+        """Dakera's MemoryGraph: root_id, nodes with their outgoing edges, edges."""
+        nodes, edges = await self._graph_of(principal, memory_id, depth, 0.0, None)
+        created = {n.memory.id: int(n.memory.created_at) for n in nodes}
+        edge_json = [{"from_id": e.source, "to_id": e.target, "edge_type": "shares_entity",
+                      "weight": round(e.weight, 6), "created_at": max(created[e.source], created[e.target]),
+                      "shared_entities": list(e.shared)} for e in edges]
+        return {
+            "root_id": memory_id, "depth": depth, "node_count": len(nodes),
+            "nodes": [{"memory_id": n.memory.id, "content_preview": n.memory.content[:200],
+                       "importance": n.memory.importance, "depth": n.depth,
+                       "edges": [e for e in edge_json if e["from_id"] == n.memory.id]} for n in nodes],
+            "edges": edge_json,
+        }
+
+    async def memory_entities(self, principal: Principal, memory_id: str) -> dict[str, Any]:
+        principal.require_level("read")
+        found = [f for f in await self._fan_out("memory_entities", memory_id, principal.scope) if f]
+        if not found:
+            raise not_found("memory", memory_id)
+        memory, entities = found[0]
+        return {"memory_id": memory.id, "agent_id": memory.namespace,
+                "entities": [{"entity_type": e.type, "value": e.value, "key": e.key,
+                              "score": e.score} for e in entities],
+                "count": len(entities)}
+
+    def extract(self, text: str) -> dict[str, Any]:
+        self._check_content(text, "text")
+        t0 = time.perf_counter()
+        found = self.extractor.extract(text)
+        return {"entities": [{"entity_type": e.type, "value": e.value, "key": e.key,
+                              "score": e.score, "start": e.start, "end": e.end} for e in found],
+                "provider": self.cfg.entities.kind, "model": self.cfg.entities.model,
+                "duration_ms": round((time.perf_counter() - t0) * 1000, 3)}

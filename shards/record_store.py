@@ -16,6 +16,7 @@ from typing import Any
 
 from shards.errors import Conflict, NotFound
 from shards.types import (
+    EntityRef,
     Memory,
     MemoryChanges,
     NamespaceInfo,
@@ -76,6 +77,23 @@ CREATE TABLE IF NOT EXISTS idempotency (
     memory_id TEXT NOT NULL,
     PRIMARY KEY (ns_id, idem_key)
 );
+CREATE TABLE IF NOT EXISTS entities (
+    ent_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ns_id INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    type TEXT NOT NULL,
+    value TEXT NOT NULL,
+    doc_freq INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (ns_id, key)
+);
+CREATE TABLE IF NOT EXISTS memory_entities (
+    mem_key INTEGER NOT NULL,
+    ent_id INTEGER NOT NULL,
+    value TEXT NOT NULL,
+    score REAL NOT NULL,
+    PRIMARY KEY (mem_key, ent_id)
+);
+CREATE INDEX IF NOT EXISTS memory_entities_by_entity ON memory_entities (ent_id);
 CREATE TABLE IF NOT EXISTS index_log (seq INTEGER PRIMARY KEY AUTOINCREMENT, key INTEGER NOT NULL);
 """
 
@@ -224,6 +242,10 @@ class SQLiteRecordStore:
             keys = [r[0] for r in self._db.execute(
                 "SELECT key FROM memories WHERE ns_id = ?", (ns_id,))]
             self._db.executemany("INSERT INTO index_log (key) VALUES (?)", [(k,) for k in keys])
+            self._db.execute(
+                "DELETE FROM memory_entities WHERE ent_id IN"
+                " (SELECT ent_id FROM entities WHERE ns_id = ?)", (ns_id,))
+            self._db.execute("DELETE FROM entities WHERE ns_id = ?", (ns_id,))
             self._db.execute("DELETE FROM memories WHERE ns_id = ?", (ns_id,))
             self._db.execute("DELETE FROM sessions WHERE ns_id = ?", (ns_id,))
             self._db.execute("DELETE FROM idempotency WHERE ns_id = ?", (ns_id,))
@@ -279,6 +301,7 @@ class SQLiteRecordStore:
                 )
                 key = int(cur.lastrowid or 0)
                 self._db.execute("INSERT INTO index_log (key) VALUES (?)", (key,))
+                self._link_entities(ns_id, key, item.entities)
                 if item.idempotency_key is not None:
                     self._db.execute(
                         "INSERT INTO idempotency (ns_id, idem_key, memory_id) VALUES (?,?,?)",
@@ -398,6 +421,9 @@ class SQLiteRecordStore:
                 values.append(pack_vector(changes.vector))
             self._db.execute(f"UPDATE memories SET {', '.join(sets)} WHERE key = ?", (*values, key))
             self._db.execute("INSERT INTO index_log (key) VALUES (?)", (key,))
+            if changes.entities is not None:
+                self._unlink_entities(key)
+                self._link_entities(ns_id, key, changes.entities)
             updated = self._get(ns_id, memory_id)
             assert updated is not None
             return updated
@@ -420,6 +446,7 @@ class SQLiteRecordStore:
                         continue
                     self._db.execute("DELETE FROM memories WHERE key = ?", (key,))
                     self._db.execute("INSERT INTO index_log (key) VALUES (?)", (key,))
+                    self._unlink_entities(key)
                     deleted.append((key, memory))
         return deleted
 
@@ -601,6 +628,123 @@ class SQLiteRecordStore:
                 (now, default_timeout, default_timeout, now),
             )
             return cur.rowcount
+
+    def session_neighbors(self, key: int, before: int, after: int) -> list[Memory]:
+        """The memories stored just before and after this one in its session, in order."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT session_key, created_at FROM memories WHERE key = ?", (key,)).fetchone()
+            if row is None or row[0] is None:
+                return []
+            session_key, created = row
+            earlier = self._db.execute(
+                f"SELECT {_MEMORY_COLUMNS} FROM memories m JOIN namespaces n USING (ns_id)"
+                " WHERE m.session_key = ? AND (m.created_at, m.key) < (?, ?)"
+                " ORDER BY m.created_at DESC, m.key DESC LIMIT ?",
+                (session_key, created, key, before),
+            ).fetchall()
+            later = self._db.execute(
+                f"SELECT {_MEMORY_COLUMNS} FROM memories m JOIN namespaces n USING (ns_id)"
+                " WHERE m.session_key = ? AND (m.created_at, m.key) > (?, ?)"
+                " ORDER BY m.created_at, m.key LIMIT ?",
+                (session_key, created, key, after),
+            ).fetchall()
+        return [_memory(r)[1] for r in reversed(earlier)] + [_memory(r)[1] for r in later]
+
+    # -- knowledge graph ----------------------------------------------------------------
+    def _link_entities(self, ns_id: int, key: int, entities: Sequence[EntityRef]) -> None:
+        for e in {e.key: e for e in entities}.values():
+            self._db.execute(
+                "INSERT INTO entities (ns_id, key, type, value) VALUES (?,?,?,?)"
+                " ON CONFLICT (ns_id, key) DO NOTHING",
+                (ns_id, e.key, e.type, e.value),
+            )
+            ent_id = self._db.execute(
+                "SELECT ent_id FROM entities WHERE ns_id = ? AND key = ?", (ns_id, e.key)
+            ).fetchone()[0]
+            self._db.execute(
+                "INSERT OR IGNORE INTO memory_entities (mem_key, ent_id, value, score)"
+                " VALUES (?,?,?,?)", (key, ent_id, e.value, e.score))
+            self._db.execute("UPDATE entities SET doc_freq = doc_freq + 1 WHERE ent_id = ?", (ent_id,))
+
+    def _unlink_entities(self, key: int) -> None:
+        self._db.execute(
+            "UPDATE entities SET doc_freq = doc_freq - 1 WHERE ent_id IN"
+            " (SELECT ent_id FROM memory_entities WHERE mem_key = ?)", (key,))
+        self._db.execute("DELETE FROM memory_entities WHERE mem_key = ?", (key,))
+
+    def entities_of(self, key: int) -> list[EntityRef]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT e.key, e.type, me.value, me.score FROM memory_entities me"
+                " JOIN entities e USING (ent_id) WHERE me.mem_key = ? ORDER BY e.type, e.key",
+                (key,),
+            ).fetchall()
+        return [EntityRef(key=r[0], type=r[1], value=r[2], score=r[3]) for r in rows]
+
+    def namespace_size(self, namespace: str) -> int:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT COUNT(*) FROM memories m JOIN namespaces n USING (ns_id) WHERE n.name = ?",
+                (namespace,),
+            ).fetchone()
+        return int(row[0])
+
+    def match_entities(self, namespace: str, keys: Sequence[str]) -> dict[int, tuple[str, int]]:
+        """Entities of a namespace named by these keys → (key, doc_freq).
+
+        A one-word person ("person:jane") also matches the full names it is part of
+        ("person:jane doe"): queries use first names where memories have full ones.
+        """
+        out: dict[int, tuple[str, int]] = {}
+        with self._lock:
+            ns_id = self._ns_id(namespace, create=False)
+            if ns_id is None or not keys:
+                return out
+            for key in dict.fromkeys(keys):
+                params: list[Any] = [ns_id, key]
+                clause = "key = ?"
+                kind, _, name = key.partition(":")
+                if kind == "person" and name and " " not in name:
+                    esc = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                    clause += " OR key LIKE ? ESCAPE '\\' OR key LIKE ? ESCAPE '\\'"
+                    params += [f"person:{esc} %", f"person:% {esc}"]
+                for ent_id, k, df in self._db.execute(
+                    f"SELECT ent_id, key, doc_freq FROM entities WHERE ns_id = ? AND ({clause})",
+                    params,
+                ):
+                    out[int(ent_id)] = (str(k), int(df))
+        return out
+
+    def memories_of_entities(self, ent_ids: Sequence[int]) -> list[tuple[int, int]]:
+        """(memory key, entity id) for every memory linked to these entities."""
+        if not ent_ids:
+            return []
+        with self._lock:
+            marks = ",".join("?" * len(ent_ids))
+            return [(int(r[0]), int(r[1])) for r in self._db.execute(
+                f"SELECT mem_key, ent_id FROM memory_entities WHERE ent_id IN ({marks})",
+                list(ent_ids),
+            )]
+
+    def entity_links(self, mem_keys: Sequence[int], max_doc_freq: int) -> list[tuple[int, int, int, str, int]]:
+        """Links out of these memories: (from key, to key, entity id, entity key, doc_freq).
+
+        Entities in more than `max_doc_freq` memories are hubs (a speaker's own name, say):
+        they link everything to everything and carry no information, so they are skipped.
+        """
+        if not mem_keys:
+            return []
+        with self._lock:
+            marks = ",".join("?" * len(mem_keys))
+            rows = self._db.execute(
+                "SELECT a.mem_key, b.mem_key, e.ent_id, e.key, e.doc_freq"
+                " FROM memory_entities a JOIN entities e ON e.ent_id = a.ent_id"
+                " JOIN memory_entities b ON b.ent_id = a.ent_id"
+                f" WHERE a.mem_key IN ({marks}) AND b.mem_key != a.mem_key AND e.doc_freq <= ?",
+                (*mem_keys, max_doc_freq),
+            ).fetchall()
+        return [(int(r[0]), int(r[1]), int(r[2]), str(r[3]), int(r[4])) for r in rows]
 
     # -- index log ----------------------------------------------------------------------
     def pending_index_keys(self) -> tuple[int, list[int]]:

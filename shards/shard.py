@@ -7,6 +7,7 @@ holds a deleted key can never leak or resurrect a memory.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Sequence
@@ -15,12 +16,17 @@ from typing import Any
 
 from shards.config import EmbeddedStorageConfig
 from shards.errors import LayoutMismatch, NotFound
+from shards.indexed_text import indexed_text
 from shards.indexes import IndexFilter, IndexRow, KeywordIndex, VectorIndex, memory_type_code
 from shards.milvus_index import MilvusVectorIndex
 from shards.record_store import SQLiteRecordStore
 from shards.tantivy_index import TantivyKeywordIndex
 from shards.types import (
     Candidate,
+    EntityRef,
+    GraphEdge,
+    GraphNode,
+    Hit,
     Memory,
     MemoryChanges,
     NamespaceInfo,
@@ -55,6 +61,14 @@ def check_layout(records: SQLiteRecordStore, index: int, shard_count: int, dim: 
 
 
 class Shard:
+    # The methods a router may call across a process boundary (the Serve wrapper enforces it).
+    REMOTE_METHODS = frozenset({
+        "write", "lookup", "update", "delete", "forget_matching", "recall_candidates",
+        "listing", "record_access", "start_session", "get_session", "end_session",
+        "touch_session", "sessions", "all_sessions", "ensure_namespace", "namespaces",
+        "namespace_stats", "drop_namespace", "stats", "catch_up_indexes", "rebuild_indexes",
+        "checkpoint", "memory_graph", "associated", "memory_entities", "neighborhood",
+    })
     def __init__(self, index: int, shard_count: int, dim: int, records: SQLiteRecordStore,
                  vectors: VectorIndex, keywords: KeywordIndex) -> None:
         self.index = index
@@ -65,6 +79,9 @@ class Shard:
         self.keywords = keywords
         self._lock = threading.RLock()
         self._accesses: dict[tuple[str, str], tuple[int, float]] = {}
+        self.graph_seeds = 5  # top hits per channel whose entities the graph channel follows
+        self.hub_fraction = 0.05  # entities in more of a namespace's memories are hubs
+        self.hub_min = 20
         check_layout(records, index, shard_count, dim)
         self.catch_up_indexes()
 
@@ -93,7 +110,7 @@ class Shard:
         session_keys = self.records.session_keys(list(found)) if found else {}
         rows = [
             IndexRow(
-                key=k, ns_id=ns_id, vector=vector, content=_indexed_text(memory),
+                key=k, ns_id=ns_id, vector=vector, content=indexed_text(memory),
                 memory_type=memory_type_code(memory.memory_type),
                 session_key=session_keys.get(k, 0), event_time=memory.event_time,
                 importance=memory.importance,
@@ -179,8 +196,13 @@ class Shard:
         return [m for _, m in deleted]
 
     def recall_candidates(self, namespace: str, vector: Sequence[float] | None, text: str,
-                          flt: RecallFilter, limit: int) -> list[Candidate]:
-        """Vector and keyword top-`limit`, hydrated from the record store and filtered."""
+                          flt: RecallFilter, limit: int, query_entities: Sequence[str] = (),
+                          graph: bool = True) -> list[Candidate]:
+        """Vector, keyword and graph top-`limit`, hydrated from the record store and filtered.
+
+        The graph channel finds memories that name the query's entities, and memories that
+        share rare entities with the best vector/keyword hits (what similarity misses).
+        """
         ns_id = self.records.namespace_id(namespace)
         if ns_id is None:
             return []
@@ -201,7 +223,12 @@ class Shard:
         with self._lock:
             if vector is not None:
                 channels["vector"] = self.vectors.search(vector, index_filter, fetch)
-            channels["bm25"] = self.keywords.search(text, index_filter, fetch)
+            if text:
+                channels["bm25"] = self.keywords.search(text, index_filter, fetch)
+        if graph:
+            seeds = {h.key: 1.0 / rank for hits in channels.values()
+                     for rank, h in enumerate(hits[:self.graph_seeds], start=1)}
+            channels["graph"] = self._graph_hits(namespace, query_entities, seeds, fetch)
         ranks: dict[int, dict[str, int]] = {}
         scores: dict[int, dict[str, float]] = {}
         for channel, hits in channels.items():
@@ -241,6 +268,114 @@ class Shard:
         touched = [(found[0], count, when) for (ns, mid), (count, when) in pending.items()
                    if (found := self.records.find(mid, Scope.of(ns))) is not None]
         self.records.touch(touched)
+
+    def neighborhood(self, namespace: str, memory_ids: Sequence[str], before: int = 1,
+                     after: int = 1) -> dict[str, list[Memory]]:
+        """Session-adjacent memories of each given memory (its conversational context)."""
+        scope = Scope.of(namespace)
+        out: dict[str, list[Memory]] = {}
+        for mid in memory_ids:
+            found = self.records.find(mid, scope)
+            if found is not None:
+                out[mid] = self.records.session_neighbors(found[0], before, after)
+        return out
+
+    # -- knowledge graph ----------------------------------------------------------------
+    def _max_doc_freq(self, namespace_size: int) -> int:
+        return max(self.hub_min, int(namespace_size * self.hub_fraction))
+
+    @staticmethod
+    def entity_weight(doc_freq: int, namespace_size: int) -> float:
+        """Rarer entities weigh more (an IDF): one shared order number says more than a city."""
+        return math.log(1.0 + namespace_size / (1.0 + max(doc_freq, 1)))
+
+    def _graph_hits(self, namespace: str, query_entities: Sequence[str], seeds: dict[int, float],
+                    limit: int) -> list[Hit]:
+        size = self.records.namespace_size(namespace)
+        if size == 0:
+            return []
+        max_df = self._max_doc_freq(size)
+        scores: dict[int, float] = {}
+        matched = {e: kd for e, kd in self.records.match_entities(namespace, query_entities).items()
+                   if kd[1] <= max_df}
+        for key, ent_id in self.records.memories_of_entities(list(matched)):
+            scores[key] = scores.get(key, 0.0) + self.entity_weight(matched[ent_id][1], size)
+        if scores:  # memories naming the query's entities are seeds too, as strong as the best hit
+            top = max(scores.values())
+            for key, score in sorted(scores.items(), key=lambda kv: -kv[1])[:self.graph_seeds]:
+                seeds[key] = max(seeds.get(key, 0.0), score / top)
+        for src, dst, _, _, df in self.records.entity_links(list(seeds), max_df):
+            # One hop away counts half: a neighbour is evidence, not a match.
+            scores[dst] = scores.get(dst, 0.0) + 0.5 * seeds[src] * self.entity_weight(df, size)
+        ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+        return [Hit(key=k, score=v) for k, v in ranked]
+
+    def traverse(self, namespace: str, root_keys: Sequence[int], depth: int, max_nodes: int,
+                 min_weight: float = 0.0) -> tuple[dict[int, tuple[int, float]], list[tuple[int, int, float, tuple[str, ...]]]]:
+        """Breadth-first over shared-entity links: key → (depth, weight) and the edges walked.
+
+        Edge weight is 1 − e^(−Σ rarity of the shared entities), in [0, 1).
+        """
+        size = self.records.namespace_size(namespace)
+        max_df = self._max_doc_freq(size)
+        nodes: dict[int, tuple[int, float]] = {k: (0, 1.0) for k in root_keys}
+        edges: list[tuple[int, int, float, tuple[str, ...]]] = []
+        frontier = list(root_keys)
+        for level in range(1, depth + 1):
+            if not frontier or len(nodes) >= max_nodes:
+                break
+            links: dict[tuple[int, int], tuple[float, list[str]]] = {}
+            for src, dst, _, ent_key, df in self.records.entity_links(frontier, max_df):
+                weight, shared = links.get((src, dst), (0.0, []))
+                links[(src, dst)] = (weight + self.entity_weight(df, size), shared + [ent_key])
+            nxt: list[int] = []
+            for (src, dst), (raw, shared) in sorted(links.items(), key=lambda kv: -kv[1][0]):
+                weight = 1.0 - math.exp(-raw)
+                if weight < min_weight:
+                    continue
+                if dst not in nodes:
+                    if len(nodes) >= max_nodes:
+                        continue
+                    nodes[dst] = (level, weight * nodes[src][1])
+                    nxt.append(dst)
+                if nodes[dst][0] >= nodes[src][0]:  # edges outward or across a level, once
+                    edges.append((src, dst, weight, tuple(sorted(set(shared)))))
+            frontier = nxt
+        return nodes, edges
+
+    def memory_graph(self, memory_id: str, scope: Scope, depth: int, max_nodes: int = 50,
+                     min_weight: float = 0.0) -> tuple[list[GraphNode], list[GraphEdge]] | None:
+        """The neighbourhood of one memory in its namespace's graph (None: not in scope)."""
+        found = self.records.find(memory_id, scope)
+        if found is None:
+            return None
+        root_key, root = found
+        nodes, edges = self.traverse(root.namespace, [root_key], depth, max_nodes, min_weight)
+        memories = self.records.by_keys(root.namespace, nodes)
+        graph_nodes = [GraphNode(memory=memories[k], depth=d, weight=w)
+                       for k, (d, w) in sorted(nodes.items(), key=lambda kv: (kv[1][0], -kv[1][1]))
+                       if k in memories]
+        graph_edges = [GraphEdge(source=memories[a].id, target=memories[b].id, weight=w, shared=sh)
+                       for a, b, w, sh in edges if a in memories and b in memories]
+        return graph_nodes, graph_edges
+
+    def associated(self, namespace: str, memory_ids: Sequence[str], depth: int, cap: int,
+                   min_weight: float, flt: RecallFilter) -> list[GraphNode]:
+        """Memories linked to these (recalled) ones, nearest and strongest first."""
+        scope = Scope.of(namespace)
+        roots = [f[0] for mid in memory_ids if (f := self.records.find(mid, scope)) is not None]
+        nodes, _ = self.traverse(namespace, roots, depth, len(roots) + cap * 4, min_weight)
+        memories = self.records.by_keys(namespace, [k for k in nodes if k not in roots])
+        ordered = sorted((k for k in memories if flt.admits(memories[k])),
+                         key=lambda k: (nodes[k][0], -nodes[k][1]))
+        return [GraphNode(memory=memories[k], depth=nodes[k][0], weight=nodes[k][1])
+                for k in ordered[:cap]]
+
+    def memory_entities(self, memory_id: str, scope: Scope) -> tuple[Memory, list[EntityRef]] | None:
+        found = self.records.find(memory_id, scope)
+        if found is None:
+            return None
+        return found[1], self.records.entities_of(found[0])
 
     # -- sessions -----------------------------------------------------------------------
     def start_session(self, namespace: str, session_id: str, metadata: dict[str, Any],
@@ -301,10 +436,3 @@ class Shard:
             self.vectors.close()
             self.keywords.close()
             self.records.close()
-
-
-def _indexed_text(memory: Memory) -> str:
-    """What BM25 sees: the content plus the tags, so `returns` finds a memory tagged so."""
-    if not memory.tags:
-        return memory.content
-    return memory.content + "\n" + " ".join(memory.tags)

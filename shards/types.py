@@ -28,6 +28,16 @@ class Memory:
 
 
 @dataclass(frozen=True)
+class EntityRef:
+    """An entity a memory mentions: `key` is the normalised identity ("order:4521")."""
+
+    key: str
+    type: str
+    value: str
+    score: float = 1.0
+
+
+@dataclass(frozen=True)
 class NewMemory:
     """What a store carries into a shard: the memory plus its embedding."""
 
@@ -43,6 +53,7 @@ class NewMemory:
     vector: tuple[float, ...]
     expires_at: float | None = None
     idempotency_key: str | None = None
+    entities: tuple[EntityRef, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,7 @@ class MemoryChanges:
     metadata: dict[str, Any] | None = None
     event_time: float | None = None
     expires_at: float | None = None
+    entities: tuple[EntityRef, ...] | None = None  # replaces the links when content changes
 
 
 @dataclass(frozen=True)
@@ -169,6 +181,23 @@ class Candidate:
     memory: Memory
     ranks: dict[str, int]
     scores: dict[str, float]
+
+
+@dataclass(frozen=True)
+class GraphEdge:
+    """Two memories linked by the entities they share; weight sums the entities' rarity."""
+
+    source: str
+    target: str
+    weight: float
+    shared: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class GraphNode:
+    memory: Memory
+    depth: int
+    weight: float  # link strength from the start (1.0 for the root)
 
 
 @dataclass(frozen=True)

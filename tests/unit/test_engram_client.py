@@ -33,7 +33,7 @@ STORED: dict[str, Any] = {"memory": {"id": "mem_1", "content": "c", "agent_id": 
                           "embedding_time_ms": 3, "session_state": "active"}
 
 
-class FakeServer:
+class ScriptedServer:
     """Answers from a script (the last answer repeats) and keeps every request it got."""
 
     def __init__(self, *answers: httpx.Response) -> None:
@@ -84,7 +84,7 @@ def error(status: int, code: str = "X", field: str | None = None, **headers: str
     (500, ServerError), (502, ServerError), (418, EngramError),
 ])
 def test_status_maps_to_error_class(status: int, cls: type[EngramError]) -> None:
-    server = FakeServer(error(status, "SOME_CODE", field="tags[0]"))
+    server = ScriptedServer(error(status, "SOME_CODE", field="tags[0]"))
     with server.client() as client, pytest.raises(cls) as caught:
         client.memory.get("m1", namespace="ns")
     exc = caught.value
@@ -97,7 +97,7 @@ def test_status_maps_to_error_class(status: int, cls: type[EngramError]) -> None
 
 
 def test_unavailable_is_a_retriable_server_error(waits: list[float]) -> None:
-    server = FakeServer(error(503, "SERVICE_UNAVAILABLE", **{"Retry-After": "1"}))
+    server = ScriptedServer(error(503, "SERVICE_UNAVAILABLE", **{"Retry-After": "1"}))
     with server.client() as client, pytest.raises(ServerError) as caught:
         client.health()
     assert isinstance(caught.value, Unavailable)
@@ -105,7 +105,7 @@ def test_unavailable_is_a_retriable_server_error(waits: list[float]) -> None:
 
 
 def test_error_body_that_is_not_json() -> None:
-    server = FakeServer(httpx.Response(502, text="bad gateway"))
+    server = ScriptedServer(httpx.Response(502, text="bad gateway"))
     with server.client() as client, pytest.raises(ServerError) as caught:
         client.health()
     exc = caught.value
@@ -125,7 +125,7 @@ def test_connection_failure_is_a_transport_error() -> None:
 
 # -- retries ----------------------------------------------------------------------------------
 def test_429_is_retried_after_retry_after(waits: list[float]) -> None:
-    server = FakeServer(error(429, "RATE_LIMIT_EXCEEDED", **{"Retry-After": "2"}),
+    server = ScriptedServer(error(429, "RATE_LIMIT_EXCEEDED", **{"Retry-After": "2"}),
                         httpx.Response(200, json=STORED))
     with server.client() as client:
         memory = client.memory.store("c", "ns")
@@ -135,7 +135,7 @@ def test_429_is_retried_after_retry_after(waits: list[float]) -> None:
 
 
 def test_retries_are_bounded_and_waits_capped(waits: list[float]) -> None:
-    server = FakeServer(error(429, "RATE_LIMIT_EXCEEDED", **{"Retry-After": "3600"}))
+    server = ScriptedServer(error(429, "RATE_LIMIT_EXCEEDED", **{"Retry-After": "3600"}))
     with server.client() as client, pytest.raises(RateLimited) as caught:
         client.recall("ns", "q")
     assert len(server.requests) == 3
@@ -144,21 +144,21 @@ def test_retries_are_bounded_and_waits_capped(waits: list[float]) -> None:
 
 
 def test_backoff_without_retry_after(waits: list[float]) -> None:
-    server = FakeServer(error(503), error(503), httpx.Response(200, json={"status": "healthy"}))
+    server = ScriptedServer(error(503), error(503), httpx.Response(200, json={"status": "healthy"}))
     with server.client() as client:
         assert client.health() == {"status": "healthy"}
     assert waits == [0.25, 0.5]
 
 
 def test_other_failures_are_not_retried(waits: list[float]) -> None:
-    server = FakeServer(error(500, "INTERNAL_ERROR"), httpx.Response(200, json=STORED))
+    server = ScriptedServer(error(500, "INTERNAL_ERROR"), httpx.Response(200, json=STORED))
     with server.client() as client, pytest.raises(ServerError):
         client.memory.store("c", "ns")
     assert len(server.requests) == 1 and waits == []
 
 
 async def test_async_client_retries_too(waits: list[float]) -> None:
-    server = FakeServer(error(503, **{"Retry-After": "1"}), httpx.Response(200, json=STORED))
+    server = ScriptedServer(error(503, **{"Retry-After": "1"}), httpx.Response(200, json=STORED))
     async with server.async_client() as client:
         memory = await client.store(agent_id="ns", content="c")
     assert memory["id"] == "mem_1" and waits == [1.0]
@@ -166,7 +166,7 @@ async def test_async_client_retries_too(waits: list[float]) -> None:
 
 # -- idempotency ------------------------------------------------------------------------------
 def test_a_store_keeps_one_idempotency_key_across_retries(waits: list[float]) -> None:
-    server = FakeServer(error(429, **{"Retry-After": "0"}), httpx.Response(200, json=STORED))
+    server = ScriptedServer(error(429, **{"Retry-After": "0"}), httpx.Response(200, json=STORED))
     with server.client() as client:
         client.memory.store("c", "ns")
         client.store(agent_id="ns", content="d")
@@ -181,14 +181,14 @@ def test_a_store_keeps_one_idempotency_key_across_retries(waits: list[float]) ->
     lambda c: c.store(agent_id="ns", content="c"),
 ])
 def test_stores_send_an_idempotency_key(call: Callable[[Engram], Any]) -> None:
-    server = FakeServer(httpx.Response(200, json={"stored": [], "stored_count": 0, **STORED}))
+    server = ScriptedServer(httpx.Response(200, json={"stored": [], "stored_count": 0, **STORED}))
     with server.client() as client:
         call(client)
     assert server.requests[0].headers.get("idempotency-key")
 
 
 def test_reads_send_no_idempotency_key() -> None:
-    server = FakeServer(httpx.Response(200, json={"memories": []}))
+    server = ScriptedServer(httpx.Response(200, json={"memories": []}))
     with server.client() as client:
         client.memory.recall("q", "ns")
     assert "idempotency-key" not in server.requests[0].headers
@@ -196,7 +196,7 @@ def test_reads_send_no_idempotency_key() -> None:
 
 # -- request and answer shapes ----------------------------------------------------------------
 def test_metadata_session_and_importance_are_lifted() -> None:
-    server = FakeServer()
+    server = ScriptedServer()
     metadata = {"session_id": "sess_1", "importance": 0.9, "type": "decision"}
     with server.client() as client:
         client.memory.store(content="c", namespace="ns", metadata=metadata)
@@ -208,7 +208,7 @@ def test_metadata_session_and_importance_are_lifted() -> None:
 
 
 def test_explicit_arguments_win_over_metadata() -> None:
-    server = FakeServer()
+    server = ScriptedServer()
     with server.client() as client:
         client.memory.store("c", "ns", metadata={"session_id": "a", "importance": 0.9},
                             session_id="b", importance=0.1)
@@ -218,24 +218,27 @@ def test_explicit_arguments_win_over_metadata() -> None:
 
 
 def test_store_returns_the_memory_with_its_session_state() -> None:
-    with FakeServer().client() as client:
+    with ScriptedServer().client() as client:
         memory = client.memory.store("c", "ns")
     assert memory == {**STORED["memory"], "session_state": "active"}
 
 
 def test_recall_shapes() -> None:
-    answer = {"memories": [{"id": "m1", "content": "c", "score": 0.5}], "total_found": 1}
-    server = FakeServer(httpx.Response(200, json=answer))
+    ranked = {"id": "m1", "content": "c", "score": 0.5, "retrieval": None}
+    context = {"id": "m0", "content": "b", "score": 0.0, "retrieval": "neighborhood", "context_of": "m1"}
+    answer = {"memories": [ranked, context], "total_found": 1}
+    server = ScriptedServer(httpx.Response(200, json=answer))
     with server.client() as client:
         namespaced = client.memory.recall(query="q", namespace="ns", top_k=3, tags=["a"])
         agent = client.recall(agent_id="ns", query="q")
-    assert namespaced == {"results": answer["memories"], "total_found": 1}
-    assert agent == answer["memories"]
+    # Ranked results and the session context the server put inline are kept apart.
+    assert namespaced == {"results": [ranked], "context": [context], "total_found": 1}
+    assert agent == [ranked]
     assert server.body(0) == {"query": "q", "top_k": 3, "tags": ["a"], "agent_id": "ns"}
 
 
 def test_get_encodes_the_id_and_names_the_agent() -> None:
-    server = FakeServer(httpx.Response(200, json={"id": "a b/c:d"}))
+    server = ScriptedServer(httpx.Response(200, json={"id": "a b/c:d"}))
     with server.client() as client:
         client.memory.get("a b/c:d", namespace="ns")
     assert server.requests[0].url.raw_path == b"/v1/memory/get/a%20b%2Fc:d?agent_id=ns"
@@ -243,7 +246,7 @@ def test_get_encodes_the_id_and_names_the_agent() -> None:
 
 def test_sessions_unwrap_the_session() -> None:
     session = {"id": "sess_1", "agent_id": "ns"}
-    server = FakeServer(httpx.Response(201, json={"session": session}))
+    server = ScriptedServer(httpx.Response(201, json={"session": session}))
     with server.client() as client:
         assert client.sessions.start(namespace="ns", metadata={"k": "v"}) == session
         assert client.session_end(session_id="sess_1", summary="done") == session
@@ -255,7 +258,7 @@ def test_sessions_unwrap_the_session() -> None:
 def test_api_key_falls_back_to_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ENGRAM_API_KEY", raising=False)
     monkeypatch.setenv("ENGRAM_ROOT_API_KEY", "root")
-    server = FakeServer(httpx.Response(200, json={}))
+    server = ScriptedServer(httpx.Response(200, json={}))
     with Engram("http://engram.test", transport=httpx.MockTransport(server)) as client:
         client.health()
     monkeypatch.setenv("ENGRAM_API_KEY", "user")
@@ -267,7 +270,7 @@ def test_api_key_falls_back_to_the_environment(monkeypatch: pytest.MonkeyPatch) 
 def test_naive_datetimes_are_refused() -> None:
     from datetime import datetime
 
-    with FakeServer().client() as client, pytest.raises(ValueError, match="timezone"):
+    with ScriptedServer().client() as client, pytest.raises(ValueError, match="timezone"):
         client.memory.store("c", "ns", event_time=datetime(2024, 1, 1))
 
 

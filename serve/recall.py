@@ -1,0 +1,162 @@
+"""The recall pipeline: embed → shard candidates (vector ‖ BM25 ‖ graph) → fuse → rerank →
+blend with importance, decay, recency and time → top_k → session context and associations.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from serve import render
+from serve.clients import EmbedderClient, RerankerClient, ShardClient
+from serve.config import EngramConfig
+from serve.errors import bad_request, too_large
+from serve.ranking import Scored, fuse, rank, spread
+from serve.schemas import RecallBody, SearchBody, parse_time
+from serve.timehints import TimeHint, resolve
+from shards.errors import NotFound
+from shards.types import Candidate, RecallFilter, Scope
+
+CHANNELS_BY_ROUTING = {
+    "vector": ("vector",), "bm25": ("bm25",), "graph": ("graph",),
+    "hybrid": ("vector", "bm25", "graph"), "auto": ("vector", "bm25", "graph"),
+}
+
+
+@dataclass(frozen=True)
+class Reranked:
+    relevance: list[float] | None
+    report: dict[str, Any]
+
+
+class Recaller:
+    def __init__(self, cfg: EngramConfig, embedder: EmbedderClient, reranker: RerankerClient | None,
+                 extractor: Any) -> None:
+        self.cfg = cfg
+        self.embedder = embedder
+        self.reranker = reranker
+        self.extractor = extractor
+
+    def query_entities(self, query: str) -> list[str]:
+        return [e.key for e in self.extractor.extract(query)]
+
+    async def recall(self, shard: ShardClient, namespace: str, body: RecallBody | SearchBody,
+                     flt: RecallFilter, *, track_access: bool) -> dict[str, Any]:
+        cap = self.cfg.limits.max_top_k
+        if not 1 <= body.top_k <= cap:
+            raise bad_request("top_k", f"must be between 1 and {cap}")
+        if len(body.query.encode("utf-8")) > self.cfg.limits.max_query_bytes:
+            raise too_large("query", f"over {self.cfg.limits.max_query_bytes} UTF-8 bytes")
+        full = body if isinstance(body, RecallBody) else None  # search has fewer knobs
+        routing = body.routing or "hybrid"
+        channels = CHANNELS_BY_ROUTING[routing]
+        hint = resolve(body.query, parse_time(full.reference_time, "reference_time") if full else None)
+        keyword_text = body.query + (" " + " ".join(hint.words) if hint and hint.words else "")
+
+        t0 = time.perf_counter()
+        vector = await self.embedder.embed_query(body.query) if "vector" in channels else None
+        t1 = time.perf_counter()
+        limit = max(self.cfg.ranking.candidates, body.top_k)
+        candidates: list[Candidate] = await shard.call(
+            "recall_candidates", namespace, vector, keyword_text if "bm25" in channels else "",
+            flt, limit, self.query_entities(body.query) if "graph" in channels else [],
+            "graph" in channels)
+        fusion = full.fusion if full and full.fusion else self.cfg.ranking.fusion
+        vector_weight = (full.vector_weight if full and full.vector_weight is not None
+                         else self.cfg.ranking.vector_weight)
+        relevance = fuse(candidates, fusion=fusion, vector_weight=vector_weight,
+                         cfg=self.cfg.ranking, channels=channels)
+        reranked = await self._rerank(body, candidates, relevance)
+        ranked = rank(candidates, fusion=fusion, vector_weight=vector_weight, now=time.time(),
+                      cfg=self.cfg.ranking, channels=channels,
+                      relevance=reranked.relevance or relevance,
+                      time_window=(hint.start, hint.end) if hint else None)[:body.top_k]
+        t2 = time.perf_counter()
+
+        ids = [s.candidate.memory.id for s in ranked]
+        out: dict[str, Any] = {
+            "memories": [render.scored_json(s) for s in ranked],
+            "total_found": len(candidates),
+            "fusion": fusion,
+            "routing": routing,
+            "rerank_report": reranked.report,
+            "query_embedding_time_ms": int((t1 - t0) * 1000),
+            "search_time_ms": int((t2 - t1) * 1000),
+            "warnings": [],
+        }
+        if hint is not None:
+            out["time_window"] = {"start": int(hint.start), "end": int(hint.end)}
+        if full is not None:
+            await self._context(shard, namespace, full, ranked, out)
+            if full.include_associated:
+                out["associated_memories"] = await self._associated(shard, namespace, full, ids, flt)
+            if full.session_id is not None:
+                # Recalling within a session is activity in it (Dakera): it keeps it from idling.
+                try:
+                    await shard.call("touch_session", full.session_id, Scope.of(namespace))
+                except NotFound:  # nothing to recall there and nothing to keep alive
+                    pass
+        if track_access and ids:
+            await shard.call("record_access", namespace, ids)
+        return out
+
+    async def _rerank(self, body: RecallBody | SearchBody, candidates: list[Candidate],
+                      relevance: list[float]) -> Reranked:
+        """Cross-encoder scores for the top-M fused candidates; the rest fall behind them."""
+        wanted = body.rerank if body.rerank is not None else isinstance(body, RecallBody)
+        report: dict[str, Any] = {"applied": False, "candidates": 0, "capped": False, "skipped": None}
+        if not wanted:
+            report["skipped"] = "disabled"
+        elif self.reranker is None:
+            report["skipped"] = "unavailable"
+        elif body.routing == "bm25":
+            report["skipped"] = "bm25_routing"
+        elif not candidates:
+            report["skipped"] = "no_candidates"
+        if report["skipped"]:
+            return Reranked(None, report)
+        assert self.reranker is not None
+        requested = getattr(body, "rerank_candidates", None) or self.cfg.reranker.max_candidates
+        m = min(requested, self.cfg.reranker.max_candidates)
+        order = sorted(range(len(candidates)), key=lambda i: -relevance[i])[:m]
+        try:
+            scores = await self.reranker.score(body.query, [candidates[i].memory.content for i in order])
+        except Exception:  # a reranker outage degrades recall to fused order, never fails it
+            report["skipped"] = "failed"
+            return Reranked(None, report)
+        reranked = [0.0] * len(candidates)
+        for i, s in zip(order, spread(scores)):
+            reranked[i] = s
+        report.update({"applied": True, "candidates": len(order), "capped": requested > m})
+        return Reranked(reranked, report)
+
+    async def _context(self, shard: ShardClient, namespace: str, body: RecallBody,
+                       ranked: list[Scored], out: dict[str, Any]) -> None:
+        mode = "off" if body.neighborhood is False else (body.neighborhood_mode or self.cfg.ranking.neighborhood_mode)
+        if mode == "off" or not ranked:
+            return
+        ids = [s.candidate.memory.id for s in ranked]
+        around = await shard.call("neighborhood", namespace, ids, self.cfg.ranking.neighborhood_before,
+                                  self.cfg.ranking.neighborhood_after)
+        seen = set(ids)
+        context = []
+        for mid in ids:
+            for m in around.get(mid, []):
+                if m.id in seen:
+                    continue
+                seen.add(m.id)
+                context.append({**render.memory_json(m), "score": 0.0, "retrieval": "neighborhood",
+                                "context_of": mid})
+        if mode == "inline":
+            out["memories"].extend(context)
+        else:
+            out["context_memories"] = context
+
+    async def _associated(self, shard: ShardClient, namespace: str, body: RecallBody,
+                          ids: list[str], flt: RecallFilter) -> list[dict[str, Any]]:
+        depth = body.associated_memories_depth or 1
+        cap = 10 if body.associated_memories_cap is None else body.associated_memories_cap
+        nodes = await shard.call("associated", namespace, ids, depth, cap,
+                                 body.associated_memories_min_weight or 0.0, flt)
+        return [{**render.memory_json(n.memory), "score": round(n.weight, 6), "depth": n.depth,
+                 "retrieval": "associated"} for n in nodes]
