@@ -67,7 +67,7 @@ class SentenceTransformerEmbedder:
             self._model.max_seq_length = cfg.max_seq_length
         if self.device == "cuda":
             self._model.half()
-        dim = self._model.get_sentence_embedding_dimension()
+        dim = getattr(self._model, "get_embedding_dimension", self._model.get_sentence_embedding_dimension)()
         self.dim = int(dim or 0)
         self.name = Path(path).name if Path(path).exists() else cfg.model
         self.max_seq_length = int(self._model.max_seq_length or 0)
