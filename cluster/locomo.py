@@ -166,22 +166,27 @@ async def ingest(c: httpx.AsyncClient, conv: dict[str, Any], run_id: str, reset:
     return {"namespace": ns, "memories": stored}
 
 
-async def recall(c: httpx.AsyncClient, ns: str, question: str, routing: str | None) -> tuple[list[str], float]:
+async def recall(c: httpx.AsyncClient, ns: str, question: str, routing: str | None,
+                 endpoint: str = "recall") -> tuple[list[str], list[str], float]:
+    """The ranked results' dia_ids, best first, and those of the context the answer adds
+    after them (session neighbours inlined with `retrieval: "neighborhood"`), and the time."""
     body: dict[str, Any] = {"agent_id": ns, "query": question, "top_k": TOP_K}
     if routing is not None:
         body["routing"] = routing
     t = time.perf_counter()
-    r = await call(c, "POST", "/v1/memory/recall", json=body)
+    r = await call(c, "POST", f"/v1/memory/{endpoint}", json=body)
     elapsed = time.perf_counter() - t
     if r.status_code == 400 and routing is not None:
         raise Unavailable(r.text[:300])
     data = check(r, f"recall in {ns}")
     rows = data.get("memories", data.get("results", []))
-    dia = []
+    ranked: list[str] = []
+    context: list[str] = []
     for m in rows:
         d = (m.get("metadata") or {}).get("dia_id") if isinstance(m, dict) else None
-        dia.append(d if isinstance(d, str) else "?")
-    return dia, elapsed
+        extra = isinstance(m, dict) and m.get("retrieval") in ("neighborhood", "associated")
+        (context if extra else ranked).append(d if isinstance(d, str) else "?")
+    return ranked[:TOP_K], context, elapsed
 
 
 # -- metrics ---------------------------------------------------------------------------------
@@ -210,7 +215,7 @@ METRICS = [f"R@{k}" for k in KS] + ["MRR", "nDCG@10"]
 
 def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {"n": len(rows)}
-    for m in METRICS:
+    for m in METRICS + ["R@20+ctx"]:
         out[m] = statistics.mean(r["metrics"][m] for r in rows) if rows else float("nan")
     return out
 
@@ -252,11 +257,12 @@ def load_questions(convs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], i
 
 
 async def run(url: str, key: str, convs: list[dict[str, Any]], channels: list[str],
-              concurrency: int, reingest: bool) -> dict[str, Any]:
+              concurrency: int, reingest: bool, endpoint: str = "recall") -> dict[str, Any]:
     """Ingest, then every question once per channel. A recall counts as an access and access
     counts feed the ranking, so by default each channel gets freshly ingested namespaces
     (dropped and stored again): no channel's scores depend on the channels run before it."""
-    results: dict[str, Any] = {"channels": {}, "ingest": [], "reingest_per_channel": reingest}
+    results: dict[str, Any] = {"channels": {}, "ingest": [], "reingest_per_channel": reingest,
+                               "endpoint": f"/v1/memory/{endpoint}"}
     questions, skipped = load_questions(convs)
     results["questions"] = len(questions)
     results["skipped_no_evidence"] = skipped
@@ -286,7 +292,7 @@ async def run(url: str, key: str, convs: list[dict[str, Any]], channels: list[st
             routing = CHANNEL_ROUTING[channel]
             if routing is not None:  # a probe: a channel the server does not know is a 400
                 try:
-                    await recall(c, f"locomo-{convs[0]['sample_id']}", "probe", routing)
+                    await recall(c, f"locomo-{convs[0]['sample_id']}", "probe", routing, endpoint)
                 except Unavailable as exc:
                     print(f"\n{channel}: not available ({exc})", flush=True)
                     results["channels"][channel] = {"available": False, "error": str(exc)}
@@ -299,8 +305,13 @@ async def run(url: str, key: str, convs: list[dict[str, Any]], channels: list[st
 
             async def ask(q: dict[str, Any]) -> dict[str, Any]:
                 async with sem:
-                    top, elapsed = await recall(c, f"locomo-{q['sample_id']}", q["question"], routing)
-                return {**q, "top20": top, "latency_ms": elapsed * 1000, "metrics": score(q["gold"], top)}
+                    top, ctx, elapsed = await recall(c, f"locomo-{q['sample_id']}", q["question"],
+                                                     routing, endpoint)
+                metrics = score(q["gold"], top)
+                # What the caller gets to read: the top 20 plus the context inlined after them.
+                metrics["R@20+ctx"] = len(set(q["gold"]) & set(top + ctx)) / len(q["gold"])
+                return {**q, "top20": top, "context": ctx, "latency_ms": elapsed * 1000,
+                        "metrics": metrics}
 
             t = time.perf_counter()
             rows = await asyncio.gather(*(ask(q) for q in questions))
@@ -312,28 +323,29 @@ async def run(url: str, key: str, convs: list[dict[str, Any]], channels: list[st
                 "available": True, "routing": routing, "latency": latency,
                 "summary": {name: agg for name, agg in groups(rows)},
                 "per_question": [{k: r[k] for k in ("sample_id", "index", "question", "category", "answer",
-                                                    "gold", "top20", "latency_ms")}
+                                                    "gold", "top20", "context", "latency_ms")}
                                  | {"rank": r["metrics"]["rank"],
-                                    "metrics": {m: round(r["metrics"][m], 4) for m in METRICS}}
+                                    "metrics": {m: round(r["metrics"][m], 4) for m in METRICS + ["R@20+ctx"]}}
                                  for r in rows],
             }
-            print(f"\n### {channel}" + (f" (routing={routing})" if routing else " (default recall)"))
+            print(f"\n### {channel}" + (f" (routing={routing})" if routing else " (default routing)"))
             print(table(rows))
             print(f"\nrecall latency: p50 {latency['p50_ms']:.1f} ms, p95 {latency['p95_ms']:.1f} ms "
                   f"({len(rows)} calls, {concurrency} concurrent, {wall:.1f}s)", flush=True)
 
-    print("\n### comparison\n")
-    print("| channel | overall R@10 | overall R@20 | multi-hop R@10 | MRR | p50 ms |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("\n### comparison (overall = categories 1-4; context = what the answer inlines after "
+          "the ranked top 20, e.g. session neighbours)\n")
+    print("| channel | overall R@10 | overall R@20 | multi-hop R@10 | MRR | R@20 + context | p50 ms |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for channel in channels:
         ch = results["channels"].get(channel, {})
         if not ch.get("available"):
-            print(f"| {channel} | n/a | n/a | n/a | n/a | n/a |")
+            print(f"| {channel} | n/a | n/a | n/a | n/a | n/a | n/a |")
             continue
         s = ch["summary"]
         overall, multi = s["overall (1-4)"], s["cat1 multi-hop"]
         print(f"| {channel} | {overall['R@10']:.3f} | {overall['R@20']:.3f} | {multi['R@10']:.3f} | "
-              f"{overall['MRR']:.3f} | {ch['latency']['p50_ms']:.0f} |")
+              f"{overall['MRR']:.3f} | {overall['R@20+ctx']:.3f} | {ch['latency']['p50_ms']:.0f} |")
     return results
 
 
@@ -349,6 +361,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default=None,
                         help="JSON merged into the started service's config, e.g. "
                              "'{\"ranking\": {\"fusion\": \"minmax\"}}'")
+    parser.add_argument("--endpoint", choices=("recall", "search"), default="recall",
+                        help="recall (default) counts every answer as an access, which feeds the "
+                             "ranking of later questions; search ranks the same way without that")
     parser.add_argument("--ingest-once", action="store_true",
                         help="ingest once for all channels (faster; recalls' access counts then "
                              "carry over from one channel to the next)")
@@ -375,7 +390,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.api_key:
             parser.error("--url needs --api-key")
         url, key = args.url.rstrip("/"), args.api_key
-        results = asyncio.run(run(url, key, convs, channels, args.concurrency, not args.ingest_once))
+        results = asyncio.run(run(url, key, convs, channels, args.concurrency, not args.ingest_once,
+                                  args.endpoint))
         results["service"] = {"url": url, "started_here": False}
     else:
         os.environ.update({"ENGRAM_ROOT_API_KEY": ROOT_KEY, "HF_HUB_OFFLINE": "1",
@@ -402,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"service up at {url} in {time.perf_counter() - started:.1f}s (data in {data_dir})",
                   flush=True)
             results = asyncio.run(run(url, ROOT_KEY, convs, channels, args.concurrency,
-                                      not args.ingest_once))
+                                      not args.ingest_once, args.endpoint))
             results["service"] = {"url": url, "started_here": True, "config": config}
         finally:
             serve.shutdown()  # type: ignore[no-untyped-call]
