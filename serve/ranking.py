@@ -9,6 +9,7 @@ from serve.config import RankingConfig
 from shards.types import Candidate
 
 DAY = 86_400.0
+EVIDENCE_CHANNELS = frozenset({"graph", "session"})
 
 
 @dataclass(frozen=True)
@@ -40,11 +41,14 @@ def rrf(candidates: Sequence[Candidate], k: int, weights: dict[str, float]) -> l
 
 
 def minmax(candidates: Sequence[Candidate], weights: dict[str, float]) -> list[float]:
-    """Min-max normalise each channel's scores over the candidates, then weight and add."""
+    """Normalise each channel's scores to [0, 1] over the candidates, then weight and add."""
+    # Similarity channels are stretched between their worst and best candidate (cosine and
+    # BM25 values bunch up). Evidence channels (graph, session) keep 0 as their floor: a graph
+    # hop that found two memories must not zero the second one.
     bounds: dict[str, tuple[float, float]] = {}
     for c in candidates:
         for ch, s in c.scores.items():
-            lo, hi = bounds.get(ch, (s, s))
+            lo, hi = bounds.get(ch, (0.0 if ch in EVIDENCE_CHANNELS else s, s))
             bounds[ch] = (min(lo, s), max(hi, s))
     total = sum(weights.values()) or 1.0
     out = []
@@ -75,15 +79,16 @@ def half_life_decay(age_seconds: float, half_life_days: float) -> float:
     return 0.5 ** (max(age_seconds, 0.0) / (half_life_days * DAY))
 
 
-def channel_weights(vector_weight: float, channels: Sequence[str], graph_weight: float) -> dict[str, float]:
-    weights = {"vector": vector_weight, "bm25": 1.0 - vector_weight, "graph": graph_weight}
+def channel_weights(vector_weight: float, channels: Sequence[str], cfg: RankingConfig) -> dict[str, float]:
+    weights = {"vector": vector_weight, "bm25": 1.0 - vector_weight, "graph": cfg.graph_weight,
+               "session": cfg.session_weight}
     return {ch: weights.get(ch, 0.5) for ch in channels}
 
 
 def fuse(candidates: Sequence[Candidate], *, fusion: str, vector_weight: float,
          cfg: RankingConfig, channels: Sequence[str]) -> list[float]:
     """Relevance in [0, 1] from the channels' ranks (RRF) or scores (min-max)."""
-    weights = channel_weights(vector_weight, channels, cfg.graph_weight)
+    weights = channel_weights(vector_weight, channels, cfg)
     fused = rrf(candidates, cfg.rrf_k, weights) if fusion == "rrf" else minmax(candidates, weights)
     return spread(fused)
 

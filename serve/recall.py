@@ -19,7 +19,7 @@ from shards.types import Candidate, RecallFilter, Scope
 
 CHANNELS_BY_ROUTING = {
     "vector": ("vector",), "bm25": ("bm25",), "graph": ("graph",),
-    "hybrid": ("vector", "bm25", "graph"), "auto": ("vector", "bm25", "graph"),
+    "hybrid": ("vector", "bm25", "graph", "session"), "auto": ("vector", "bm25", "graph", "session"),
 }
 
 
@@ -60,7 +60,7 @@ class Recaller:
         candidates: list[Candidate] = await shard.call(
             "recall_candidates", namespace, vector, keyword_text if "bm25" in channels else "",
             flt, limit, self.query_entities(body.query) if "graph" in channels else [],
-            "graph" in channels)
+            "graph" in channels, "session" in channels)
         fusion = full.fusion if full and full.fusion else self.cfg.ranking.fusion
         vector_weight = (full.vector_weight if full and full.vector_weight is not None
                          else self.cfg.ranking.vector_weight)

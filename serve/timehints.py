@@ -41,8 +41,42 @@ def _hint(start: datetime, end: datetime, words: list[str]) -> TimeHint:
     return TimeHint(start.timestamp(), end.timestamp(), tuple(words))
 
 
+def _one_day(text: str, default_year: int | None) -> datetime | None:
+    """'August 11', '11 August', 'Aug 11, 2023', '2023-08-11' → that day (UTC)."""
+    months = _MONTH_RE + "|may"
+    if m := re.fullmatch(r"(\d{4})-(\d{1,2})-(\d{1,2})", text):
+        y, mo, d = map(int, m.groups())
+    elif m := re.fullmatch(rf"({months})\s+(\d{{1,2}})(?:st|nd|rd|th)?(?:,?\s+(\d{{4}}))?", text):
+        mo, d, y = _month_number(m.group(1)), int(m.group(2)), int(m.group(3) or default_year or 0)
+    elif m := re.fullmatch(rf"(\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?({months})(?:,?\s+(\d{{4}}))?", text):
+        mo, d, y = _month_number(m.group(2)), int(m.group(1)), int(m.group(3) or default_year or 0)
+    else:
+        return None
+    try:
+        return datetime(y, mo, d, tzinfo=timezone.utc) if y else None
+    except ValueError:
+        return None
+
+
+def range_hint(query: str) -> TimeHint | None:
+    """'between August 11 and August 15 2023', 'from 1 May to 7 May 2023'."""
+    q = query.lower()
+    m = re.search(r"\b(?:between|from)\s+(.+?)\s+(?:and|to|until|till)\s+(.+?)(?=[?.!,;]|$|\s+(?:and|but|when|where|what|who)\b)", q)
+    if not m:
+        return None
+    year = re.search(r"\b(19|20)\d{2}\b", q)
+    default_year = int(year.group()) if year else None
+    first, last = _one_day(m.group(1).strip(), default_year), _one_day(m.group(2).strip(), default_year)
+    if first is None or last is None or last < first:
+        return None
+    words = sorted({calendar.month_name[first.month], calendar.month_name[last.month], str(first.year), str(last.year)})
+    return _hint(first, last + timedelta(days=1), words)
+
+
 def absolute_hint(query: str) -> TimeHint | None:
-    """'8 May 2023', 'May 8, 2023', 'May 2023', '2023-05-08', 'in March' with a year."""
+    """'8 May 2023', 'May 8, 2023', 'May 2023', '2023-05-08', a range of days."""
+    if hint := range_hint(query):
+        return hint
     q = query.lower()
     months = _MONTH_RE + "|may"
     if m := re.search(r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b", q):

@@ -631,6 +631,10 @@ class SQLiteRecordStore:
 
     def session_neighbors(self, key: int, before: int, after: int) -> list[Memory]:
         """The memories stored just before and after this one in its session, in order."""
+        return [m for _, m in self.session_neighbor_rows(key, before, after)]
+
+    def session_neighbor_rows(self, key: int, before: int, after: int) -> list[tuple[int, Memory]]:
+        """(key, memory) of the memories just before and after this one in its session."""
         with self._lock:
             row = self._db.execute(
                 "SELECT session_key, created_at FROM memories WHERE key = ?", (key,)).fetchone()
@@ -649,7 +653,7 @@ class SQLiteRecordStore:
                 " ORDER BY m.created_at, m.key LIMIT ?",
                 (session_key, created, key, after),
             ).fetchall()
-        return [_memory(r)[1] for r in reversed(earlier)] + [_memory(r)[1] for r in later]
+        return [_memory(r) for r in reversed(earlier)] + [_memory(r) for r in later]
 
     # -- knowledge graph ----------------------------------------------------------------
     def _link_entities(self, ns_id: int, key: int, entities: Sequence[EntityRef]) -> None:

@@ -197,11 +197,13 @@ class Shard:
 
     def recall_candidates(self, namespace: str, vector: Sequence[float] | None, text: str,
                           flt: RecallFilter, limit: int, query_entities: Sequence[str] = (),
-                          graph: bool = True) -> list[Candidate]:
-        """Vector, keyword and graph top-`limit`, hydrated from the record store and filtered.
+                          graph: bool = True, session: bool = True) -> list[Candidate]:
+        """Vector, keyword, graph and session candidates, hydrated and filtered.
 
         The graph channel finds memories that name the query's entities, and memories that
-        share rare entities with the best vector/keyword hits (what similarity misses).
+        share rare entities with the best vector/keyword hits (what similarity misses). The
+        session channel brings the turns just before and after the best hits: an answer is
+        often the reply to the message that matched.
         """
         ns_id = self.records.namespace_id(namespace)
         if ns_id is None:
@@ -225,10 +227,14 @@ class Shard:
                 channels["vector"] = self.vectors.search(vector, index_filter, fetch)
             if text:
                 channels["bm25"] = self.keywords.search(text, index_filter, fetch)
+        seeds: dict[int, float] = {}
+        for hits in channels.values():
+            for rank, h in enumerate(hits[:self.graph_seeds], start=1):
+                seeds[h.key] = max(seeds.get(h.key, 0.0), 1.0 / rank)
+        if session and seeds:
+            channels["session"] = self._session_hits(seeds)
         if graph:
-            seeds = {h.key: 1.0 / rank for hits in channels.values()
-                     for rank, h in enumerate(hits[:self.graph_seeds], start=1)}
-            channels["graph"] = self._graph_hits(namespace, query_entities, seeds, fetch)
+            channels["graph"] = self._graph_hits(namespace, query_entities, dict(seeds), fetch)
         ranks: dict[int, dict[str, int]] = {}
         scores: dict[int, dict[str, float]] = {}
         for channel, hits in channels.items():
@@ -305,9 +311,20 @@ class Shard:
             for key, score in sorted(scores.items(), key=lambda kv: -kv[1])[:self.graph_seeds]:
                 seeds[key] = max(seeds.get(key, 0.0), score / top)
         for src, dst, _, _, df in self.records.entity_links(list(seeds), max_df):
-            # One hop away counts half: a neighbour is evidence, not a match.
-            scores[dst] = scores.get(dst, 0.0) + 0.5 * seeds[src] * self.entity_weight(df, size)
+            # A seed spreads its weight over the memories sharing the entity (as in personalised
+            # PageRank): an order number shared by two memories links them far more than a
+            # name shared by twenty. One hop away counts half: a neighbour is evidence, not a match.
+            share = self.entity_weight(df, size) / max(df - 1, 1)
+            scores[dst] = scores.get(dst, 0.0) + 0.5 * seeds[src] * share
         ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+        return [Hit(key=k, score=v) for k, v in ranked]
+
+    def _session_hits(self, seeds: dict[int, float]) -> list[Hit]:
+        scores: dict[int, float] = {}
+        for key, strength in seeds.items():
+            for neighbor, _ in self.records.session_neighbor_rows(key, 1, 1):
+                scores[neighbor] = max(scores.get(neighbor, 0.0), 0.5 * strength)
+        ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
         return [Hit(key=k, score=v) for k, v in ranked]
 
     def traverse(self, namespace: str, root_keys: Sequence[int], depth: int, max_nodes: int,

@@ -17,9 +17,23 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 MAX_QUERY_TERMS = 64
 
 
+# Function words carry no topic; in a question ("when did she go to the …") they only add
+# noise to BM25. Kept when a query has nothing else.
+STOP_WORDS = frozenset("""
+a an the and or but if then so of to in on at by for with from into onto about as is are was
+were be been being am do does did doing have has had having i me my mine we us our ours you
+your yours he him his she her hers it its they them their theirs this that these those there
+here what which who whom whose when where why how can could would should will shall may might
+must not no nor too very just also than any some all each both few more most other such own
+same only s t don doesn didn isn aren wasn weren won wouldn shouldn couldn ever
+""".split())
+
+
 def query_terms(text: str) -> list[str]:
-    """Words of a query, lower-cased: nothing of tantivy's query syntax survives this."""
-    return [w.lower() for w in _WORD.findall(text)][:MAX_QUERY_TERMS]
+    """Words of a query, lower-cased, function words dropped: no query syntax survives this."""
+    words = [w.lower() for w in _WORD.findall(text)]
+    content = [w for w in words if w not in STOP_WORDS]
+    return (content or words)[:MAX_QUERY_TERMS]
 
 
 class TantivyKeywordIndex:
