@@ -82,6 +82,8 @@ class Shard:
         self.graph_seeds = 5  # top hits per channel whose entities the graph channel follows
         self.hub_fraction = 0.05  # entities in more of a namespace's memories are hubs
         self.hub_min = 20
+        self.feedback_beta = 0.5  # weight of the first-pass centroid in the feedback query
+        self.feedback_docs = 3
         check_layout(records, index, shard_count, dim)
         self.catch_up_indexes()
 
@@ -231,6 +233,8 @@ class Shard:
         for hits in channels.values():
             for rank, h in enumerate(hits[:self.graph_seeds], start=1):
                 seeds[h.key] = max(seeds.get(h.key, 0.0), 1.0 / rank)
+        if vector is not None and self.feedback_beta > 0 and seeds:
+            channels["vector"] = self._feedback_search(vector, seeds, index_filter, fetch)
         if session and seeds:
             channels["session"] = self._session_hits(seeds)
         if graph:
@@ -318,6 +322,21 @@ class Shard:
             scores[dst] = scores.get(dst, 0.0) + 0.5 * seeds[src] * share
         ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
         return [Hit(key=k, score=v) for k, v in ranked]
+
+    def _feedback_search(self, vector: Sequence[float], seeds: dict[int, float],
+                         index_filter: IndexFilter, limit: int) -> list[Hit]:
+        """Pseudo-relevance feedback (Rocchio): search again with the query moved towards the
+        best first-pass hits of both channels, which pulls in paraphrases of what matched."""
+        top = [k for k, _ in sorted(seeds.items(), key=lambda kv: (-kv[1], kv[0]))[:self.feedback_docs]]
+        found = self.records.vectors(top)
+        if not found:
+            return self.vectors.search(vector, index_filter, limit)
+        dim = len(vector)
+        centroid = [sum(v[1][i] for v in found.values()) / len(found) for i in range(dim)]
+        moved = [q + self.feedback_beta * c for q, c in zip(vector, centroid)]
+        norm = math.sqrt(sum(x * x for x in moved)) or 1.0
+        with self._lock:
+            return self.vectors.search([x / norm for x in moved], index_filter, limit)
 
     def _session_hits(self, seeds: dict[int, float]) -> list[Hit]:
         scores: dict[int, float] = {}
