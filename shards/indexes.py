@@ -26,6 +26,7 @@ class IndexRow:
     session_key: int  # 0 when the memory has no session
     event_time: float
     importance: float
+    context: str = ""  # words near this memory (its session's previous turn), weighted lower
 
 
 @dataclass(frozen=True)

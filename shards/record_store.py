@@ -421,6 +421,8 @@ class SQLiteRecordStore:
                 values.append(pack_vector(changes.vector))
             self._db.execute(f"UPDATE memories SET {', '.join(sets)} WHERE key = ?", (*values, key))
             self._db.execute("INSERT INTO index_log (key) VALUES (?)", (key,))
+            if changes.content is not None:
+                self._log_next_in_session(key)
             if changes.entities is not None:
                 self._unlink_entities(key)
                 self._link_entities(ns_id, key, changes.entities)
@@ -428,9 +430,21 @@ class SQLiteRecordStore:
             assert updated is not None
             return updated
 
-    def delete(self, scope: Scope, memory_ids: Sequence[str], namespace: str | None = None) -> list[tuple[int, Memory]]:
-        """Delete memories by id within the scope (and one namespace when given)."""
+    def _log_next_in_session(self, key: int) -> list[int]:
+        """The keyword index holds each turn with the one before it; when that one changes or
+        goes, the next turn must be re-indexed too (logged here, in the same transaction)."""
+        nxt = [k for k, _ in self.session_neighbor_rows(key, 0, 1)]
+        self._db.executemany("INSERT INTO index_log (key) VALUES (?)", [(k,) for k in nxt])
+        return nxt
+
+    def delete(self, scope: Scope, memory_ids: Sequence[str],
+               namespace: str | None = None) -> tuple[list[tuple[int, Memory]], list[int]]:
+        """Delete memories by id within the scope (and one namespace when given).
+
+        Returns the deleted (key, memory) pairs and the keys of memories to re-index.
+        """
         deleted: list[tuple[int, Memory]] = []
+        reindex: list[int] = []
         with self._lock, self._tx():
             for memory_id in memory_ids:
                 rows = self._db.execute(
@@ -444,18 +458,19 @@ class SQLiteRecordStore:
                         continue
                     if namespace is not None and memory.namespace != namespace:
                         continue
+                    reindex += self._log_next_in_session(key)
                     self._db.execute("DELETE FROM memories WHERE key = ?", (key,))
                     self._db.execute("INSERT INTO index_log (key) VALUES (?)", (key,))
                     self._unlink_entities(key)
                     deleted.append((key, memory))
-        return deleted
+        gone = {k for k, _ in deleted}
+        return deleted, [k for k in dict.fromkeys(reindex) if k not in gone]
 
-    def delete_matching(self, namespace: str, flt: RecallFilter) -> list[tuple[int, Memory]]:
+    def delete_matching(self, namespace: str, flt: RecallFilter) -> tuple[list[tuple[int, Memory]], list[int]]:
         """Delete every memory of a namespace that matches the filter (batch forget)."""
         with self._lock, self._tx():
-            memories, total = self.listing(namespace, flt, limit=-1, offset=0)
-            ids = [m.id for m in memories]
-        return self.delete(Scope.of(namespace), ids, namespace) if ids else []
+            memories, _ = self.listing(namespace, flt, limit=-1, offset=0)
+            return self.delete(Scope.of(namespace), [m.id for m in memories], namespace)
 
     def touch(self, accesses: Sequence[tuple[int, int, float]]) -> None:
         """Add (key, count, last time) accesses; recall boosts frequently used memories."""

@@ -82,9 +82,15 @@ class Shard:
         self.graph_seeds = 5  # top hits per channel whose entities the graph channel follows
         self.hub_fraction = 0.05  # entities in more of a namespace's memories are hubs
         self.hub_min = 20
-        self.feedback_beta = 0.5  # weight of the first-pass centroid in the feedback query
-        self.feedback_docs = 3
+        self.context_in_index = True
         check_layout(records, index, shard_count, dim)
+        # Indexes are derived data: one that is missing, empty or from an older schema is
+        # rebuilt from the record store.
+        stored = self.records.counts()[0]
+        if stored and (getattr(keywords, "recreated", False) or keywords.count() == 0
+                       or vectors.count() == 0):
+            log.warning("rebuilding indexes from the record store", extra={"shard": index})
+            self._apply(self.records.all_keys())
         self.catch_up_indexes()
 
     @classmethod
@@ -113,6 +119,7 @@ class Shard:
         rows = [
             IndexRow(
                 key=k, ns_id=ns_id, vector=vector, content=indexed_text(memory),
+                context=self._previous_turn(k) if k in session_keys else "",
                 memory_type=memory_type_code(memory.memory_type),
                 session_key=session_keys.get(k, 0), event_time=memory.event_time,
                 importance=memory.importance,
@@ -120,6 +127,14 @@ class Shard:
             for k, (ns_id, vector, memory) in found.items()
         ]
         return rows, [k for k in keys if k not in found]
+
+    def _previous_turn(self, key: int) -> str:
+        """BM25 also sees the turn before this one in its session (a lower-weight field): a
+        reply ("I was in Chicago") is found by the words of what it answers."""
+        if not self.context_in_index:
+            return ""
+        before = self.records.session_neighbor_rows(key, 1, 0)
+        return before[0][1].content if before else ""
 
     def _apply(self, keys: Sequence[int]) -> None:
         """Bring both indexes in line with the record store for these keys."""
@@ -185,16 +200,14 @@ class Shard:
         now = time.time() if now is None else now
         with self._lock:
             key, memory = self.records.update(namespace, memory_id, changes, now)
-            self._apply([key])
+            self._apply([key] + [k for k, _ in self.records.session_neighbor_rows(key, 0, 1)])
         return memory
 
     def delete(self, scope: Scope, memory_ids: Sequence[str],
                namespace: str | None = None) -> list[Memory]:
         with self._lock:
-            deleted = self.records.delete(scope, memory_ids, namespace)
-            keys = [k for k, _ in deleted]
-            self.vectors.delete(keys)
-            self.keywords.delete(keys)
+            deleted, reindex = self.records.delete(scope, memory_ids, namespace)
+            self._apply([k for k, _ in deleted] + reindex)
         return [m for _, m in deleted]
 
     def recall_candidates(self, namespace: str, vector: Sequence[float] | None, text: str,
@@ -233,8 +246,6 @@ class Shard:
         for hits in channels.values():
             for rank, h in enumerate(hits[:self.graph_seeds], start=1):
                 seeds[h.key] = max(seeds.get(h.key, 0.0), 1.0 / rank)
-        if vector is not None and self.feedback_beta > 0 and seeds:
-            channels["vector"] = self._feedback_search(vector, seeds, index_filter, fetch)
         if session and seeds:
             channels["session"] = self._session_hits(seeds)
         if graph:
@@ -254,10 +265,8 @@ class Shard:
 
     def forget_matching(self, namespace: str, flt: RecallFilter) -> list[Memory]:
         with self._lock:
-            deleted = self.records.delete_matching(namespace, flt)
-            keys = [k for k, _ in deleted]
-            self.vectors.delete(keys)
-            self.keywords.delete(keys)
+            deleted, reindex = self.records.delete_matching(namespace, flt)
+            self._apply([k for k, _ in deleted] + reindex)
         return [m for _, m in deleted]
 
     def listing(self, namespace: str, flt: RecallFilter, limit: int, offset: int,
@@ -322,21 +331,6 @@ class Shard:
             scores[dst] = scores.get(dst, 0.0) + 0.5 * seeds[src] * share
         ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
         return [Hit(key=k, score=v) for k, v in ranked]
-
-    def _feedback_search(self, vector: Sequence[float], seeds: dict[int, float],
-                         index_filter: IndexFilter, limit: int) -> list[Hit]:
-        """Pseudo-relevance feedback (Rocchio): search again with the query moved towards the
-        best first-pass hits of both channels, which pulls in paraphrases of what matched."""
-        top = [k for k, _ in sorted(seeds.items(), key=lambda kv: (-kv[1], kv[0]))[:self.feedback_docs]]
-        found = self.records.vectors(top)
-        if not found:
-            return self.vectors.search(vector, index_filter, limit)
-        dim = len(vector)
-        centroid = [sum(v[1][i] for v in found.values()) / len(found) for i in range(dim)]
-        moved = [q + self.feedback_beta * c for q, c in zip(vector, centroid)]
-        norm = math.sqrt(sum(x * x for x in moved)) or 1.0
-        with self._lock:
-            return self.vectors.search([x / norm for x in moved], index_filter, limit)
 
     def _session_hits(self, seeds: dict[int, float]) -> list[Hit]:
         scores: dict[int, float] = {}

@@ -6,6 +6,7 @@ search (or flush) commits once: read-your-writes without a commit per store.
 from __future__ import annotations
 
 import re
+import shutil
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +16,7 @@ from shards.types import Hit
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 MAX_QUERY_TERMS = 64
+CONTEXT_BOOST = 0.3  # a word in the previous turn counts a third of one in the memory itself
 
 
 # Function words carry no topic; in a question ("when did she go to the …") they only add
@@ -50,8 +52,18 @@ class TantivyKeywordIndex:
         builder.add_integer_field("memory_type", indexed=True)
         builder.add_integer_field("session_key", indexed=True)
         builder.add_text_field("content", stored=False, tokenizer_name="en_stem")
+        builder.add_text_field("context", stored=False, tokenizer_name="en_stem")
         self._schema = builder.build()
-        self._index = tantivy.Index(self._schema, path=str(path))
+        self.recreated = False
+        try:
+            self._index = tantivy.Index(self._schema, path=str(path))
+        except ValueError:
+            # Written by an older schema. The index is derived data: start it afresh and let
+            # the shard re-index from its record store.
+            shutil.rmtree(path)
+            path.mkdir(parents=True)
+            self._index = tantivy.Index(self._schema, path=str(path))
+            self.recreated = True
         self._writer = self._index.writer(heap_size=heap_bytes, num_threads=1)
         self._dirty = False
         self._lock = threading.RLock()
@@ -62,7 +74,7 @@ class TantivyKeywordIndex:
                 self._writer.delete_documents_by_term("key", r.key)
                 self._writer.add_document(self._t.Document(
                     key=r.key, ns_id=r.ns_id, memory_type=r.memory_type,
-                    session_key=r.session_key, content=r.content,
+                    session_key=r.session_key, content=r.content, context=r.context,
                 ))
             self._dirty = self._dirty or bool(rows)
 
@@ -79,7 +91,8 @@ class TantivyKeywordIndex:
         t = self._t
         with self._lock:
             self.flush()
-            text_query = self._index.parse_query(" ".join(terms), ["content"])
+            text_query = self._index.parse_query(" ".join(terms), ["content", "context"],
+                                                 field_boosts={"context": CONTEXT_BOOST})
             # Filters score nothing: they only narrow what BM25 ranks.
             must = [(t.Occur.Must, text_query),
                     (t.Occur.Must, t.Query.const_score_query(

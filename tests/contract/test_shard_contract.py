@@ -206,3 +206,14 @@ def test_accesses_are_counted_at_checkpoint(open_shard: OpenShard) -> None:
     shard.checkpoint()
     [m] = shard.lookup("a", Scope.of("ns"))
     assert m.access_count == 3 and m.last_accessed_at == 123.0
+
+
+def test_forgotten_words_leave_the_next_turns_context(open_shard: OpenShard) -> None:
+    """Turns are indexed with the turn before them; forgetting a turn re-indexes the next."""
+    shard = open_shard()
+    s = shard.start_session("ns", "s1", {}, None)
+    shard.write([mem("t1", "ns", "my secret word is xylophone", session_id=s.id, seed=1),
+                 mem("t2", "ns", "noted, thanks", session_id=s.id, seed=2)])
+    assert "t2" in ids(shard.recall_candidates("ns", None, "xylophone", RecallFilter(), 10, graph=False, session=False))
+    shard.delete(Scope.of("ns"), ["t1"])
+    assert shard.recall_candidates("ns", None, "xylophone", RecallFilter(), 10, graph=False, session=False) == []
