@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         lat.append(time.perf_counter() - t)
     s = summary(lat)
     results["shard_candidates"] = s
-    rows.append(("shard only: vector + BM25 top-50, hydrated", f"p50 {s['p50']:.1f} / p95 {s['p95']:.1f} / p99 {s['p99']:.1f} ms"))
+    rows.append(("shard only: vector + BM25 + graph + session, top-50, hydrated", f"p50 {s['p50']:.1f} / p95 {s['p95']:.1f} / p99 {s['p99']:.1f} ms"))
     for sh in shards:
         sh.close()
 
