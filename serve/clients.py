@@ -16,6 +16,7 @@ class ShardClient(Protocol):
 class EmbedderClient(Protocol):
     async def embed(self, texts: list[str]) -> list[list[float]]: ...
     async def embed_query(self, text: str) -> list[float]: ...
+    async def dim(self) -> int: ...
 
 
 class RerankerClient(Protocol):
@@ -46,6 +47,9 @@ class ServeEmbedderClient:
     async def embed_query(self, text: str) -> list[float]:
         result: list[float] = await self._handle.embed_query.remote(text)
         return result
+
+    async def dim(self) -> int:
+        return int(await self._handle.dim.remote())
 
 
 class ServeRerankerClient:
@@ -89,6 +93,9 @@ class LocalEmbedderClient:
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(self._executor, self._embedder.embed_queries, [text])
         return list(result[0])
+
+    async def dim(self) -> int:
+        return int(self._embedder.dim)
 
 
 class LocalRerankerClient:

@@ -65,12 +65,6 @@ class MemoryService:
             raise bad_request(field, "must not contain NUL characters")
         return name
 
-    def check_top_k(self, top_k: int) -> int:
-        cap = self.cfg.limits.max_top_k
-        if top_k < 1 or top_k > cap:
-            raise bad_request("top_k", f"must be between 1 and {cap}")
-        return top_k
-
     def _check_content(self, content: str, field: str = "content") -> None:
         limit = self.cfg.limits.max_content_bytes
         size = len(content.encode("utf-8"))
@@ -97,7 +91,7 @@ class MemoryService:
     async def dimension(self) -> int:
         """The embedder's vector dimension (asked once: the embedder lives in another actor)."""
         if self._dimension is None:
-            self._dimension = len(await self.embedder.embed_query("dimension"))
+            self._dimension = await self.embedder.dim()
         return self._dimension
 
     def entities_of(self, content: str, tags: list[str]) -> tuple[EntityRef, ...]:

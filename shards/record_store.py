@@ -644,10 +644,6 @@ class SQLiteRecordStore:
             )
             return cur.rowcount
 
-    def session_neighbors(self, key: int, before: int, after: int) -> list[Memory]:
-        """The memories stored just before and after this one in its session, in order."""
-        return [m for _, m in self.session_neighbor_rows(key, before, after)]
-
     def session_neighbor_rows(self, key: int, before: int, after: int) -> list[tuple[int, Memory]]:
         """(key, memory) of the memories just before and after this one in its session."""
         with self._lock:
@@ -655,20 +651,18 @@ class SQLiteRecordStore:
                 "SELECT session_key, created_at FROM memories WHERE key = ?", (key,)).fetchone()
             if row is None or row[0] is None:
                 return []
-            session_key, created = row
-            earlier = self._db.execute(
-                f"SELECT {_MEMORY_COLUMNS} FROM memories m JOIN namespaces n USING (ns_id)"
-                " WHERE m.session_key = ? AND (m.created_at, m.key) < (?, ?)"
-                " ORDER BY m.created_at DESC, m.key DESC LIMIT ?",
-                (session_key, created, key, before),
-            ).fetchall()
-            later = self._db.execute(
-                f"SELECT {_MEMORY_COLUMNS} FROM memories m JOIN namespaces n USING (ns_id)"
-                " WHERE m.session_key = ? AND (m.created_at, m.key) > (?, ?)"
-                " ORDER BY m.created_at, m.key LIMIT ?",
-                (session_key, created, key, after),
-            ).fetchall()
+            earlier = self._session_side(row[0], row[1], key, "<", "DESC", before)
+            later = self._session_side(row[0], row[1], key, ">", "ASC", after)
         return [_memory(r) for r in reversed(earlier)] + [_memory(r) for r in later]
+
+    def _session_side(self, session_key: int, created: float, key: int, op: str, order: str,
+                      limit: int) -> list[Any]:
+        return self._db.execute(
+            f"SELECT {_MEMORY_COLUMNS} FROM memories m JOIN namespaces n USING (ns_id)"
+            f" WHERE m.session_key = ? AND (m.created_at, m.key) {op} (?, ?)"
+            f" ORDER BY m.created_at {order}, m.key {order} LIMIT ?",
+            (session_key, created, key, limit),
+        ).fetchall()
 
     # -- knowledge graph ----------------------------------------------------------------
     def _link_entities(self, ns_id: int, key: int, entities: Sequence[EntityRef]) -> None:

@@ -296,7 +296,7 @@ class Shard:
         for mid in memory_ids:
             found = self.records.find(mid, scope)
             if found is not None:
-                out[mid] = self.records.session_neighbors(found[0], before, after)
+                out[mid] = [m for _, m in self.records.session_neighbor_rows(found[0], before, after)]
         return out
 
     # -- knowledge graph ----------------------------------------------------------------
