@@ -16,6 +16,14 @@ def memory_type_code(memory_type: str) -> int:
     return MEMORY_TYPES.index(memory_type)
 
 
+# The keyword index holds each session turn with the turns around it (a lower-weight field):
+# a reply ("I was in Chicago") is found by the words of what it answers, and a statement by
+# the follow-up that names its topic. Two each side measured best on LoCoMo dev (README).
+CONTEXT_TURNS = 2
+# Stored in each shard's meta: an index built under another context rule is rebuilt on open.
+KEYWORD_CONTEXT_FORMAT = f"session-turns-{CONTEXT_TURNS}-{CONTEXT_TURNS}"
+
+
 @dataclass(frozen=True)
 class IndexRow:
     key: int
@@ -26,7 +34,7 @@ class IndexRow:
     session_key: int  # 0 when the memory has no session
     event_time: float
     importance: float
-    context: str = ""  # words near this memory (its session's previous turn), weighted lower
+    context: str = ""  # the turns around this one in its session, weighted lower
 
 
 @dataclass(frozen=True)

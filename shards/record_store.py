@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from shards.errors import Conflict, NotFound
+from shards.indexes import CONTEXT_TURNS
 from shards.types import (
     EntityRef,
     Memory,
@@ -301,6 +302,8 @@ class SQLiteRecordStore:
                 )
                 key = int(cur.lastrowid or 0)
                 self._db.execute("INSERT INTO index_log (key) VALUES (?)", (key,))
+                if session_key is not None:  # the earlier turns now have this one as context
+                    self._log_session_neighbors(key, CONTEXT_TURNS, 0)
                 self._link_entities(ns_id, key, item.entities)
                 if item.idempotency_key is not None:
                     self._db.execute(
@@ -422,7 +425,7 @@ class SQLiteRecordStore:
             self._db.execute(f"UPDATE memories SET {', '.join(sets)} WHERE key = ?", (*values, key))
             self._db.execute("INSERT INTO index_log (key) VALUES (?)", (key,))
             if changes.content is not None:
-                self._log_next_in_session(key)
+                self._log_session_neighbors(key)
             if changes.entities is not None:
                 self._unlink_entities(key)
                 self._link_entities(ns_id, key, changes.entities)
@@ -430,12 +433,14 @@ class SQLiteRecordStore:
             assert updated is not None
             return updated
 
-    def _log_next_in_session(self, key: int) -> list[int]:
-        """The keyword index holds each turn with the one before it; when that one changes or
-        goes, the next turn must be re-indexed too (logged here, in the same transaction)."""
-        nxt = [k for k, _ in self.session_neighbor_rows(key, 0, 1)]
-        self._db.executemany("INSERT INTO index_log (key) VALUES (?)", [(k,) for k in nxt])
-        return nxt
+    def _log_session_neighbors(self, key: int, before: int = CONTEXT_TURNS,
+                               after: int = CONTEXT_TURNS) -> list[int]:
+        """The keyword index holds each turn with the turns around it; when one changes, comes
+        or goes, its neighbours must be re-indexed too (logged here, in the same transaction,
+        so that a crash before the re-index is caught up on start)."""
+        near = [k for k, _ in self.session_neighbor_rows(key, before, after)]
+        self._db.executemany("INSERT INTO index_log (key) VALUES (?)", [(k,) for k in near])
+        return near
 
     def delete(self, scope: Scope, memory_ids: Sequence[str],
                namespace: str | None = None) -> tuple[list[tuple[int, Memory]], list[int]]:
@@ -458,7 +463,7 @@ class SQLiteRecordStore:
                         continue
                     if namespace is not None and memory.namespace != namespace:
                         continue
-                    reindex += self._log_next_in_session(key)
+                    reindex += self._log_session_neighbors(key)
                     self._db.execute("DELETE FROM memories WHERE key = ?", (key,))
                     self._db.execute("INSERT INTO index_log (key) VALUES (?)", (key,))
                     self._unlink_entities(key)
@@ -646,14 +651,21 @@ class SQLiteRecordStore:
 
     def session_neighbor_rows(self, key: int, before: int, after: int) -> list[tuple[int, Memory]]:
         """(key, memory) of the memories just before and after this one in its session."""
+        earlier, later = self.session_sides(key, before, after)
+        return earlier + later
+
+    def session_sides(self, key: int, before: int, after: int
+                      ) -> tuple[list[tuple[int, Memory]], list[tuple[int, Memory]]]:
+        """The memories before this one in its session (nearest last) and after it (nearest
+        first), in session order."""
         with self._lock:
             row = self._db.execute(
                 "SELECT session_key, created_at FROM memories WHERE key = ?", (key,)).fetchone()
             if row is None or row[0] is None:
-                return []
-            earlier = self._session_side(row[0], row[1], key, "<", "DESC", before)
-            later = self._session_side(row[0], row[1], key, ">", "ASC", after)
-        return [_memory(r) for r in reversed(earlier)] + [_memory(r) for r in later]
+                return [], []
+            earlier = self._session_side(row[0], row[1], key, "<", "DESC", before) if before else []
+            later = self._session_side(row[0], row[1], key, ">", "ASC", after) if after else []
+        return [_memory(r) for r in reversed(earlier)], [_memory(r) for r in later]
 
     def _session_side(self, session_key: int, created: float, key: int, op: str, order: str,
                       limit: int) -> list[Any]:

@@ -17,7 +17,15 @@ from typing import Any
 from shards.config import EmbeddedStorageConfig
 from shards.errors import LayoutMismatch, NotFound
 from shards.indexed_text import indexed_text
-from shards.indexes import IndexFilter, IndexRow, KeywordIndex, VectorIndex, memory_type_code
+from shards.indexes import (
+    CONTEXT_TURNS,
+    KEYWORD_CONTEXT_FORMAT,
+    IndexFilter,
+    IndexRow,
+    KeywordIndex,
+    VectorIndex,
+    memory_type_code,
+)
 from shards.milvus_index import MilvusVectorIndex
 from shards.record_store import SQLiteRecordStore
 from shards.tantivy_index import TantivyKeywordIndex
@@ -82,15 +90,19 @@ class Shard:
         self.graph_seeds = 5  # top hits per channel whose entities the graph channel follows
         self.hub_fraction = 0.05  # entities in more of a namespace's memories are hubs
         self.hub_min = 20
-        self.context_in_index = True
+        # The session channel: turns within this many of a strong hit, fading with distance.
+        self.session_window = 3
+        self.session_decay = 0.8
         check_layout(records, index, shard_count, dim)
-        # Indexes are derived data: one that is missing, empty or from an older schema is
-        # rebuilt from the record store.
+        # Indexes are derived data: one that is missing, empty, from an older schema or built
+        # under another context rule is rebuilt from the record store.
         stored = self.records.counts()[0]
+        stale_context = self.records.get_meta("keyword_context") != KEYWORD_CONTEXT_FORMAT
         if stored and (getattr(keywords, "recreated", False) or keywords.count() == 0
-                       or vectors.count() == 0):
+                       or vectors.count() == 0 or stale_context):
             log.warning("rebuilding indexes from the record store", extra={"shard": index})
             self._apply(self.records.all_keys())
+        self.records.set_meta("keyword_context", KEYWORD_CONTEXT_FORMAT)
         self.catch_up_indexes()
 
     @classmethod
@@ -119,7 +131,7 @@ class Shard:
         rows = [
             IndexRow(
                 key=k, ns_id=ns_id, vector=vector, content=indexed_text(memory),
-                context=self._previous_turn(k) if k in session_keys else "",
+                context=self._conversation_context(k) if k in session_keys else "",
                 memory_type=memory_type_code(memory.memory_type),
                 session_key=session_keys.get(k, 0), event_time=memory.event_time,
                 importance=memory.importance,
@@ -128,22 +140,24 @@ class Shard:
         ]
         return rows, [k for k in keys if k not in found]
 
-    def _previous_turn(self, key: int) -> str:
-        """BM25 also sees the turn before this one in its session (a lower-weight field): a
-        reply ("I was in Chicago") is found by the words of what it answers."""
-        if not self.context_in_index:
-            return ""
-        before = self.records.session_neighbor_rows(key, 1, 0)
-        return before[0][1].content if before else ""
+    def _conversation_context(self, key: int) -> str:
+        """The turns around this one in its session, for BM25's lower-weight context field."""
+        near = self.records.session_neighbor_rows(key, CONTEXT_TURNS, CONTEXT_TURNS)
+        return "\n".join(memory.content for _, memory in near)
 
-    def _apply(self, keys: Sequence[int]) -> None:
-        """Bring both indexes in line with the record store for these keys."""
+    def _apply(self, keys: Sequence[int], keywords_only: Sequence[int] = ()) -> None:
+        """Bring both indexes in line with the record store for these keys (and the keyword
+        index alone for `keywords_only`: turns whose context changed, not their vector)."""
         for start in range(0, len(keys), 1000):
             chunk = keys[start:start + 1000]
             rows, gone = self._index_rows(chunk)
             self.vectors.delete(gone)
             self.keywords.delete(gone)
             self.vectors.upsert(rows)
+            self.keywords.upsert(rows)
+        if keywords_only:
+            rows, gone = self._index_rows(keywords_only)
+            self.keywords.delete(gone)
             self.keywords.upsert(rows)
 
     def catch_up_indexes(self) -> int:
@@ -188,7 +202,14 @@ class Shard:
             stored = self.records.insert(items, now)
             created = [key for key, _, was_created in stored if was_created]
             if created:
-                self._apply(created)
+                # Earlier turns of the sessions written to now have the new turns as context
+                # (the record store logged them too, for a crash before this line).
+                fresh = set(created)
+                earlier = {k: None for key, memory, was_created in stored
+                           if was_created and memory.session_id is not None
+                           for k, _ in self.records.session_neighbor_rows(key, CONTEXT_TURNS, 0)
+                           if k not in fresh}
+                self._apply(created, keywords_only=list(earlier))
         return [(memory, was_created) for _, memory, was_created in stored]
 
     def lookup(self, memory_id: str, scope: Scope) -> list[Memory]:
@@ -200,7 +221,8 @@ class Shard:
         now = time.time() if now is None else now
         with self._lock:
             key, memory = self.records.update(namespace, memory_id, changes, now)
-            self._apply([key] + [k for k, _ in self.records.session_neighbor_rows(key, 0, 1)])
+            near = self.records.session_neighbor_rows(key, CONTEXT_TURNS, CONTEXT_TURNS)
+            self._apply([key], keywords_only=[k for k, _ in near])
         return memory
 
     def delete(self, scope: Scope, memory_ids: Sequence[str],
@@ -333,10 +355,15 @@ class Shard:
         return [Hit(key=k, score=v) for k, v in ranked]
 
     def _session_hits(self, seeds: dict[int, float]) -> list[Hit]:
+        """Turns near the strong hits in their session, half as strong as the hit at distance
+        1 and fading by `session_decay` per turn beyond (an answer is often a few turns on)."""
         scores: dict[int, float] = {}
+        window = self.session_window
         for key, strength in seeds.items():
-            for neighbor, _ in self.records.session_neighbor_rows(key, 1, 1):
-                scores[neighbor] = max(scores.get(neighbor, 0.0), 0.5 * strength)
+            earlier, later = self.records.session_sides(key, window, window)
+            for distance, (neighbor, _) in [*enumerate(reversed(earlier), 1), *enumerate(later, 1)]:
+                score = 0.5 * strength * self.session_decay ** (distance - 1)
+                scores[neighbor] = max(scores.get(neighbor, 0.0), score)
         ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
         return [Hit(key=k, score=v) for k, v in ranked]
 

@@ -16,7 +16,7 @@ from shards.types import Hit
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 MAX_QUERY_TERMS = 64
-CONTEXT_BOOST = 0.3  # a word in the previous turn counts a third of one in the memory itself
+CONTEXT_BOOST = 0.3  # a word in a neighbouring turn counts a third of one in the memory itself
 
 
 # Function words carry no topic; in a question ("when did she go to the …") they only add

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from shards.errors import Conflict, LayoutMismatch
+from shards.shard import Shard
 from shards.types import MemoryChanges, NewMemory, RecallFilter, Scope
 from tests.contract.conftest import DIM, OpenShard
 
@@ -209,7 +210,7 @@ def test_accesses_are_counted_at_checkpoint(open_shard: OpenShard) -> None:
 
 
 def test_forgotten_words_leave_the_next_turns_context(open_shard: OpenShard) -> None:
-    """Turns are indexed with the turn before them; forgetting a turn re-indexes the next."""
+    """Turns are indexed with the turns around them; forgetting a turn re-indexes the next."""
     shard = open_shard()
     s = shard.start_session("ns", "s1", {}, None)
     shard.write([mem("t1", "ns", "my secret word is xylophone", session_id=s.id, seed=1),
@@ -217,3 +218,50 @@ def test_forgotten_words_leave_the_next_turns_context(open_shard: OpenShard) -> 
     assert "t2" in ids(shard.recall_candidates("ns", None, "xylophone", RecallFilter(), 10, graph=False, session=False))
     shard.delete(Scope.of("ns"), ["t1"])
     assert shard.recall_candidates("ns", None, "xylophone", RecallFilter(), 10, graph=False, session=False) == []
+
+
+def keyword_ids(shard: Shard, text: str) -> set[str]:
+    return set(ids(shard.recall_candidates("ns", None, text, RecallFilter(), 10, graph=False, session=False)))
+
+
+def test_a_turn_is_found_by_the_follow_up_written_later(open_shard: OpenShard) -> None:
+    """A statement is found by words of the turns after it, even when those come in later
+    writes; editing and forgetting the follow-up re-index the turns before it."""
+    shard = open_shard()
+    s = shard.start_session("ns", "s1", {}, None)
+    shard.write([mem("t1", "ns", "I painted it last weekend", session_id=s.id, seed=1)])
+    shard.write([mem("t2", "ns", "nice!", session_id=s.id, seed=2)])
+    shard.write([mem("t3", "ns", "the sunset over the lake looks wonderful", session_id=s.id, seed=3)])
+    shard.write([mem("t4", "ns", "thanks", session_id=s.id, seed=4)])
+    assert {"t1", "t2", "t3", "t4"} >= keyword_ids(shard, "lake") >= {"t1", "t2", "t3"}
+    shard.update("ns", "t3", MemoryChanges(content="the sunrise over the sea looks wonderful"))
+    assert keyword_ids(shard, "lake") == set()
+    assert "t1" in keyword_ids(shard, "sea")
+    shard.delete(Scope.of("ns"), ["t3"])
+    assert keyword_ids(shard, "sea") == set()
+
+
+def test_context_survives_a_crash_before_indexing(open_shard: OpenShard) -> None:
+    """The record store logs the earlier turns whose context a write changes, in the write's
+    own transaction: a shard that dies before indexing catches them up on open."""
+    shard = open_shard()
+    s = shard.start_session("ns", "s1", {}, None)
+    shard.write([mem("t1", "ns", "we met at the harbour", session_id=s.id, seed=1)])
+    shard.checkpoint()
+    shard.records.insert([mem("t2", "ns", "the regatta was the best part", session_id=s.id, seed=2)],
+                         now=time.time())  # durable, never indexed: as if the shard died here
+    assert keyword_ids(shard, "regatta") == set()
+    shard.catch_up_indexes()  # what opening a shard does first
+    assert keyword_ids(shard, "regatta") == {"t1", "t2"}
+
+
+def test_session_channel_reaches_turns_a_few_steps_away(open_shard: OpenShard) -> None:
+    shard = open_shard()
+    s = shard.start_session("ns", "s1", {}, None)
+    turns = ["where should the team go next month?", "somewhere new", "any ideas?",
+             "Edinburgh would be magical", "unrelated five", "unrelated six"]
+    shard.write([mem(f"t{i}", "ns", text, session_id=s.id, seed=i) for i, text in enumerate(turns)])
+    found = shard.recall_candidates("ns", None, "team trip next month", RecallFilter(), 10, graph=False)
+    session = {c.memory.id: c.scores["session"] for c in found if "session" in c.scores}
+    assert {"t1", "t2", "t3"} <= set(session)  # three turns on: the answer to the question
+    assert session["t1"] > session["t2"] > session["t3"]
