@@ -1,12 +1,16 @@
 # Engram: `make serve` runs the service on this machine, `make test` runs the whole suite.
 # Both create .venv on first use; every install goes through constraints.txt (torch pin).
+# `make load` runs the Locust load test against a running `make serve` (LOAD_ARGS passes options).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
+HASH   := $(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
+STAMP  := $(VENV)/.installed-$(HASH)
+# A stamp of its own: the load extra (locust, matplotlib) stays out of serve and test.
+LOAD_STAMP := $(VENV)/.load-installed-$(HASH)
 PIP    := $(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: serve test bench install clean-data
+.PHONY: serve test bench load install clean-data
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +28,13 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m cluster.bench
+
+$(LOAD_STAMP): $(STAMP)
+	$(PIP) -e ".[service,test,load]"
+	rm -f $(VENV)/.load-installed-* && touch $@
+
+load: $(LOAD_STAMP)
+	$(BIN)/python -m loadtests.run $(LOAD_ARGS)
 
 clean-data:
 	rm -rf data

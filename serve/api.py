@@ -8,11 +8,13 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -54,7 +56,30 @@ M = TypeVar("M", bound=BaseModel)
 O = TypeVar("O", bound=Owned)
 log = logging.getLogger(__name__)
 
-router = APIRouter()
+
+class EngramRoute(APIRoute):
+    """A route that answers every error raised below it (shards, Ray, Serve) itself.
+
+    Serve adds plain-text handlers for BackPressureError and DeploymentUnavailableError to
+    the ingress app after `create_app`, and they would win over ours: a full Embedder or
+    shard queue would answer a text 503 without Retry-After. Mapping here, before any app
+    handler runs, keeps every such answer a Dakera JSON 503 with Retry-After."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except (ApiError, RequestValidationError, StarletteHTTPException):
+                raise  # the app's own handlers answer these
+            except Exception as exc:
+                return _error_response(request, exc)
+
+        return handle
+
+
+router = APIRouter(route_class=EngramRoute)
 
 
 # -- plumbing -------------------------------------------------------------------------------
@@ -130,7 +155,12 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
 
 def _error_response(request: Request, exc: BaseException) -> JSONResponse:
     err = from_exception(exc)
-    if err.status >= 500:
+    if err.status == 503:
+        # Overload or a restarting replica: expected, and a traceback per request would
+        # flood the log exactly when the service is busiest.
+        log.warning("request refused: %s", type(exc).__name__,
+                    extra={"route": request.url.path, "status": err.status})
+    elif err.status >= 500:
         log.error("request failed", exc_info=exc,
                   extra={"route": request.url.path, "status": err.status})
     return JSONResponse(err.body(), status_code=err.status, headers=err.headers())

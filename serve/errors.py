@@ -4,6 +4,7 @@ Error bodies are Dakera's: {"error": message, "code": CODE, "field"?, "resource"
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from shards.errors import Conflict, InvalidInput, LayoutMismatch, NotFound, ShardError, StorageUnavailable
@@ -65,6 +66,26 @@ _SHARD_ERRORS: list[tuple[type[ShardError], int, str]] = [
 ]
 
 
+# Ray and Serve errors that mean "busy, or a replica is restarting": a retry soon succeeds.
+# BackPressureError is a downstream deployment's queue at max_queued_requests. Matched by
+# class name anywhere in the MRO, so Ray's RayTaskError(X) wrappers and subclasses match too.
+_TRANSIENT_RAY_ERRORS = frozenset({
+    "BackPressureError", "DeploymentUnavailableError", "RequestCancelledError",
+    "RayActorError", "ActorDiedError", "ActorUnavailableError", "WorkerCrashedError",
+    "NodeDiedError", "ObjectLostError", "OutOfMemoryError",
+})
+DEFAULT_RETRY_AFTER_S = 1
+
+
+def unavailable(exc: BaseException) -> ApiError:
+    """503 with Retry-After: Serve's own hint when it has one (backpressure_config), else 1 s."""
+    hint = getattr(exc, "retry_after_s", None)
+    retry = math.ceil(hint) if isinstance(hint, (int, float)) and hint > 0 else DEFAULT_RETRY_AFTER_S
+    return ApiError(503, "SERVICE_UNAVAILABLE",
+                    "the service is busy or a replica is restarting; retry shortly",
+                    retry_after=retry)
+
+
 def from_exception(exc: BaseException) -> ApiError:
     """Map anything raised below the API (shards, Ray, Serve) to an ApiError."""
     if isinstance(exc, ApiError):
@@ -83,10 +104,7 @@ def from_exception(exc: BaseException) -> ApiError:
             retry = 1 if status == 503 else None
             return ApiError(status, code, str(getattr(exc, "message", exc)), field=field,
                             resource=resource, retry_after=retry)
+    if any(cls.__name__ in _TRANSIENT_RAY_ERRORS for cls in type(exc).__mro__):
+        return unavailable(exc)
     name = type(exc).__name__
-    if name in ("BackPressureError", "DeploymentUnavailableError", "ActorDiedError",
-                "ActorUnavailableError", "RayActorError", "RequestCancelledError"):
-        return ApiError(503, "SERVICE_UNAVAILABLE",
-                        "the service is busy or a replica is restarting; retry shortly",
-                        retry_after=1)
     return ApiError(500, "INTERNAL_ERROR", f"internal error ({name}); see the server log")
