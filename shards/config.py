@@ -21,6 +21,11 @@ class EmbeddedStorageConfig(BaseModel):
     hnsw_ef_construction: int = Field(128, ge=8)
     search_ef: int = Field(96, ge=8)
     checkpoint_seconds: float = Field(2.0, gt=0)
+    # Namespaces up to this many memories are searched exactly from a cache of their vectors
+    # (shards/exact_vectors.py): filtered HNSW is slow and lossy when a namespace is a small
+    # slice of the shard. Bigger namespaces use the HNSW index.
+    exact_search_max_rows: int = Field(20_000, ge=0)
+    exact_cache_bytes: int = Field(256 * 2**20, ge=0)
 
 
 StorageConfig = EmbeddedStorageConfig

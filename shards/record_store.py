@@ -17,6 +17,7 @@ from typing import Any
 from shards.errors import Conflict, NotFound
 from shards.indexes import CONTEXT_TURNS
 from shards.types import (
+    MEMORY_TYPES,
     EntityRef,
     Memory,
     MemoryChanges,
@@ -706,6 +707,21 @@ class SQLiteRecordStore:
                 (key,),
             ).fetchall()
         return [EntityRef(key=r[0], type=r[1], value=r[2], score=r[3]) for r in rows]
+
+    def namespace_vector_rows(self, ns_id: int) -> list[tuple[int, bytes, int, int, float, float]]:
+        """(key, vector blob, type code, session key or 0, event time, importance) of every
+        memory in a namespace: what exact vector search needs, nothing more."""
+        codes = {name: code for code, name in enumerate(MEMORY_TYPES)}
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT key, vector, memory_type, COALESCE(session_key, 0), event_time, importance"
+                " FROM memories WHERE ns_id = ?", (ns_id,)).fetchall()
+        return [(k, v, codes[t], sk, ev, imp) for k, v, t, sk, ev, imp in rows]
+
+    def namespace_count(self, ns_id: int) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT COUNT(*) FROM memories WHERE ns_id = ?", (ns_id,)).fetchone()
+        return int(row[0])
 
     def namespace_size(self, namespace: str) -> int:
         with self._lock:

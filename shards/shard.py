@@ -16,6 +16,7 @@ from typing import Any
 
 from shards.config import EmbeddedStorageConfig
 from shards.errors import LayoutMismatch, NotFound
+from shards.exact_vectors import ExactVectorCache, NamespaceVectors
 from shards.indexed_text import indexed_text
 from shards.indexes import (
     CONTEXT_TURNS,
@@ -78,7 +79,8 @@ class Shard:
         "checkpoint", "memory_graph", "associated", "memory_entities", "neighborhood",
     })
     def __init__(self, index: int, shard_count: int, dim: int, records: SQLiteRecordStore,
-                 vectors: VectorIndex, keywords: KeywordIndex) -> None:
+                 vectors: VectorIndex, keywords: KeywordIndex, *, exact_search_max_rows: int = 20_000,
+                 exact_cache_bytes: int = 256 * 2**20) -> None:
         self.index = index
         self.shard_count = shard_count
         self.dim = dim
@@ -87,6 +89,10 @@ class Shard:
         self.keywords = keywords
         self._lock = threading.RLock()
         self._accesses: dict[tuple[str, str], tuple[int, float]] = {}
+        self.exact_search_max_rows = exact_search_max_rows
+        self._exact = ExactVectorCache(
+            lambda ns_id: NamespaceVectors.from_rows(self.records.namespace_vector_rows(ns_id), dim),
+            exact_cache_bytes)
         self.graph_seeds = 5  # top hits per channel whose entities the graph channel follows
         self.hub_fraction = 0.05  # entities in more of a namespace's memories are hubs
         self.hub_min = 20
@@ -122,7 +128,9 @@ class Shard:
             search_ef=cfg.search_ef,
         )
         keywords = TantivyKeywordIndex(root / "keywords")
-        return cls(index, shard_count, dim, records, vectors, keywords)
+        return cls(index, shard_count, dim, records, vectors, keywords,
+                   exact_search_max_rows=cfg.exact_search_max_rows,
+                   exact_cache_bytes=cfg.exact_cache_bytes)
 
     # -- index maintenance --------------------------------------------------------------
     def _index_rows(self, keys: Sequence[int]) -> tuple[list[IndexRow], list[int]]:
@@ -151,6 +159,8 @@ class Shard:
         for start in range(0, len(keys), 1000):
             chunk = keys[start:start + 1000]
             rows, gone = self._index_rows(chunk)
+            self._exact.invalidate(list({r.ns_id for r in rows}))
+            self._exact.invalidate_keys(gone)
             self.vectors.delete(gone)
             self.keywords.delete(gone)
             self.vectors.upsert(rows)
@@ -184,6 +194,7 @@ class Shard:
     def rebuild_indexes(self) -> int:
         """Drop both indexes and rebuild them from the record store alone."""
         with self._lock:
+            self._exact.clear()
             self.vectors.clear()
             self.keywords.clear()
             keys = self.records.all_keys()
@@ -261,7 +272,7 @@ class Shard:
         channels: dict[str, list[Any]] = {}
         with self._lock:
             if vector is not None:
-                channels["vector"] = self.vectors.search(vector, index_filter, fetch)
+                channels["vector"] = self._vector_search(vector, index_filter, fetch)
             if text:
                 channels["bm25"] = self.keywords.search(text, index_filter, fetch)
         seeds: dict[int, float] = {}
@@ -284,6 +295,13 @@ class Shard:
             for k, m in memories.items()
             if flt.admits(m)
         ]
+
+    def _vector_search(self, vector: Sequence[float], flt: IndexFilter, limit: int) -> list[Hit]:
+        """Exact search for a namespace small enough (the usual tenant), HNSW otherwise."""
+        cached = self._exact.cached(flt.ns_id)
+        if cached is not None or self.records.namespace_count(flt.ns_id) <= self.exact_search_max_rows:
+            return (cached or self._exact.get(flt.ns_id)).search(vector, flt, limit)
+        return self.vectors.search(vector, flt, limit)
 
     def forget_matching(self, namespace: str, flt: RecallFilter) -> list[Memory]:
         with self._lock:
@@ -478,6 +496,7 @@ class Shard:
     def drop_namespace(self, namespace: str) -> int:
         with self._lock:
             keys = self.records.drop_namespace(namespace)
+            self._exact.invalidate_keys(keys)
             self.vectors.delete(keys)
             self.keywords.delete(keys)
             return len(keys)

@@ -1,0 +1,65 @@
+"""Exact search of small namespaces answers what the HNSW index answers, and never stale."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shards.config import EmbeddedStorageConfig
+from shards.shard import Shard
+from shards.types import MemoryChanges, RecallFilter, Scope
+from tests.contract.conftest import DIM
+from tests.contract.test_shard_contract import mem, vec
+
+FILTERS = [
+    RecallFilter(),
+    RecallFilter(memory_types=("semantic",)),
+    RecallFilter(since=1_700_000_050.0, until=1_700_000_150.0),
+    RecallFilter(min_importance=0.6),
+]
+
+
+@pytest.fixture()
+def shards(tmp_path: Path):  # type: ignore[no-untyped-def]
+    exact = Shard.open_embedded(0, 1, DIM, EmbeddedStorageConfig(data_dir=tmp_path / "exact"))
+    hnsw = Shard.open_embedded(0, 1, DIM, EmbeddedStorageConfig(
+        data_dir=tmp_path / "hnsw", exact_search_max_rows=0))
+    items = [mem(f"m{i}", f"ns{i % 3}", f"memory number {i}", seed=i,
+                 memory_type="semantic" if i % 2 else "episodic", importance=(i % 10) / 10,
+                 event_time=1_700_000_000.0 + i)
+             for i in range(200)]
+    for shard in (exact, hnsw):
+        shard.write(items)
+        shard.checkpoint()
+    yield exact, hnsw
+    exact.close()
+    hnsw.close()
+
+
+def vector_channel(shard: Shard, ns: str, seed: int, flt: RecallFilter) -> list[tuple[str, float]]:
+    found = shard.recall_candidates(ns, vec(seed), "", flt, 10, graph=False, session=False)
+    ranked = sorted(found, key=lambda c: c.ranks["vector"])
+    return [(c.memory.id, round(c.scores["vector"], 4)) for c in ranked]
+
+
+@pytest.mark.parametrize("flt", FILTERS)
+def test_exact_search_matches_hnsw(shards, flt: RecallFilter) -> None:  # type: ignore[no-untyped-def]
+    exact, hnsw = shards
+    for seed in (3, 50, 101):
+        got = vector_channel(exact, "ns1", seed, flt)
+        assert got, "a query with admitted rows finds them"
+        assert [s for _, s in got] == [s for _, s in vector_channel(hnsw, "ns1", seed, flt)]
+
+
+def test_exact_search_sees_every_write(shards) -> None:  # type: ignore[no-untyped-def]
+    exact, _ = shards
+    probe = vec(999)
+    assert vector_channel(exact, "ns1", 999, RecallFilter())[0][0] != "new"  # now cached
+    exact.write([mem("new", "ns1", "fresh memory", seed=999)])
+    assert vector_channel(exact, "ns1", 999, RecallFilter())[0] == ("new", 1.0)
+    exact.update("ns1", "new", MemoryChanges(content="moved", vector=vec(5)))
+    assert vector_channel(exact, "ns1", 999, RecallFilter())[0][0] != "new"
+    exact.delete(Scope.of("ns1"), ["m1"])
+    assert "m1" not in dict(vector_channel(exact, "ns1", 1, RecallFilter()))
+    exact.drop_namespace("ns1")
+    assert exact.recall_candidates("ns1", probe, "", RecallFilter(), 10) == []
