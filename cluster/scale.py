@@ -1,0 +1,168 @@
+"""Benchmark (not a test): how one shard's recall cost grows from 10k to 1M memories.
+
+    python -m cluster.scale [--sizes 10000,100000,1000000] [--namespaces 1000]
+
+Grows one embedded shard (SQLite + Milvus Lite + tantivy, the default backends) through
+its own write path and, at each size, times the shard's recall (vector + BM25 + graph +
+session candidates, hydrated) and the whole recall pipeline in process (fusion and blend;
+the query vectors are given, so no model time). The memories are SYNTHETIC: random unit
+vectors and texts drawn from a small vocabulary, so that a million of them can be written
+on a laptop without a million model calls. Random vectors are the hard case for HNSW and
+say nothing about retrieval quality. Prints a Markdown table; writes bench-results/scale.json
+and scale.png.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shards.config import EmbeddedStorageConfig
+from shards.shard import Shard
+from shards.types import NewMemory, RecallFilter
+
+DIM = 384  # MiniLM's size
+WORDS = ("refund order laptop screen cracked delivery invoice meeting planning database "
+         "migration customer support ticket warranty shipping address exchange review login "
+         "password billing jacket headphones monitor backpack blender pricing security mobile "
+         "release onboarding incident postmortem dashboard search api owner quarterly").split()
+
+
+def synthetic_batch(rng: np.random.Generator, start: int, count: int, namespaces: int) -> list[NewMemory]:
+    vectors = rng.standard_normal((count, DIM)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    out = []
+    for j in range(count):
+        i = start + j
+        words = random.Random(i)
+        text = " ".join(words.choice(WORDS) for _ in range(14)) + f" (order #{i})"
+        out.append(NewMemory(
+            id=f"m{i}", namespace=f"tenant-{i % namespaces:04d}", content=text,
+            memory_type="episodic", importance=0.5, tags=(), metadata={}, session_id=None,
+            event_time=1.7e9 + i, vector=tuple(vectors[j].tolist()),
+        ))
+    return out
+
+
+def percentiles(seconds: list[float]) -> dict[str, float]:
+    ms = sorted(v * 1000 for v in seconds)
+    return {f"p{p}": ms[min(len(ms) - 1, round(p / 100 * (len(ms) - 1)))] for p in (50, 95, 99)}
+
+
+def measure(shard: Shard, namespaces: int, queries: int, rng: np.random.Generator) -> dict[str, Any]:
+    from serve.app import resolve_config
+    from serve.clients import LocalShardClient
+    from serve.recall import Recaller
+    from serve.schemas import RecallBody
+    from models.entities import build_extractor
+
+    cfg = resolve_config({"shard_count": 1})
+    vectors = rng.standard_normal((queries, DIM)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+
+    class GivenVector:  # the query's vector is given: this measures storage, not the model
+        def __init__(self) -> None:
+            self.next: list[float] = []
+
+        async def embed_query(self, text: str) -> list[float]:
+            return self.next
+
+    embedder = GivenVector()
+    recaller = Recaller(cfg, embedder, None, build_extractor(cfg.entities))  # type: ignore[arg-type]
+    client = LocalShardClient(shard)
+    shard_times, recall_times = [], []
+    for k in range(queries):
+        ns = f"tenant-{k * 7919 % namespaces:04d}"
+        text = " ".join(random.Random(-k).choice(WORDS) for _ in range(3))
+        vector = vectors[k].tolist()
+        t = time.perf_counter()
+        shard.recall_candidates(ns, vector, text, RecallFilter(now=time.time()), cfg.ranking.candidates)
+        shard_times.append(time.perf_counter() - t)
+        embedder.next = vector
+        t = time.perf_counter()
+        asyncio.run(recaller.recall(client, ns, RecallBody(query=text, top_k=10), RecallFilter(now=time.time()),
+                                    track_access=False))
+        recall_times.append(time.perf_counter() - t)
+    return {"shard": percentiles(shard_times), "recall": percentiles(recall_times)}
+
+
+def plot(results: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = [r["memories"] for r in results]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for part, style in (("shard", "--"), ("recall", "-")):
+        for p in ("p50", "p95", "p99"):
+            ax.plot(sizes, [r[part][p] for r in results], style, marker="o", label=f"{part} {p}")
+    ax.set_xscale("log")
+    ax.set_xlabel("memories in the shard (synthetic)")
+    ax.set_ylabel("ms")
+    ax.set_title("One shard: recall latency as it grows")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--namespaces", type=int, default=1000)
+    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--data", type=Path, default=None, help="reuse (and grow) this shard directory")
+    parser.add_argument("--out", type=Path, default=Path("bench-results"))
+    args = parser.parse_args(argv)
+
+    import torch  # imported by the serve modules; keep it to one thread like a replica
+
+    torch.set_num_threads(1)
+    data = args.data or Path(tempfile.mkdtemp(prefix="engram-scale-"))
+    shard = Shard.open_embedded(0, 1, DIM, EmbeddedStorageConfig(data_dir=data))
+    rng = np.random.default_rng(11)
+    have = shard.records.counts()[0]
+    results = []
+    for size in sorted(int(s) for s in args.sizes.split(",")):
+        t = time.perf_counter()
+        grown = 0
+        while have < size:
+            n = min(2000, size - have)
+            shard.write(synthetic_batch(rng, have, n, args.namespaces))
+            have += n
+            grown += n
+        shard.checkpoint()
+        rate = grown / (time.perf_counter() - t) if grown else 0.0
+        row = {"memories": have, "namespaces": args.namespaces, "write_per_s": rate,
+               **measure(shard, args.namespaces, args.queries, rng)}
+        results.append(row)
+        print(f"{have} memories: shard p50 {row['shard']['p50']:.1f} ms, recall p50 "
+              f"{row['recall']['p50']:.1f} ms (written at {rate:.0f}/s)", flush=True)
+    shard.close()
+
+    print(f"\nOne shard grown with synthetic memories ({args.namespaces} namespaces, "
+          f"{args.queries} recalls per size, top_k 10, no model time)\n")
+    print("| memories | shard candidates p50 / p95 / p99 ms | recall in-process p50 / p95 / p99 ms |")
+    print("|---:|---|---|")
+    for r in results:
+        s, c = r["shard"], r["recall"]
+        print(f"| {r['memories']:,} | {s['p50']:.1f} / {s['p95']:.1f} / {s['p99']:.1f} "
+              f"| {c['p50']:.1f} / {c['p95']:.1f} / {c['p99']:.1f} |")
+    if len(results) > 1:
+        growth = results[-1]["recall"]["p95"] / results[0]["recall"]["p95"]
+        print(f"\nrecall p95 growth {results[0]['memories']:,} -> {results[-1]['memories']:,}: {growth:.2f}x")
+    args.out.mkdir(exist_ok=True)
+    (args.out / "scale.json").write_text(json.dumps(results, indent=2))
+    plot(results, args.out / "scale.png")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
