@@ -1,16 +1,18 @@
 # Engram: `make serve` runs the service on this machine, `make test` runs the whole suite.
 # Both create .venv on first use; every install goes through constraints.txt (torch pin).
-# `make load` runs the Locust load test against a running `make serve` (LOAD_ARGS passes options).
+# `make load` runs the Locust load test against a running `make serve` (LOAD_ARGS passes options);
+# `make bench` and `make scale` are the benchmarks (BENCH_ARGS, SCALE_ARGS).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 HASH   := $(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
 STAMP  := $(VENV)/.installed-$(HASH)
-# A stamp of its own: the load extra (locust, matplotlib) stays out of serve and test.
+# A stamp of its own: the load extra (locust, matplotlib: load test and benchmark plots)
+# stays out of serve and test.
 LOAD_STAMP := $(VENV)/.load-installed-$(HASH)
 PIP    := $(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: serve test bench load install clean-data
+.PHONY: serve test bench scale load install clean-data
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,8 +28,11 @@ serve: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
-bench: $(STAMP)
-	$(BIN)/python -m cluster.bench
+bench: $(LOAD_STAMP)
+	$(BIN)/python -m cluster.bench $(BENCH_ARGS)
+
+scale: $(LOAD_STAMP)
+	$(BIN)/python -m cluster.scale $(SCALE_ARGS)
 
 $(LOAD_STAMP): $(STAMP)
 	$(PIP) -e ".[service,test,load]"

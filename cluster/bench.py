@@ -1,6 +1,6 @@
 """Benchmark (not a test): store throughput, recall latency, Serve overhead, embedder limit.
 
-    python -m cluster.bench [--memories 10000] [--namespaces 20] [--requests 200]
+    python -m cluster.bench [--memories 10000] [--namespaces 1000] [--clients 1,8,32]
 
 Starts its own Ray + Serve on 127.0.0.1 over a fresh data directory, loads synthetic
 memories through the HTTP API, measures, then reopens the same shards in-process to
@@ -100,7 +100,8 @@ async def local_recall(service: Any, namespaces: list[str], clients: int, reques
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--memories", type=int, default=10_000)
-    parser.add_argument("--namespaces", type=int, default=20)
+    parser.add_argument("--namespaces", type=int, default=1000)
+    parser.add_argument("--clients", default="1,8,32", help="concurrent recall clients, comma-separated")
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--single-stores", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=100)
@@ -118,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = Path(tempfile.mkdtemp(prefix="engram-bench-"))
     config = {"shard_count": 2, "storage": {"data_dir": str(data_dir)}}
     rng = random.Random(7)
-    namespaces = [f"bench-{i:02d}" for i in range(args.namespaces)]
+    namespaces = [f"bench-{i:04d}" for i in range(args.namespaces)]
+    client_counts = [int(c) for c in args.clients.split(",")]
     rows: list[tuple[str, str]] = []
     results: dict[str, Any] = {"memories": args.memories, "namespaces": args.namespaces,
                                "machine": f"{os.cpu_count()} cores"}
@@ -156,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     results["store_batch_per_s"] = batch
     rows.append((f"store, batch of {args.batch_size}", f"{batch:.1f} memories/s"))
 
-    for clients in (1, 8):
+    for clients in client_counts:
         asyncio.run(recall_load(url, namespaces, clients, 20, seed=99))  # warm-up
         lat, wall = asyncio.run(recall_load(url, namespaces, clients, args.requests, seed=clients))
         s = summary(lat)
@@ -182,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     embedder = SentenceTransformerEmbedder(EmbedderConfig())
     shards = [Shard.open_embedded(k, cfg.shard_count, embedder.dim, cfg.storage) for k in range(cfg.shard_count)]
     service = MemoryService(cfg, [LocalShardClient(s) for s in shards], LocalEmbedderClient(embedder))
-    for clients in (1, 8):
+    for clients in client_counts:
         asyncio.run(local_recall(service, namespaces, clients, 20, seed=99))
         lat, wall = asyncio.run(local_recall(service, namespaces, clients, args.requests, seed=clients))
         s = summary(lat)
@@ -221,8 +223,30 @@ def main(argv: list[str] | None = None) -> int:
     for name, value in rows:
         print(f"| {name} | {value} |")
     args.out.mkdir(exist_ok=True)
-    (args.out / "bench.json").write_text(json.dumps(results, indent=2))
+    (args.out / f"bench-{args.memories}.json").write_text(json.dumps(results, indent=2))
+    plot(results, client_counts, args.out / f"bench-{args.memories}.png")
     return 0
+
+
+def plot(results: dict[str, Any], client_counts: list[int], path: Path) -> None:
+    """Recall percentiles against concurrent clients, through Serve and in process."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for where, style in (("serve", "-"), ("inprocess", "--")):
+        for p in ("p50", "p95", "p99"):
+            ax.plot(client_counts, [results[f"recall_{where}_{c}"][p] for c in client_counts],
+                    style, marker="o", label=f"{where} {p}")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("concurrent clients")
+    ax.set_ylabel("recall latency, ms")
+    ax.set_title(f"Recall with {results['memories']:,} memories in {results['namespaces']:,} namespaces")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
 
 
 if __name__ == "__main__":
