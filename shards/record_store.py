@@ -97,6 +97,33 @@ CREATE TABLE IF NOT EXISTS memory_entities (
 );
 CREATE INDEX IF NOT EXISTS memory_entities_by_entity ON memory_entities (ent_id);
 CREATE TABLE IF NOT EXISTS index_log (seq INTEGER PRIMARY KEY AUTOINCREMENT, key INTEGER NOT NULL);
+-- Each namespace's vectors and filter columns, clustered by namespace: exact vector search
+-- reads a namespace as one range (1k rows of a 1M-row shard: 4 ms, against 55 ms scattered
+-- across the memories table). Kept in step by triggers, inside each write's transaction.
+CREATE TABLE IF NOT EXISTS namespace_vectors (
+    ns_id INTEGER NOT NULL,
+    key INTEGER NOT NULL,
+    memory_type TEXT NOT NULL,
+    session_key INTEGER NOT NULL,
+    event_time REAL NOT NULL,
+    importance REAL NOT NULL,
+    vector BLOB NOT NULL,
+    PRIMARY KEY (ns_id, key)
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS namespace_vectors_insert AFTER INSERT ON memories BEGIN
+    INSERT INTO namespace_vectors VALUES (NEW.ns_id, NEW.key, NEW.memory_type,
+        COALESCE(NEW.session_key, 0), NEW.event_time, NEW.importance, NEW.vector);
+END;
+CREATE TRIGGER IF NOT EXISTS namespace_vectors_update
+AFTER UPDATE OF vector, memory_type, session_key, event_time, importance ON memories BEGIN
+    UPDATE namespace_vectors SET memory_type = NEW.memory_type,
+        session_key = COALESCE(NEW.session_key, 0), event_time = NEW.event_time,
+        importance = NEW.importance, vector = NEW.vector
+    WHERE ns_id = OLD.ns_id AND key = OLD.key;
+END;
+CREATE TRIGGER IF NOT EXISTS namespace_vectors_delete AFTER DELETE ON memories BEGIN
+    DELETE FROM namespace_vectors WHERE ns_id = OLD.ns_id AND key = OLD.key;
+END;
 """
 
 _MEMORY_COLUMNS = (
@@ -152,6 +179,18 @@ class SQLiteRecordStore:
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
+        self._fill_namespace_vectors()
+
+    def _fill_namespace_vectors(self) -> None:
+        """Once, for a store written before namespace_vectors existed: copy, in key order."""
+        with self._lock, self._tx():
+            if self.get_meta("namespace_vectors") is not None:
+                return
+            self._db.execute(
+                "INSERT OR IGNORE INTO namespace_vectors SELECT ns_id, key, memory_type,"
+                " COALESCE(session_key, 0), event_time, importance, vector FROM memories"
+                " ORDER BY ns_id, key")
+            self.set_meta("namespace_vectors", "1")
 
     def close(self) -> None:
         with self._lock:
@@ -714,8 +753,8 @@ class SQLiteRecordStore:
         codes = {name: code for code, name in enumerate(MEMORY_TYPES)}
         with self._lock:
             rows = self._db.execute(
-                "SELECT key, vector, memory_type, COALESCE(session_key, 0), event_time, importance"
-                " FROM memories WHERE ns_id = ?", (ns_id,)).fetchall()
+                "SELECT key, vector, memory_type, session_key, event_time, importance"
+                " FROM namespace_vectors WHERE ns_id = ?", (ns_id,)).fetchall()
         return [(k, v, codes[t], sk, ev, imp) for k, v, t, sk, ev, imp in rows]
 
     def namespace_count(self, ns_id: int) -> int:

@@ -80,7 +80,7 @@ class Shard:
     })
     def __init__(self, index: int, shard_count: int, dim: int, records: SQLiteRecordStore,
                  vectors: VectorIndex, keywords: KeywordIndex, *, exact_search_max_rows: int = 20_000,
-                 exact_cache_bytes: int = 256 * 2**20) -> None:
+                 exact_cache_bytes: int = 2**30) -> None:
         self.index = index
         self.shard_count = shard_count
         self.dim = dim

@@ -63,3 +63,17 @@ def test_exact_search_sees_every_write(shards) -> None:  # type: ignore[no-untyp
     assert "m1" not in dict(vector_channel(exact, "ns1", 1, RecallFilter()))
     exact.drop_namespace("ns1")
     assert exact.recall_candidates("ns1", probe, "", RecallFilter(), 10) == []
+
+
+def test_a_store_from_before_namespace_vectors_is_filled_on_open(tmp_path: Path) -> None:
+    cfg = EmbeddedStorageConfig(data_dir=tmp_path)
+    shard = Shard.open_embedded(0, 1, DIM, cfg)
+    shard.write([mem(f"m{i}", "ns", f"memory {i}", seed=i) for i in range(20)])
+    before = vector_channel(shard, "ns", 7, RecallFilter())
+    # As an older version left it: no namespace_vectors rows, no marker.
+    shard.records._db.execute("DELETE FROM namespace_vectors")
+    shard.records._db.execute("DELETE FROM meta WHERE key = 'namespace_vectors'")
+    shard.close()
+    reopened = Shard.open_embedded(0, 1, DIM, cfg)
+    assert vector_channel(reopened, "ns", 7, RecallFilter()) == before
+    reopened.close()
