@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from shards.errors import Conflict, NotFound
-from shards.indexes import CONTEXT_TURNS
+from shards.indexes import CONTEXT_TURNS, memory_type_code
 from shards.types import (
-    MEMORY_TYPES,
     EntityRef,
     Memory,
     MemoryChanges,
@@ -301,6 +300,7 @@ class SQLiteRecordStore:
         memory already stored and changes nothing.
         """
         out: list[tuple[int, Memory, bool]] = []
+        appended: set[int] = set()  # sessions this call has already added a turn to
         with self._lock, self._tx():
             for item in items:
                 ns_id = self._ns_id(item.namespace, create=True, now=now)
@@ -342,7 +342,10 @@ class SQLiteRecordStore:
                 )
                 key = int(cur.lastrowid or 0)
                 self._db.execute("INSERT INTO index_log (key) VALUES (?)", (key,))
-                if session_key is not None:  # the earlier turns now have this one as context
+                if session_key is not None and session_key not in appended:
+                    # The turns before a session's first new turn now have it as context (the
+                    # ones after it in this batch are new and logged anyway).
+                    appended.add(session_key)
                     self._log_session_neighbors(key, CONTEXT_TURNS, 0)
                 self._link_entities(ns_id, key, item.entities)
                 if item.idempotency_key is not None:
@@ -750,12 +753,11 @@ class SQLiteRecordStore:
     def namespace_vector_rows(self, ns_id: int) -> list[tuple[int, bytes, int, int, float, float]]:
         """(key, vector blob, type code, session key or 0, event time, importance) of every
         memory in a namespace: what exact vector search needs, nothing more."""
-        codes = {name: code for code, name in enumerate(MEMORY_TYPES)}
         with self._lock:
             rows = self._db.execute(
                 "SELECT key, vector, memory_type, session_key, event_time, importance"
                 " FROM namespace_vectors WHERE ns_id = ?", (ns_id,)).fetchall()
-        return [(k, v, codes[t], sk, ev, imp) for k, v, t, sk, ev, imp in rows]
+        return [(k, v, memory_type_code(t), sk, ev, imp) for k, v, t, sk, ev, imp in rows]
 
     def namespace_count(self, ns_id: int) -> int:
         with self._lock:

@@ -213,14 +213,16 @@ class Shard:
             stored = self.records.insert(items, now)
             created = [key for key, _, was_created in stored if was_created]
             if created:
-                # Earlier turns of the sessions written to now have the new turns as context
-                # (the record store logged them too, for a crash before this line).
-                fresh = set(created)
-                earlier = {k: None for key, memory, was_created in stored
-                           if was_created and memory.session_id is not None
-                           for k, _ in self.records.session_neighbor_rows(key, CONTEXT_TURNS, 0)
-                           if k not in fresh}
-                self._apply(created, keywords_only=list(earlier))
+                # The turns before each session's first new turn now have it as context (the
+                # record store logged them too, for a crash before this line). New turns come
+                # after every stored one, so the later new turns' neighbours are new as well.
+                first_new: dict[str, int] = {}
+                for key, memory, was_created in stored:
+                    if was_created and memory.session_id is not None:
+                        first_new.setdefault(memory.session_id, key)
+                earlier = [k for key in first_new.values()
+                           for k, _ in self.records.session_neighbor_rows(key, CONTEXT_TURNS, 0)]
+                self._apply(created, keywords_only=earlier)
         return [(memory, was_created) for _, memory, was_created in stored]
 
     def lookup(self, memory_id: str, scope: Scope) -> list[Memory]:
@@ -232,7 +234,9 @@ class Shard:
         now = time.time() if now is None else now
         with self._lock:
             key, memory = self.records.update(namespace, memory_id, changes, now)
-            near = self.records.session_neighbor_rows(key, CONTEXT_TURNS, CONTEXT_TURNS)
+            # Neighbours hold this turn's words as context: only new words change them.
+            near = (self.records.session_neighbor_rows(key, CONTEXT_TURNS, CONTEXT_TURNS)
+                    if changes.content is not None else [])
             self._apply([key], keywords_only=[k for k, _ in near])
         return memory
 

@@ -109,3 +109,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def tiny_cross_encoder_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight cross-encoder saved to disk, built once per test session."""
+    from tests.tiny_models import tiny_cross_encoder
+
+    return tiny_cross_encoder(tmp_path_factory.mktemp("tiny-cross-encoder"))

@@ -14,13 +14,12 @@ from serve.clients import LocalEmbedderClient, LocalRerankerClient, LocalShardCl
 from serve.schemas import RecallBody, StoreBody
 from serve.service import MemoryService
 from shards.shard import Shard
-from tests.tiny_models import tiny_cross_encoder
 
 
 @pytest.fixture(scope="module")
-def services(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def services(tmp_path_factory: pytest.TempPathFactory, tiny_cross_encoder_path: Path):  # type: ignore[no-untyped-def]
     tmp = tmp_path_factory.mktemp("rerank")
-    model = tiny_cross_encoder(tmp / "ce")
+    model = tiny_cross_encoder_path
     embedder = SentenceTransformerEmbedder(EmbedderConfig())
     out = {}
     for name, reranker_model in (("with", str(model)), ("without", None)):

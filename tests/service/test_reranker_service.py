@@ -18,7 +18,6 @@ from models.rerankers import CrossEncoderReranker
 from serve.clients import ServeRerankerClient
 from shards.errors import InvalidInput
 from tests.conftest import Engram
-from tests.tiny_models import tiny_cross_encoder
 
 APP = "reranker-test"
 QUERIES = ["refund for order 4521", "the cat and the dog", "monday morning train", "red apple"]
@@ -34,8 +33,8 @@ PASSAGES = [
 
 
 @pytest.fixture(scope="module")
-def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_cross_encoder(tmp_path_factory.mktemp("tiny-cross-encoder"))
+def model_path(tiny_cross_encoder_path: Path) -> Path:
+    return tiny_cross_encoder_path
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 from models.config import RerankerConfig
 from models.rerankers import CrossEncoderReranker
 from serve.clients import LocalRerankerClient
-from tests.tiny_models import MAX_LENGTH, tiny_cross_encoder
+from tests.tiny_models import MAX_LENGTH
 
 QUERY = "refund for order 4521"
 PASSAGES = [
@@ -20,8 +20,8 @@ PASSAGES = [
 
 
 @pytest.fixture(scope="module")
-def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_cross_encoder(tmp_path_factory.mktemp("tiny-cross-encoder"))
+def model_path(tiny_cross_encoder_path: Path) -> Path:
+    return tiny_cross_encoder_path
 
 
 @pytest.fixture(scope="module")
