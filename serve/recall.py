@@ -14,8 +14,7 @@ from serve.errors import bad_request, too_large
 from serve.ranking import Scored, fuse, rank, spread
 from serve.schemas import RecallBody, SearchBody, parse_time
 from serve.timehints import TimeHint, resolve
-from shards.errors import NotFound
-from shards.types import Candidate, RecallFilter, Scope
+from shards.types import Candidate, RecallFilter
 
 CHANNELS_BY_ROUTING = {
     "vector": ("vector",), "bm25": ("bm25",), "graph": ("graph",),
@@ -86,18 +85,17 @@ class Recaller:
         }
         if hint is not None:
             out["time_window"] = {"start": int(hint.start), "end": int(hint.end)}
-        if full is not None:
-            await self._context(shard, namespace, full, ranked, out)
-            if full.include_associated:
-                out["associated_memories"] = await self._associated(shard, namespace, full, ids, flt)
-            if full.session_id is not None:
+        mode = self._neighborhood_mode(full)
+        session_id = full.session_id if full is not None else None
+        if session_id is not None or (ranked and (track_access or mode != "off")):
+            before, after = self.cfg.ranking.neighborhood_before, self.cfg.ranking.neighborhood_after
+            around = await shard.call(
+                "after_recall", namespace, ids, neighbors=None if mode == "off" else (before, after),
                 # Recalling within a session is activity in it (Dakera): it keeps it from idling.
-                try:
-                    await shard.call("touch_session", full.session_id, Scope.of(namespace))
-                except NotFound:  # nothing to recall there and nothing to keep alive
-                    pass
-        if track_access and ids:
-            await shard.call("record_access", namespace, ids)
+                session_id=session_id, record_access=track_access)
+            self._context(mode, ids, around, out)
+        if full is not None and full.include_associated:
+            out["associated_memories"] = await self._associated(shard, namespace, full, ids, flt)
         return out
 
     async def _rerank(self, body: RecallBody | SearchBody, candidates: list[Candidate],
@@ -130,14 +128,17 @@ class Recaller:
         report.update({"applied": True, "candidates": len(order), "capped": requested > m})
         return Reranked(reranked, report)
 
-    async def _context(self, shard: ShardClient, namespace: str, body: RecallBody,
-                       ranked: list[Scored], out: dict[str, Any]) -> None:
-        mode = "off" if body.neighborhood is False else (body.neighborhood_mode or self.cfg.ranking.neighborhood_mode)
-        if mode == "off" or not ranked:
+    def _neighborhood_mode(self, body: RecallBody | None) -> str:
+        if body is None:  # search: no session context
+            return "off"
+        if body.neighborhood is False:
+            return "off"
+        return body.neighborhood_mode or self.cfg.ranking.neighborhood_mode
+
+    @staticmethod
+    def _context(mode: str, ids: list[str], around: dict[str, list[Any]], out: dict[str, Any]) -> None:
+        if mode == "off":
             return
-        ids = [s.candidate.memory.id for s in ranked]
-        around = await shard.call("neighborhood", namespace, ids, self.cfg.ranking.neighborhood_before,
-                                  self.cfg.ranking.neighborhood_after)
         seen = set(ids)
         context = []
         for mid in ids:

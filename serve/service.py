@@ -65,7 +65,7 @@ class MemoryService:
             raise bad_request(field, "must not contain NUL characters")
         return name
 
-    def _check_content(self, content: str, field: str = "content") -> None:
+    def check_content(self, content: str, field: str = "content") -> None:
         limit = self.cfg.limits.max_content_bytes
         size = len(content.encode("utf-8"))
         if size > limit:
@@ -129,7 +129,7 @@ class MemoryService:
             raise bad_request("memories", f"at most {self.cfg.limits.max_batch_items} per batch")
         batch = len(bodies) > 1
         for i, body in enumerate(bodies):
-            self._check_content(body.content, f"memories[{i}].content" if batch else "content")
+            self.check_content(body.content, f"memories[{i}].content" if batch else "content")
         t0 = time.perf_counter()
         vectors = await self.embedder.embed([b.content for b in bodies])
         embed_ms = int((time.perf_counter() - t0) * 1000)
@@ -207,7 +207,7 @@ class MemoryService:
     async def update(self, namespace: str, memory_id: str, body: UpdateBody) -> dict[str, Any]:
         vector = None
         if body.content is not None:
-            self._check_content(body.content)
+            self.check_content(body.content)
             vector = tuple((await self.embedder.embed([body.content]))[0])
         changes = MemoryChanges(
             content=body.content, vector=vector, importance=body.importance,
@@ -271,7 +271,7 @@ class MemoryService:
     async def end_session(self, principal: Principal, session_id: str, summary: str | None) -> dict[str, Any]:
         session = await self.locate_session(principal, session_id, "write")
         if summary is not None:
-            self._check_content(summary, "summary")
+            self.check_content(summary, "summary")
         ended = await self.shard(session.namespace).call(
             "end_session", session_id, Scope.of(session.namespace), summary, "client")
         return {"session": self.session_json(ended), "memory_count": ended.memory_count}
@@ -394,7 +394,7 @@ class MemoryService:
                 "count": len(entities)}
 
     def extract(self, text: str) -> dict[str, Any]:
-        self._check_content(text, "text")
+        self.check_content(text, "text")
         t0 = time.perf_counter()
         found = self.extractor.extract(text)
         return {"entities": [{"entity_type": e.type, "value": e.value, "key": e.key,

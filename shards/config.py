@@ -1,14 +1,63 @@
 """Typed storage configuration of a shard (one part of Engram's config tree)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class MilvusServerConfig(BaseModel):
+    """A Milvus server (standalone or cluster) holding the shards' vectors, one collection
+    per shard (`<collection_prefix>shard_<index>`), the namespace as its partition key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    uri: str = "http://127.0.0.1:19530"
+    # The name of the environment variable that holds the token ("user:password" or an API
+    # key), never the secret itself: config files are committed and logged. Unset: no auth.
+    token_env: str = "ENGRAM_MILVUS_TOKEN"
+    db_name: str = "default"
+    # Deployments sharing a server need prefixes of their own.
+    collection_prefix: str = Field("engram_", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=64)
+    # Both keep read-your-writes. Session: a read waits only for this shard's own writes (it is
+    # the only writer of its collection); Strong: for every write on the server, which costs up
+    # to a time tick (~200 ms) on every read.
+    consistency_level: Literal["Session", "Strong"] = "Session"
+    # How many partitions the namespaces hash into; fixed when a collection is created.
+    num_partitions: int = Field(16, ge=1, le=1024)
+
+    def token(self) -> str:
+        return os.environ.get(self.token_env, "")
+
+
+class ElasticsearchConfig(BaseModel):
+    """An Elasticsearch cluster holding the shards' BM25 indexes, one index per shard
+    (`<index_prefix>shard_<index>_keywords`, explicit mappings)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = "http://127.0.0.1:9200"
+    # The name of the environment variable holding an API key, never the key itself.
+    api_key_env: str = "ENGRAM_ES_API_KEY"
+    index_prefix: str = Field("engram_", pattern=r"^[a-z0-9_][a-z0-9_.-]*$", max_length=64)
+    # false: bulk writes without a refresh, and this shard refreshes before its next search
+    # (read-your-writes for a shard's own replica, no refresh per store); wait_for: every
+    # write waits until all readers see it (several replicas per shard; up to 1 s a store).
+    write_refresh: Literal["false", "wait_for"] = "false"
+    number_of_shards: int = Field(1, ge=1)
+    number_of_replicas: int = Field(1, ge=0)
+    request_timeout_s: float = Field(30.0, gt=0)
+    max_retries: int = Field(5, ge=0)  # on 429/502/503/504 and timeouts, with backoff
+
+    def api_key(self) -> str | None:
+        return os.environ.get(self.api_key_env) or None
+
+
 class EmbeddedStorageConfig(BaseModel):
-    """SQLite + Milvus Lite + tantivy under one data directory: no server needed."""
+    """SQLite + Milvus Lite + tantivy under one data directory: no server needed. With
+    `milvus_server` set, the vectors live on that server instead (records and keywords stay)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -16,7 +65,10 @@ class EmbeddedStorageConfig(BaseModel):
     data_dir: Path = Path("data")
     # FULL fsyncs every commit: an acknowledged store survives power loss, not only a crash.
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
-    milvus_flush_every: int = Field(256, ge=1)
+    milvus_flush_every: int = Field(256, ge=1)  # Milvus Lite: a server persists on its own
+    milvus_server: MilvusServerConfig | None = None
+    # Set: BM25 lives in this Elasticsearch cluster instead of tantivy (records stay in SQLite).
+    elasticsearch: ElasticsearchConfig | None = None
     hnsw_m: int = Field(16, ge=4, le=64)
     hnsw_ef_construction: int = Field(128, ge=8)
     search_ef: int = Field(96, ge=8)

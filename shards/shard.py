@@ -10,6 +10,7 @@ import logging
 import math
 import threading
 import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from shards.indexes import (
     VectorIndex,
     memory_type_code,
 )
-from shards.milvus_index import MilvusVectorIndex
+from shards.milvus_index import MilvusServerVectorIndex, MilvusVectorIndex
 from shards.record_store import SQLiteRecordStore
 from shards.tantivy_index import TantivyKeywordIndex
 from shards.types import (
@@ -69,6 +70,43 @@ def check_layout(records: SQLiteRecordStore, index: int, shard_count: int, dim: 
             )
 
 
+def record_store_id(records: SQLiteRecordStore) -> str:
+    """A random id kept with the records: an index on a server names the store it indexes."""
+    stored = records.get_meta("store_id")
+    if stored is None:
+        stored = uuid.uuid4().hex
+        records.set_meta("store_id", stored)
+    return stored
+
+
+def open_vector_index(cfg: EmbeddedStorageConfig, root: Path, index: int, dim: int,
+                      records: SQLiteRecordStore) -> VectorIndex:
+    """Milvus Lite in the shard's directory, or the shard's collection on a Milvus server."""
+    hnsw = {"hnsw_m": cfg.hnsw_m, "hnsw_ef_construction": cfg.hnsw_ef_construction,
+            "search_ef": cfg.search_ef}
+    server = cfg.milvus_server
+    if server is None:
+        return MilvusVectorIndex(str(root / "vectors.db"), "memories", dim,
+                                 flush_every=cfg.milvus_flush_every, **hnsw)
+    return MilvusServerVectorIndex(server, f"{server.collection_prefix}shard_{index:03d}", dim,
+                                   owner=record_store_id(records), **hnsw)
+
+
+def open_keyword_index(cfg: EmbeddedStorageConfig, root: Path, index: int,
+                       records: SQLiteRecordStore) -> KeywordIndex:
+    """tantivy in the shard's directory, or the shard's index on an Elasticsearch cluster."""
+    es = cfg.elasticsearch
+    if es is None:
+        return TantivyKeywordIndex(root / "keywords")
+    from shards.es_keyword_index import ElasticsearchKeywordIndex, connect
+
+    client = connect(es.url, es.api_key(), request_timeout=es.request_timeout_s,
+                     max_retries=es.max_retries)
+    return ElasticsearchKeywordIndex(
+        client, f"{es.index_prefix}shard_{index:03d}_keywords", owner=record_store_id(records),
+        write_refresh=es.write_refresh, shards=es.number_of_shards, replicas=es.number_of_replicas)
+
+
 class Shard:
     # The methods a router may call across a process boundary (the Serve wrapper enforces it).
     REMOTE_METHODS = frozenset({
@@ -77,6 +115,7 @@ class Shard:
         "touch_session", "sessions", "all_sessions", "ensure_namespace", "namespaces",
         "namespace_stats", "drop_namespace", "stats", "catch_up_indexes", "rebuild_indexes",
         "checkpoint", "memory_graph", "associated", "memory_entities", "neighborhood",
+        "after_recall", "stored_status",
     })
     def __init__(self, index: int, shard_count: int, dim: int, records: SQLiteRecordStore,
                  vectors: VectorIndex, keywords: KeywordIndex, *, exact_search_max_rows: int = 20_000,
@@ -122,12 +161,17 @@ class Shard:
         except LayoutMismatch:
             records.close()
             raise
-        vectors = MilvusVectorIndex(
-            str(root / "vectors.db"), "memories", dim, flush_every=cfg.milvus_flush_every,
-            hnsw_m=cfg.hnsw_m, hnsw_ef_construction=cfg.hnsw_ef_construction,
-            search_ef=cfg.search_ef,
-        )
-        keywords = TantivyKeywordIndex(root / "keywords")
+        try:
+            vectors = open_vector_index(cfg, root, index, dim, records)
+        except Exception:
+            records.close()
+            raise
+        try:
+            keywords = open_keyword_index(cfg, root, index, records)
+        except Exception:
+            vectors.close()
+            records.close()
+            raise
         return cls(index, shard_count, dim, records, vectors, keywords,
                    exact_search_max_rows=cfg.exact_search_max_rows,
                    exact_cache_bytes=cfg.exact_cache_bytes)
@@ -224,6 +268,17 @@ class Shard:
                            for k, _ in self.records.session_neighbor_rows(key, CONTEXT_TURNS, 0)]
                 self._apply(created, keywords_only=earlier)
         return [(memory, was_created) for _, memory, was_created in stored]
+
+    def stored_status(self, items: Sequence[tuple[str, str, str]]) -> list[str]:
+        """For each (namespace, id, content): "absent"; "same" (already stored with this
+        content: writing it again is a retry); or "different" (the id names another memory,
+        which a write would refuse). Lets a bulk load skip what it stored before, unembedded."""
+        out = []
+        for namespace, memory_id, content in items:
+            found = self.records.find(memory_id, Scope.of(namespace))
+            out.append("absent" if found is None else
+                       "same" if found[1].content == content else "different")
+        return out
 
     def lookup(self, memory_id: str, scope: Scope) -> list[Memory]:
         """Every memory with this id that the scope reaches (ids are unique per namespace)."""
@@ -342,6 +397,21 @@ class Shard:
             if found is not None:
                 out[mid] = [m for _, m in self.records.session_neighbor_rows(found[0], before, after)]
         return out
+
+    def after_recall(self, namespace: str, memory_ids: Sequence[str], *,
+                     neighbors: tuple[int, int] | None, session_id: str | None,
+                     record_access: bool) -> dict[str, list[Memory]]:
+        """What a recall does once its results are ranked, in one call (one hop from the
+        router, not three): count the accesses, keep the recall's session alive, and fetch
+        each result's session neighbours (before, after) when asked."""
+        if record_access and memory_ids:
+            self.record_access(namespace, memory_ids)
+        if session_id is not None:
+            try:
+                self.touch_session(session_id, Scope.of(namespace))
+            except NotFound:  # nothing to recall there and nothing to keep alive
+                pass
+        return self.neighborhood(namespace, memory_ids, *neighbors) if neighbors else {}
 
     # -- knowledge graph ----------------------------------------------------------------
     def _max_doc_freq(self, namespace_size: int) -> int:

@@ -127,6 +127,7 @@ class TantivyKeywordIndex:
 
     def clear(self) -> None:
         with self._lock:
+            self.flush()  # delete_all_documents reaches committed documents only
             self._writer.delete_all_documents()
             self._dirty = True
             self.flush()

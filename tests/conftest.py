@@ -30,8 +30,10 @@ def free_port() -> int:
 class Engram:
     """The running service under test: its URL, root key, data dir and Serve handles."""
 
-    def __init__(self, url: str, root_key: str, data_dir: Path, config: dict[str, Any]) -> None:
+    def __init__(self, url: str, root_key: str, data_dir: Path, config: dict[str, Any],
+                 dashboard_url: str) -> None:
         self.url = url
+        self.dashboard_url = dashboard_url  # Ray's job API: `ray job submit` goes here
         self.root_key = root_key
         self.data_dir = data_dir
         self.config = config
@@ -64,9 +66,11 @@ def engram(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engram]:
     data_dir = tmp_path_factory.mktemp("engram-data")
     os.environ["ENGRAM_ROOT_API_KEY"] = ROOT_KEY  # inherited by the Ray workers started below
     config = {**SERVICE_CONFIG, "storage": {**SERVICE_CONFIG["storage"], "data_dir": str(data_dir)}}
-    port = free_port()
-    # address="local": never attach to a cluster a developer's `make serve` is running.
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+    port, dashboard_port = free_port(), free_port()
+    # address="local": never attach to a cluster a developer's `make serve` is running. The
+    # dashboard serves the job API (the backfill test submits a real `ray job`).
+    ray.init(address="local", num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1",
+             dashboard_port=dashboard_port, log_to_driver=False,
              runtime_env={"env_vars": {"ENGRAM_ROOT_API_KEY": ROOT_KEY, "OMP_NUM_THREADS": "1",
                                        "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}})
     serve.start(http_options={"host": "127.0.0.1", "port": port})
@@ -83,7 +87,7 @@ def engram(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engram]:
     else:
         raise RuntimeError("Engram did not become ready")
     try:
-        yield Engram(url, ROOT_KEY, data_dir, config)
+        yield Engram(url, ROOT_KEY, data_dir, config, f"http://127.0.0.1:{dashboard_port}")
     finally:
         serve.shutdown()
         ray.shutdown()

@@ -1,34 +1,101 @@
 """Shard backends under one contract: every backend runs the same assertions."""
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from shards.config import EmbeddedStorageConfig
+from shards.config import ElasticsearchConfig, EmbeddedStorageConfig, MilvusServerConfig
 from shards.shard import Shard
+from tests.milvus_server import MilvusTestServer
 
 DIM = 8
 OpenShard = Callable[..., Shard]
 
 
-def _embedded(tmp: Path) -> OpenShard:
+def _opener(cfg: EmbeddedStorageConfig) -> OpenShard:
     def open_shard(shard_count: int = 2, dim: int = DIM, index: int = 0) -> Shard:
-        return Shard.open_embedded(index, shard_count, dim, EmbeddedStorageConfig(data_dir=tmp))
+        return Shard.open_embedded(index, shard_count, dim, cfg)
     return open_shard
 
 
-# Every backend runs this suite; the Elasticsearch/Milvus-server ones join with issue 5.
-BACKENDS = [pytest.param("embedded", id="embedded")]
+@pytest.fixture(scope="session")
+def milvus_uri() -> Iterator[str]:
+    """ENGRAM_MILVUS_URI's server, or a Milvus 2.3.5 started on loopback for the session."""
+    given = os.environ.get("ENGRAM_MILVUS_URI")
+    if given:
+        yield given
+        return
+    missing = MilvusTestServer.unavailable()
+    if missing:
+        pytest.skip(missing)
+    with MilvusTestServer() as uri:
+        yield uri
+
+
+@pytest.fixture()
+def milvus_server(milvus_uri: str) -> Iterator[MilvusServerConfig]:
+    """A collection prefix of the test's own, so it sees no other test's vectors; its
+    collections are dropped after."""
+    from pymilvus import MilvusClient
+
+    cfg = MilvusServerConfig(uri=milvus_uri, collection_prefix=f"t{uuid.uuid4().hex[:12]}_")
+    yield cfg
+    client = MilvusClient(uri=cfg.uri, token=cfg.token(), db_name=cfg.db_name)
+    for name in client.list_collections():
+        if name.startswith(cfg.collection_prefix):
+            client.drop_collection(name)
+    client.close()
+
+
+ES_URL = os.environ.get("ENGRAM_ES_URL")
+
+
+@pytest.fixture()
+def elasticsearch() -> Iterator[ElasticsearchConfig]:
+    """ENGRAM_ES_URL's cluster, an index prefix of the test's own; its indexes deleted after."""
+    from shards.es_keyword_index import connect
+
+    cfg = ElasticsearchConfig(url=str(ES_URL), index_prefix=f"t{uuid.uuid4().hex[:12]}_",
+                              number_of_replicas=0)
+    yield cfg
+    client = connect(cfg.url, cfg.api_key())
+    client.indices.delete(index=f"{cfg.index_prefix}*", allow_no_indices=True)
+    client.close()
+
+
+def _config(backend: str, tmp: Path, request: pytest.FixtureRequest) -> EmbeddedStorageConfig:
+    if backend == "embedded":
+        return EmbeddedStorageConfig(data_dir=tmp)
+    if backend == "elasticsearch":  # records in SQLite, BM25 on the cluster
+        return EmbeddedStorageConfig(data_dir=tmp, elasticsearch=request.getfixturevalue("elasticsearch"))
+    # No exact search of small namespaces from SQLite: every recall goes through the server's HNSW.
+    return EmbeddedStorageConfig(data_dir=tmp, exact_search_max_rows=0,
+                                 milvus_server=request.getfixturevalue("milvus_server"))
+
+
+# Every backend runs this suite. No Elasticsearch server can be installed on the development
+# machines: its row runs where ENGRAM_ES_URL points at one and is skipped, saying so, elsewhere.
+BACKENDS = [
+    pytest.param("embedded", id="embedded"),
+    pytest.param("milvus-server", id="milvus-server"),
+    pytest.param("elasticsearch", id="elasticsearch", marks=[
+        pytest.mark.elasticsearch,
+        pytest.mark.skipif(not ES_URL, reason="needs an Elasticsearch server: set ENGRAM_ES_URL "
+                                              "(none can be installed on this machine)")]),
+]
 
 
 @pytest.fixture(params=BACKENDS)
 def open_shard(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OpenShard]:
     opened: list[Shard] = []
+    open_configured = _opener(_config(request.param, tmp_path, request))
 
     def opener(*args: object, **kwargs: object) -> Shard:
-        shard = _embedded(tmp_path)(*args, **kwargs)
+        shard = open_configured(*args, **kwargs)
         opened.append(shard)
         return shard
 

@@ -1,6 +1,7 @@
 """Exact search of small namespaces answers what the HNSW index answers, and never stale."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,11 +20,10 @@ FILTERS = [
 ]
 
 
-@pytest.fixture()
-def shards(tmp_path: Path):  # type: ignore[no-untyped-def]
+def exact_beside(tmp_path: Path, other: EmbeddedStorageConfig) -> Iterator[tuple[Shard, Shard]]:
+    """The same 200 memories in a shard with exact search and in one configured otherwise."""
     exact = Shard.open_embedded(0, 1, DIM, EmbeddedStorageConfig(data_dir=tmp_path / "exact"))
-    hnsw = Shard.open_embedded(0, 1, DIM, EmbeddedStorageConfig(
-        data_dir=tmp_path / "hnsw", exact_search_max_rows=0))
+    hnsw = Shard.open_embedded(0, 1, DIM, other)
     items = [mem(f"m{i}", f"ns{i % 3}", f"memory number {i}", seed=i,
                  memory_type="semantic" if i % 2 else "episodic", importance=(i % 10) / 10,
                  event_time=1_700_000_000.0 + i)
@@ -34,6 +34,12 @@ def shards(tmp_path: Path):  # type: ignore[no-untyped-def]
     yield exact, hnsw
     exact.close()
     hnsw.close()
+
+
+@pytest.fixture()
+def shards(tmp_path: Path) -> Iterator[tuple[Shard, Shard]]:
+    yield from exact_beside(tmp_path, EmbeddedStorageConfig(data_dir=tmp_path / "hnsw",
+                                                            exact_search_max_rows=0))
 
 
 def vector_channel(shard: Shard, ns: str, seed: int, flt: RecallFilter) -> list[tuple[str, float]]:

@@ -209,6 +209,22 @@ def test_accesses_are_counted_at_checkpoint(open_shard: OpenShard) -> None:
     assert m.access_count == 3 and m.last_accessed_at == 123.0
 
 
+def test_after_recall_counts_touches_and_fetches_neighbours_in_one_call(open_shard: OpenShard) -> None:
+    shard = open_shard()
+    s = shard.start_session("ns", "s1", {}, None, now=100.0)
+    shard.write([mem(f"t{i}", "ns", f"turn {i}", session_id=s.id, seed=i) for i in range(1, 5)])
+    around = shard.after_recall("ns", ["t2"], neighbors=(1, 1), session_id=s.id, record_access=True)
+    assert [m.id for m in around["t2"]] == ["t1", "t3"]
+    assert shard.get_session(s.id, Scope.of("ns")).last_active_at > 100.0  # type: ignore[union-attr]
+    assert shard.after_recall("other", ["t2"], neighbors=(1, 1), session_id=s.id,
+                              record_access=True) == {}  # another namespace reaches nothing
+    assert shard.after_recall("ns", ["t2"], neighbors=None, session_id="sess_missing",
+                              record_access=False) == {}  # a missing session is no error
+    shard.checkpoint()
+    [m] = shard.lookup("t2", Scope.of("ns"))
+    assert m.access_count == 1
+
+
 def test_forgotten_words_leave_the_next_turns_context(open_shard: OpenShard) -> None:
     """Turns are indexed with the turns around them; forgetting a turn re-indexes the next."""
     shard = open_shard()

@@ -1,0 +1,398 @@
+"""Bulk backfill of history as a Ray job: read a file, embed on an actor pool, write through the shards.
+
+    ray job submit --working-dir . -- python -m cluster.backfill --input history.parquet \\
+        --map namespace=customer_id --map content=text --map id=ticket_id
+
+Reads Parquet, CSV or JSONL with Ray Data (a file or a folder of them). Each row becomes one
+memory; `--map FIELD=COLUMN` names the column of a field (namespace or agent_id, content,
+importance, tags, memory_type, event_time, metadata, id); a field whose column has its own
+name needs no mapping. Rows are validated by the same rules as the HTTP API and their
+entities extracted; vectors come from an actor pool (one GPU per actor where the cluster has
+GPUs); memories are written by the running app's Shard deployments, through the shards' own
+write path (record store durably first, then the indexes).
+
+Re-running the same input stores nothing twice: a memory's id is the row's external id, or
+a hash of its namespace, content and event time. A killed job resumes by running it again:
+rows already stored are recognised before they are embedded and counted as skipped.
+Progress goes to the job's log every few seconds; the job ends with a summary (rows read,
+stored, skipped, rejected with reasons, memories/s) and, with --report, a JSON file of it.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import datetime
+import hashlib
+import json
+import logging
+import math
+import sys
+import time
+from collections import Counter, deque
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from serve.config import EngramConfig
+from shards.routing import shard_for
+from shards.types import NewMemory
+
+log = logging.getLogger("engram.backfill")
+
+FIELDS = ("namespace", "content", "importance", "tags", "memory_type", "event_time", "metadata", "id")
+FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl",
+           ".ndjson": "jsonl", ".json": "jsonl"}
+RETRIES = 5
+
+
+# -- input ---------------------------------------------------------------------------------
+def column_mapping(pairs: list[str], columns: list[str]) -> dict[str, str]:
+    """FIELD → column: the --map pairs, then every field that has a column of its own name
+    (`agent_id` stands for `namespace`, as in the API)."""
+    mapping: dict[str, str] = {}
+    for pair in pairs:
+        field, sep, column = pair.partition("=")
+        field = "namespace" if field == "agent_id" else field
+        if not sep or field not in FIELDS or not column:
+            raise SystemExit(f"--map {pair!r}: expected FIELD=COLUMN with FIELD one of "
+                             f"{', '.join(FIELDS)} (or agent_id)")
+        if column not in columns:
+            raise SystemExit(f"--map {pair!r}: the input has no column {column!r} "
+                             f"(it has: {', '.join(columns)})")
+        mapping[field] = column
+    for field in FIELDS:
+        if field not in mapping and field in columns:
+            mapping[field] = field
+    if "namespace" not in mapping and "agent_id" in columns:
+        mapping["namespace"] = "agent_id"
+    return mapping
+
+
+def input_format(path: str, given: str) -> str:
+    if given != "auto":
+        return given
+    suffix = Path(path).suffix.lower()
+    if suffix in FORMATS:
+        return FORMATS[suffix]
+    if Path(path).is_dir():
+        kinds = {FORMATS[p.suffix.lower()] for p in Path(path).iterdir() if p.suffix.lower() in FORMATS}
+        if len(kinds) == 1:
+            return kinds.pop()
+    raise SystemExit(f"--input {path}: cannot tell its format; pass --format parquet, csv or jsonl")
+
+
+def read_dataset(path: str, fmt: str) -> Any:
+    import ray.data
+
+    if fmt == "parquet":
+        return ray.data.read_parquet(path)
+    if fmt == "csv":
+        return ray.data.read_csv(path)
+    return ray.data.read_json(path, lines=True)
+
+
+def plain(value: Any) -> Any:
+    """A pandas/numpy/arrow cell as plain Python; missing values become None."""
+    if value is None:
+        return None
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        value = value.tolist()  # numpy scalars and arrays
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, datetime.datetime):  # pandas timestamps are datetimes; naive means UTC
+        return (value if value.tzinfo else value.replace(tzinfo=datetime.timezone.utc)).timestamp()
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+def field_value(field: str, value: Any) -> Any:
+    """Text cells of list and object fields hold JSON (CSV has no lists); tags may also be
+    comma-separated."""
+    value = plain(value)
+    if isinstance(value, str) and field in ("tags", "metadata"):
+        text = value.strip()
+        if not text:
+            return None
+        if text[0] in "[{":
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError:
+                return value  # the API's validation names the field
+        if field == "tags":
+            return [t.strip() for t in text.split(",") if t.strip()]
+    if field == "id" and value is not None and not isinstance(value, str):
+        return str(value)  # numeric external ids are ids all the same
+    return value
+
+
+def memory_id(namespace: str, content: str, event_time: Any) -> str:
+    """The id of a row without an external id: the same row always gets the same id."""
+    digest = hashlib.sha256(f"{namespace}\0{content}\0{event_time}".encode()).hexdigest()
+    return f"mem_bf_{digest[:32]}"
+
+
+# -- the job -------------------------------------------------------------------------------
+@dataclasses.dataclass
+class Tally:
+    read: int = 0
+    stored: int = 0
+    skipped: int = 0
+    rejected: Counter[str] = dataclasses.field(default_factory=Counter)
+    started: float = dataclasses.field(default_factory=time.time)
+
+    def summary(self) -> dict[str, Any]:
+        seconds = max(time.time() - self.started, 1e-9)
+        return {"rows_read": self.read, "stored": self.stored, "skipped": self.skipped,
+                "rejected": sum(self.rejected.values()), "rejected_reasons": dict(self.rejected),
+                "seconds": round(seconds, 1), "memories_per_s": round(self.stored / seconds, 1)}
+
+
+@dataclasses.dataclass
+class Prepared:
+    items: list[NewMemory]  # validated, not yet stored, vector still empty
+
+
+class Backfill:
+    def __init__(self, cfg: EngramConfig, app: str, mapping: dict[str, str], default_namespace: str | None) -> None:
+        from ray import serve
+
+        from serve.clients import ServeShardClient
+        from serve.service import MemoryService
+
+        self.cfg = cfg
+        self.mapping = mapping
+        self.default_namespace = default_namespace
+        self.handles = [serve.get_deployment_handle(f"Shard{i}", app_name=app) for i in range(cfg.shard_count)]
+        # The API's own validation and entity extraction; the embedder is the actor pool.
+        self.service = MemoryService(cfg, [ServeShardClient(h) for h in self.handles], embedder=None)  # type: ignore[arg-type]
+        self.tally = Tally()
+
+    def row_memory(self, row: dict[str, Any], now: float) -> NewMemory:
+        from serve.schemas import StoreBody
+
+        values = {f: field_value(f, row.get(col)) for f, col in self.mapping.items()}
+        namespace = values.pop("namespace", None) or self.default_namespace
+        if namespace is None:
+            from serve.errors import bad_request
+
+            raise bad_request("namespace", "no namespace: map a column (--map namespace=COLUMN) "
+                                           "or give --namespace")
+        namespace = self.service.namespace_of(str(namespace), None, "namespace")
+        body = StoreBody.model_validate({k: v for k, v in values.items() if v is not None})
+        self.service.check_content(body.content)
+        if body.id is None:
+            body = body.model_copy(update={"id": memory_id(namespace, body.content, body.event_time)})
+        return self.service.new_memory(namespace, body, [], now, None)
+
+    async def prepare(self, rows: list[dict[str, Any]]) -> Prepared:
+        """Validate, then drop what is already stored (before it costs an embedding)."""
+        from pydantic import ValidationError
+
+        from serve.errors import ApiError
+
+        now = time.time()
+        fresh: dict[tuple[str, str], NewMemory] = {}
+        for row in rows:
+            try:
+                item = self.row_memory(row, now)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                self.tally.rejected[f"{'.'.join(map(str, err['loc'])) or 'row'}: {err['msg']}"] += 1
+                continue
+            except ApiError as exc:
+                self.tally.rejected[exc.message] += 1
+                continue
+            key = (item.namespace, item.id)
+            if key in fresh:  # the same row twice in one batch
+                self.tally.skipped += 1
+                continue
+            fresh[key] = item
+        by_shard = self._by_shard(list(fresh.values()))
+        statuses = await asyncio.gather(*(
+            self._call(k, "stored_status", [(m.namespace, m.id, m.content) for m in group])
+            for k, group in by_shard.items()))
+        keep: list[NewMemory] = []
+        for group, status in zip(by_shard.values(), statuses):
+            for item, state in zip(group, status):
+                if state == "same":
+                    self.tally.skipped += 1
+                elif state == "different":
+                    self.tally.rejected["id already names a different memory"] += 1
+                else:
+                    keep.append(item)
+        return Prepared(keep)
+
+    async def write(self, prepared: Prepared, vectors: list[list[float]]) -> None:
+        from shards.errors import Conflict
+
+        items = [dataclasses.replace(m, vector=tuple(v)) for m, v in zip(prepared.items, vectors)]
+        for k, group in self._by_shard(items).items():
+            try:
+                stored = await self._call(k, "write", group)
+            except Conflict:  # another writer took an id meanwhile: settle it row by row
+                stored = []
+                for item in group:
+                    try:
+                        stored += await self._call(k, "write", [item])
+                    except Conflict:
+                        self.tally.rejected["id already names a different memory"] += 1
+            for _, created in stored:
+                if created:
+                    self.tally.stored += 1
+                else:
+                    self.tally.skipped += 1
+
+    def _by_shard(self, items: list[NewMemory]) -> dict[int, list[NewMemory]]:
+        groups: dict[int, list[NewMemory]] = {}
+        for item in items:
+            groups.setdefault(shard_for(item.namespace, self.cfg.shard_count), []).append(item)
+        return groups
+
+    async def _call(self, shard: int, method: str, *args: Any) -> Any:
+        """A shard call, retried with backoff while the shard is busy or restarting."""
+        from shards.errors import StorageUnavailable
+
+        transient: tuple[type[BaseException], ...] = (StorageUnavailable,)
+        try:
+            from ray.exceptions import ActorDiedError, ActorUnavailableError
+            from ray.serve.exceptions import BackPressureError
+
+            transient += (BackPressureError, ActorUnavailableError, ActorDiedError)
+        except ImportError:
+            pass
+        for attempt in range(RETRIES):
+            try:
+                return await self.handles[shard].call.remote(method, *args)
+            except transient as exc:
+                if attempt == RETRIES - 1:
+                    raise
+                log.warning("shard %d busy (%s); retrying", shard, type(exc).__name__)
+                await asyncio.sleep(0.5 * 2 ** attempt)
+
+
+def batches(dataset: Any, batch_size: int) -> Iterator[list[dict[str, Any]]]:
+    for frame in dataset.iter_batches(batch_size=batch_size, batch_format="pandas"):
+        yield frame.to_dict("records")
+
+
+async def run(args: argparse.Namespace, cfg: EngramConfig) -> dict[str, Any]:
+    import ray
+    from ray import serve
+
+    from models.embedders import build_embedder
+
+    dataset = read_dataset(args.input, input_format(args.input, args.format))
+    mapping = column_mapping(args.map, list(dataset.columns()))
+    if "content" not in mapping:
+        raise SystemExit("the input has no `content` column: map one with --map content=COLUMN")
+    job = Backfill(cfg, args.app, mapping, args.namespace)
+
+    gpus = int(ray.cluster_resources().get("GPU", 0))  # type: ignore[no-untyped-call]
+    per_actor = 1 if gpus and args.gpus != 0 else 0
+    actors = args.embed_actors or max(1, gpus if per_actor else 1)
+
+    @ray.remote
+    class EmbedWorker:
+        """One embedding model; on a GPU when the actor has one (device auto)."""
+
+        def __init__(self, embedder_cfg: dict[str, Any]) -> None:
+            from models.config import EmbedderConfig
+
+            self.model = build_embedder(EmbedderConfig.model_validate(embedder_cfg))
+
+        def dim(self) -> int:
+            return int(self.model.dim)
+
+        def embed(self, texts: list[str]) -> list[list[float]]:
+            return self.model.embed(texts)
+
+    pool = [EmbedWorker.options(num_gpus=per_actor, num_cpus=args.cpus_per_actor)  # type: ignore[attr-defined]
+            .remote(cfg.embedder.model_dump(mode="json")) for _ in range(actors)]
+    served = await serve.get_deployment_handle("Embedder", app_name=args.app).dim.remote()
+    ours = await pool[0].dim.remote()
+    if served != ours:
+        raise SystemExit(f"the service embeds {served}-d vectors and this job's embedder "
+                         f"{ours}-d: pass the --config the app was deployed with")
+    log.info("backfill of %s: %d embedding actor(s), %s GPU each; columns %s",
+             args.input, actors, per_actor, mapping)
+
+    in_flight: deque[tuple[Prepared, Any]] = deque()
+    job.tally.started = last_report = time.time()  # memories/s counts loading, not model start
+    turn = 0
+    for rows in batches(dataset, args.batch_size):
+        job.tally.read += len(rows)
+        prepared = await job.prepare(rows)
+        if prepared.items:
+            ref = pool[turn % len(pool)].embed.remote([m.content for m in prepared.items])
+            turn += 1
+            in_flight.append((prepared, ref))
+        # Two batches in flight per actor: the pool embeds while the shards write.
+        while len(in_flight) > 2 * len(pool):
+            done, ref = in_flight.popleft()
+            await job.write(done, await ref)
+        if time.time() - last_report >= args.progress_seconds:
+            last_report = time.time()
+            s = job.tally.summary()
+            log.info("progress: %d rows read, %d stored, %d skipped, %d rejected, %.1f memories/s",
+                     s["rows_read"], s["stored"], s["skipped"], s["rejected"], s["memories_per_s"])
+    while in_flight:
+        done, ref = in_flight.popleft()
+        await job.write(done, await ref)
+    return job.tally.summary()
+
+
+def load_config(path: Path, app: str) -> EngramConfig:
+    doc = yaml.safe_load(path.read_text())
+    for application in doc.get("applications", []):
+        if application.get("name") == app:
+            return EngramConfig.from_args(application.get("args") or {})
+    raise SystemExit(f"{path} has no application named {app!r}")
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    print("\n| backfill | |\n|---|---:|")
+    for key in ("rows_read", "stored", "skipped", "rejected", "seconds", "memories_per_s"):
+        print(f"| {key.replace('_', ' ')} | {summary[key]} |")
+    for reason, count in sorted(summary["rejected_reasons"].items(), key=lambda kv: -kv[1]):
+        print(f"| rejected: {reason} | {count} |")
+    print("backfill summary: " + json.dumps(summary), flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--input", required=True, help="a Parquet, CSV or JSONL file, or a folder of them")
+    parser.add_argument("--format", choices=("auto", "parquet", "csv", "jsonl"), default="auto")
+    parser.add_argument("--map", action="append", default=[], metavar="FIELD=COLUMN")
+    parser.add_argument("--namespace", default=None, help="the namespace of rows that name none")
+    parser.add_argument("--config", type=Path, default=Path("cluster/serve.yaml"),
+                        help="the Serve config the app was deployed with (shard count, embedder)")
+    parser.add_argument("--app", default="engram")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--embed-actors", type=int, default=0, help="0: one per GPU, or one on CPU")
+    parser.add_argument("--gpus", type=int, choices=(0, 1), default=1,
+                        help="1: one GPU per embedding actor where the cluster has GPUs; 0: CPU")
+    parser.add_argument("--cpus-per-actor", type=float, default=1.0)
+    parser.add_argument("--progress-seconds", type=float, default=5.0)
+    parser.add_argument("--report", type=Path, default=None, help="write the summary here as JSON")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
+
+    import ray
+
+    cfg = load_config(args.config, args.app)
+    ray.init(address="auto", log_to_driver=True)
+    summary = asyncio.run(run(args, cfg))
+    print_summary(summary)
+    if args.report:
+        args.report.write_text(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

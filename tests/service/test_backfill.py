@@ -1,0 +1,149 @@
+"""Bulk backfill: a real `ray job` against the running service, then recall through the API."""
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import Engram
+
+ROOT = Path(__file__).resolve().parents[2]
+TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+
+
+def job_client(engram: Engram) -> Any:
+    from ray.job_submission import JobSubmissionClient
+
+    return JobSubmissionClient(engram.dashboard_url)
+
+
+def submit(engram: Engram, tmp: Path, data: Path, *extra: str) -> tuple[str, Path]:
+    config = tmp / "serve.yaml"
+    config.write_text(yaml.safe_dump({"applications": [{"name": "engram", "args": engram.config}]}))
+    report = tmp / f"report-{uuid.uuid4().hex[:6]}.json"
+    entrypoint = " ".join([
+        sys.executable, "-m", "cluster.backfill", "--input", str(data), "--config", str(config),
+        "--map", "namespace=customer", "--map", "content=text", "--map", "event_time=when",
+        "--map", "tags=labels", "--report", str(report), *extra])
+    # --working-dir . as an operator runs it: the job imports the uploaded tree.
+    deadline = time.time() + 120
+    while True:
+        try:
+            job_id = job_client(engram).submit_job(entrypoint=entrypoint, runtime_env={
+                "working_dir": str(ROOT), "excludes": [".venv", "data", "bench-results", ".git"]})
+            return job_id, report
+        except RuntimeError as exc:  # the node's job agent starts a while after the dashboard
+            if "No available agent" not in str(exc) or time.time() > deadline:
+                raise
+            time.sleep(1)
+
+
+def wait(engram: Engram, job_id: str, timeout: float = 300) -> str:
+    client = job_client(engram)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        status = str(client.get_job_status(job_id).value)
+        if status in TERMINAL:
+            return status
+        time.sleep(0.5)
+    raise TimeoutError(client.get_job_logs(job_id)[-3000:])
+
+
+def rows(prefix: str, n: int) -> list[dict[str, Any]]:
+    import pandas as pd
+
+    out = []
+    for i in range(n):
+        out.append({"customer": f"{prefix}-{i % 3}",
+                    "text": f"Customer {i % 3} asked about order #{5000 + i} and its delivery window",
+                    "when": pd.Timestamp("2024-03-01T12:00:00Z") + pd.Timedelta(days=i),
+                    "labels": ["support", f"batch:{i % 2}"], "importance": 0.4})
+    return out
+
+
+def stats(engram: Engram, namespace: str) -> int:
+    with engram.http() as c:
+        return int(c.get(f"/v1/agents/{namespace}/stats").json()["total_memories"])
+
+
+def test_backfill_job_stores_once_and_recall_finds_it(engram: Engram, tmp_path: Path) -> None:
+    import pandas as pd
+
+    prefix = f"bf-{uuid.uuid4().hex[:8]}"
+    data = rows(prefix, 30)
+    data.append({**data[0], "text": "   "})  # no content: rejected
+    data.append({**data[1], "text": "a refund over the limit", "importance": 7.0})  # rejected
+    data.append(dict(data[2]))  # the same row twice: stored once
+    path = tmp_path / "history.parquet"
+    pd.DataFrame(data).to_parquet(path)
+
+    job_id, report = submit(engram, tmp_path, path, "--batch-size", "8")
+    assert wait(engram, job_id) == "SUCCEEDED", job_client(engram).get_job_logs(job_id)[-3000:]
+    summary = yaml.safe_load(report.read_text())
+    assert summary["rows_read"] == 33 and summary["stored"] == 30 and summary["skipped"] == 1
+    assert summary["rejected"] == 2, summary["rejected_reasons"]
+    assert any("content" in r for r in summary["rejected_reasons"])
+    assert any("importance" in r for r in summary["rejected_reasons"])
+    assert "backfill summary" in job_client(engram).get_job_logs(job_id)
+    assert sum(stats(engram, f"{prefix}-{k}") for k in range(3)) == 30
+
+    with engram.http() as c:
+        r = c.post("/v1/memory/recall", json={"agent_id": f"{prefix}-1", "query": "order #5004 delivery",
+                                              "top_k": 3, "neighborhood_mode": "off"})
+        top = r.json()["memories"][0]
+    assert "#5004" in top["content"] and "support" in top["tags"]
+    assert top["event_time"] == int(pd.Timestamp("2024-03-05T12:00:00Z").timestamp())
+
+    # The same input again stores nothing: every row is recognised before it is embedded.
+    job_id, report = submit(engram, tmp_path, path, "--batch-size", "8")
+    assert wait(engram, job_id) == "SUCCEEDED"
+    again = yaml.safe_load(report.read_text())
+    assert again["stored"] == 0 and again["skipped"] == 31 and again["rejected"] == 2
+    assert sum(stats(engram, f"{prefix}-{k}") for k in range(3)) == 30
+
+
+def test_a_killed_backfill_resumes_without_duplicates(engram: Engram, tmp_path: Path) -> None:
+    import pandas as pd
+
+    prefix = f"bf-{uuid.uuid4().hex[:8]}"
+    path = tmp_path / "history.csv"
+    frame = pd.DataFrame(rows(prefix, 600))
+    frame["labels"] = frame["labels"].map(",".join)  # CSV has no lists: tags comma-separated
+    frame.to_csv(path, index=False)
+
+    client = job_client(engram)
+    job_id, _ = submit(engram, tmp_path, path, "--batch-size", "4", "--progress-seconds", "0.2")
+    deadline = time.time() + 300
+    while "progress:" not in client.get_job_logs(job_id) or \
+            sum(stats_or_zero(engram, f"{prefix}-{k}") for k in range(3)) == 0:
+        assert time.time() < deadline and str(client.get_job_status(job_id).value) not in TERMINAL
+        time.sleep(0.2)
+    client.stop_job(job_id)
+    assert wait(engram, job_id) == "STOPPED"
+    partial = sum(stats(engram, f"{prefix}-{k}") for k in range(3))
+    assert 0 < partial < 600
+
+    job_id, report = submit(engram, tmp_path, path, "--batch-size", "64")
+    assert wait(engram, job_id) == "SUCCEEDED", client.get_job_logs(job_id)[-3000:]
+    summary = yaml.safe_load(report.read_text())
+    assert summary["skipped"] >= partial and summary["stored"] + summary["skipped"] == 600
+    assert sum(stats(engram, f"{prefix}-{k}") for k in range(3)) == 600
+
+
+def stats_or_zero(engram: Engram, namespace: str) -> int:
+    with engram.http() as c:
+        r = c.get(f"/v1/agents/{namespace}/stats")
+        return int(r.json()["total_memories"]) if r.status_code == 200 else 0
+
+
+@pytest.mark.parametrize("pair", ["nonsense", "colour=text", "content=missing_column"])
+def test_a_bad_column_mapping_says_what_to_do(pair: str) -> None:
+    from cluster.backfill import column_mapping
+
+    with pytest.raises(SystemExit, match="--map"):
+        column_mapping([pair], ["text", "customer"])

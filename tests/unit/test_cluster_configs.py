@@ -1,0 +1,45 @@
+"""The shipped Serve configs and the KubeRay manifest are valid as Serve and Engram read them."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from serve.config import EngramConfig
+
+CLUSTER = Path(__file__).resolve().parents[2] / "cluster"
+
+
+def rayservice() -> dict[str, Any]:
+    docs = list(yaml.safe_load_all((CLUSTER / "kuberay" / "rayservice.yaml").read_text()))
+    return next(d for d in docs if d["kind"] == "RayService")
+
+
+def serve_configs() -> list[tuple[str, dict[str, Any]]]:
+    out = [(p.name, yaml.safe_load(p.read_text())) for p in sorted(CLUSTER.glob("serve*.yaml"))]
+    manifest = rayservice()
+    out.append(("kuberay serveConfigV2", yaml.safe_load(manifest["spec"]["serveConfigV2"])))
+    return out
+
+
+@pytest.mark.parametrize(("name", "doc"), serve_configs(), ids=[n for n, _ in serve_configs()])
+def test_serve_config_is_valid(name: str, doc: dict[str, Any]) -> None:
+    from ray.serve.schema import ServeDeploySchema
+
+    ServeDeploySchema.parse_obj(doc)  # what `serve deploy` checks
+    [app] = doc["applications"]
+    cfg = EngramConfig.from_args(app["args"])  # what build_app checks
+    names = {d["name"] for d in app["deployments"]}
+    assert {f"Shard{i}" for i in range(cfg.shard_count)} <= names, "one entry per shard"
+    assert not any(n.startswith("Shard") and int(n[5:]) >= cfg.shard_count for n in names)
+    assert ("Reranker" in names) == (cfg.reranker.model is not None), \
+        "Serve refuses an entry for a deployment the app lacks"
+
+
+def test_kuberay_manifest_embeds_the_production_config() -> None:
+    manifest = rayservice()
+    embedded = yaml.safe_load(manifest["spec"]["serveConfigV2"])
+    production = yaml.safe_load((CLUSTER / "serve.production.yaml").read_text())
+    assert embedded["applications"] == production["applications"]
