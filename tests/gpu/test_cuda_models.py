@@ -1,4 +1,4 @@
-"""CUDA paths of the embedder (and, with issue 3, the reranker): run where a GPU exists."""
+"""CUDA paths of the embedder and the reranker: run where a GPU exists (skipped elsewhere)."""
 from __future__ import annotations
 
 import pytest
@@ -15,3 +15,25 @@ def test_sentence_transformer_embeds_on_cuda() -> None:
     [a, b, c] = embedder.embed(["refund for order 4521", "order 4521 refund", "the weather is nice"])
     cos = lambda x, y: sum(p * q for p, q in zip(x, y))  # noqa: E731 - unit vectors
     assert len(a) == 384 and cos(a, b) > cos(a, c)
+
+
+def test_embedder_runs_in_half_precision_on_cuda_and_stays_unit_length() -> None:
+    from models.config import EmbedderConfig
+    from models.embedders import SentenceTransformerEmbedder
+
+    embedder = SentenceTransformerEmbedder(EmbedderConfig(device="cuda"))
+    assert embedder.precision == "float16"  # auto on CUDA
+    [v] = embedder.embed(["refund for order 4521"])
+    assert abs(sum(x * x for x in v) - 1.0) < 1e-4  # normalised in float32
+
+
+def test_cross_encoder_reranks_on_cuda(tiny_cross_encoder_path) -> None:  # type: ignore[no-untyped-def]
+    from models.config import RerankerConfig
+    from models.rerankers import CrossEncoderReranker
+
+    reranker = CrossEncoderReranker(RerankerConfig(model=str(tiny_cross_encoder_path), device="cuda"))
+    assert reranker.device == "cuda"
+    pairs = [("refund order", "refund for order 4"), ("refund order", "the cat and the dog")]
+    on_gpu = reranker.score_pairs(pairs)
+    on_cpu = CrossEncoderReranker(RerankerConfig(model=str(tiny_cross_encoder_path), device="cpu")).score_pairs(pairs)
+    assert len(on_gpu) == 2 and all(abs(g - c) < 0.05 for g, c in zip(on_gpu, on_cpu))

@@ -7,7 +7,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from tests.conftest import Engram
@@ -139,11 +138,3 @@ def stats_or_zero(engram: Engram, namespace: str) -> int:
     with engram.http() as c:
         r = c.get(f"/v1/agents/{namespace}/stats")
         return int(r.json()["total_memories"]) if r.status_code == 200 else 0
-
-
-@pytest.mark.parametrize("pair", ["nonsense", "colour=text", "content=missing_column"])
-def test_a_bad_column_mapping_says_what_to_do(pair: str) -> None:
-    from cluster.backfill import column_mapping
-
-    with pytest.raises(SystemExit, match="--map"):
-        column_mapping([pair], ["text", "customer"])
