@@ -1,6 +1,6 @@
 """Benchmark (not a test): how one shard's recall cost grows from 10k to 1M memories.
 
-    python -m cluster.scale [--sizes 10000,100000,1000000] [--namespaces 1000]
+    python -m cluster.scale [--sizes 10000,100000,1000000] [--namespace-size 1000 | --namespaces 1000]
 
 Grows one embedded shard (SQLite + Milvus Lite + tantivy, the default backends) through
 its own write path and, at each size, times the shard's recall (vector + BM25 + graph +
@@ -9,7 +9,10 @@ a restart, then cached) and the whole recall pipeline in process (fusion and ble
 query vectors are given, so no model time). The memories are SYNTHETIC: random unit
 vectors and texts drawn from a small vocabulary, so that a million of them can be written
 on a laptop without a million model calls. Random vectors are the hard case for HNSW and
-say nothing about retrieval quality. Prints a Markdown table; writes bench-results/scale.json
+say nothing about retrieval quality. By default the shard grows by adding namespaces of
+--namespace-size memories each, and recalls go to full ones, so each size compares the same
+per-namespace work and only the shard around it grows; --namespaces N spreads memories
+round-robin over N namespaces instead (they grow with the shard). Prints a Markdown table; writes bench-results/scale.json
 and scale.png.
 """
 from __future__ import annotations
@@ -36,7 +39,12 @@ WORDS = ("refund order laptop screen cracked delivery invoice meeting planning d
          "release onboarding incident postmortem dashboard search api owner quarterly").split()
 
 
-def synthetic_batch(rng: np.random.Generator, start: int, count: int, namespaces: int) -> list[NewMemory]:
+def namespace_of(i: int, namespaces: int | None, namespace_size: int) -> str:
+    return f"tenant-{(i % namespaces) if namespaces else (i // namespace_size):04d}"
+
+
+def synthetic_batch(rng: np.random.Generator, start: int, count: int, namespaces: int | None,
+                    namespace_size: int) -> list[NewMemory]:
     vectors = rng.standard_normal((count, DIM)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     out = []
@@ -45,7 +53,7 @@ def synthetic_batch(rng: np.random.Generator, start: int, count: int, namespaces
         words = random.Random(i)
         text = " ".join(words.choice(WORDS) for _ in range(14)) + f" (order #{i})"
         out.append(NewMemory(
-            id=f"m{i}", namespace=f"tenant-{i % namespaces:04d}", content=text,
+            id=f"m{i}", namespace=namespace_of(i, namespaces, namespace_size), content=text,
             memory_type="episodic", importance=0.5, tags=(), metadata={}, session_id=None,
             event_time=1.7e9 + i, vector=tuple(vectors[j].tolist()),
         ))
@@ -120,7 +128,10 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="10000,100000,1000000")
-    parser.add_argument("--namespaces", type=int, default=1000)
+    parser.add_argument("--namespace-size", type=int, default=1000,
+                        help="memories per namespace; the shard grows by adding namespaces")
+    parser.add_argument("--namespaces", type=int, default=None,
+                        help="instead: this many namespaces, filled round-robin (they grow with the shard)")
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--data", type=Path, default=None, help="reuse (and grow) this shard directory")
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
@@ -139,19 +150,23 @@ def main(argv: list[str] | None = None) -> int:
         grown = 0
         while have < size:
             n = min(2000, size - have)
-            shard.write(synthetic_batch(rng, have, n, args.namespaces))
+            shard.write(synthetic_batch(rng, have, n, args.namespaces, args.namespace_size))
             have += n
             grown += n
         shard.checkpoint()
         rate = grown / (time.perf_counter() - t) if grown else 0.0
-        row = {"memories": have, "namespaces": args.namespaces, "write_per_s": rate,
-               **measure(shard, args.namespaces, args.queries, rng)}
+        # Recalls go to namespaces that exist at this size (full ones, in the default layout).
+        queried = args.namespaces or max(1, have // args.namespace_size)
+        row = {"memories": have, "namespaces": queried, "write_per_s": rate,
+               **measure(shard, queried, args.queries, rng)}
         results.append(row)
         print(f"{have} memories: shard p50 {row['shard']['p50']:.1f} ms, recall p50 "
               f"{row['recall']['p50']:.1f} ms (written at {rate:.0f}/s)", flush=True)
     shard.close()
 
-    print(f"\nOne shard grown with synthetic memories ({args.namespaces} namespaces, "
+    layout = (f"{args.namespaces} namespaces, round-robin" if args.namespaces
+              else f"namespaces of {args.namespace_size} memories")
+    print(f"\nOne shard grown with synthetic memories ({layout}, "
           f"{args.queries} recalls per size, top_k 10, no model time)\n")
     print("| memories | shard candidates, cold namespace | shard candidates, warm | "
           "recall in-process, warm |")
