@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import dataclasses
 import datetime
+import decimal
 import hashlib
 import json
 import logging
@@ -37,6 +38,7 @@ from typing import Any
 import yaml
 
 from serve.config import EngramConfig
+from serve.schemas import parse_time
 from shards.routing import shard_for
 from shards.types import NewMemory
 
@@ -45,7 +47,8 @@ log = logging.getLogger("engram.backfill")
 FIELDS = ("namespace", "content", "importance", "tags", "memory_type", "event_time", "metadata", "id")
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl",
            ".ndjson": "jsonl", ".json": "jsonl"}
-RETRIES = 5
+RETRY_DEADLINE_S = 600.0  # how long a shard may be unavailable before the job gives up
+CONFLICT = "id already names a different memory"
 
 
 # -- input ---------------------------------------------------------------------------------
@@ -95,8 +98,8 @@ def read_dataset(path: str, fmt: str) -> Any:
 
 
 def plain(value: Any) -> Any:
-    """A pandas/numpy/arrow cell as plain Python; missing values become None."""
-    if value is None:
+    """A pandas/numpy/arrow cell as plain Python (JSON-able); missing values become None."""
+    if value is None or value is pd_nat():
         return None
     if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
         value = value.tolist()  # numpy scalars and arrays
@@ -104,6 +107,14 @@ def plain(value: Any) -> Any:
         return None
     if isinstance(value, datetime.datetime):  # pandas timestamps are datetimes; naive means UTC
         return (value if value.tzinfo else value.replace(tzinfo=datetime.timezone.utc)).timestamp()
+    if isinstance(value, datetime.date):  # CSV dates arrive as dates: midnight UTC, as RFC 3339
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, str) and not value.strip():
+        return None  # an empty CSV cell is no value, not an empty one
     if isinstance(value, dict):
         return {k: plain(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -131,8 +142,19 @@ def field_value(field: str, value: Any) -> Any:
     return value
 
 
-def memory_id(namespace: str, content: str, event_time: Any) -> str:
-    """The id of a row without an external id: the same row always gets the same id."""
+def pd_nat() -> Any:
+    try:
+        import pandas as pd
+
+        return pd.NaT
+    except ImportError:  # pragma: no cover - Ray Data brings pandas
+        return object()
+
+
+def memory_id(namespace: str, content: str, event_time: float | None) -> str:
+    """The id of a row without an external id: the same row always gets the same id (the
+    event time normalised to Unix seconds, so 1715126400, 1715126400.0 and
+    "2024-05-08T00:00:00Z" name one row)."""
     digest = hashlib.sha256(f"{namespace}\0{content}\0{event_time}".encode()).hexdigest()
     return f"mem_bf_{digest[:32]}"
 
@@ -145,10 +167,11 @@ class Tally:
     skipped: int = 0
     rejected: Counter[str] = dataclasses.field(default_factory=Counter)
     started: float = dataclasses.field(default_factory=time.time)
+    complete: bool = False  # False in the report of a job that stopped before the end
 
     def summary(self) -> dict[str, Any]:
         seconds = max(time.time() - self.started, 1e-9)
-        return {"rows_read": self.read, "stored": self.stored, "skipped": self.skipped,
+        return {"complete": self.complete, "rows_read": self.read, "stored": self.stored, "skipped": self.skipped,
                 "rejected": sum(self.rejected.values()), "rejected_reasons": dict(self.rejected),
                 "seconds": round(seconds, 1), "memories_per_s": round(self.stored / seconds, 1)}
 
@@ -159,7 +182,8 @@ class Prepared:
 
 
 class Backfill:
-    def __init__(self, cfg: EngramConfig, app: str, mapping: dict[str, str], default_namespace: str | None) -> None:
+    def __init__(self, cfg: EngramConfig, app: str, mapping: dict[str, str], default_namespace: str | None,
+                 tally: Tally) -> None:
         from ray import serve
 
         from serve.clients import ServeShardClient
@@ -168,10 +192,15 @@ class Backfill:
         self.cfg = cfg
         self.mapping = mapping
         self.default_namespace = default_namespace
-        self.handles = [serve.get_deployment_handle(f"Shard{i}", app_name=app) for i in range(cfg.shard_count)]
+        try:
+            self.handles = [serve.get_deployment_handle(f"Shard{i}", app_name=app)
+                            for i in range(cfg.shard_count)]
+        except KeyError as exc:  # Serve knows no such deployment
+            raise SystemExit(f"{exc.args[0] if exc.args else exc}: --config says {cfg.shard_count} "
+                             f"shards for app {app!r}; pass the config the app was deployed with") from None
         # The API's own validation and entity extraction; the embedder is the actor pool.
         self.service = MemoryService(cfg, [ServeShardClient(h) for h in self.handles], embedder=None)  # type: ignore[arg-type]
-        self.tally = Tally()
+        self.tally = tally
 
     def row_memory(self, row: dict[str, Any], now: float) -> NewMemory:
         from serve.schemas import StoreBody
@@ -186,8 +215,16 @@ class Backfill:
         namespace = self.service.namespace_of(str(namespace), None, "namespace")
         body = StoreBody.model_validate({k: v for k, v in values.items() if v is not None})
         self.service.check_content(body.content)
+        if body.metadata is not None:
+            try:  # what the record store will write, and what a response must be able to carry
+                json.dumps(body.metadata, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                from serve.errors import bad_request
+
+                raise bad_request("metadata", f"not JSON: {exc}") from None
         if body.id is None:
-            body = body.model_copy(update={"id": memory_id(namespace, body.content, body.event_time)})
+            when = parse_time(body.event_time, "event_time")
+            body = body.model_copy(update={"id": memory_id(namespace, body.content, when)})
         return self.service.new_memory(namespace, body, [], now, None)
 
     async def prepare(self, rows: list[dict[str, Any]]) -> Prepared:
@@ -208,9 +245,15 @@ class Backfill:
             except ApiError as exc:
                 self.tally.rejected[exc.message] += 1
                 continue
+            except Exception as exc:  # one odd cell must not stop the other rows, or a re-run
+                self.tally.rejected[f"unreadable row ({type(exc).__name__}: {str(exc)[:80]})"] += 1
+                continue
             key = (item.namespace, item.id)
-            if key in fresh:  # the same row twice in one batch
-                self.tally.skipped += 1
+            if key in fresh:
+                if fresh[key].content == item.content:  # the same row twice in one batch
+                    self.tally.skipped += 1
+                else:
+                    self.tally.rejected[CONFLICT] += 1
                 continue
             fresh[key] = item
         by_shard = self._by_shard(list(fresh.values()))
@@ -223,25 +266,26 @@ class Backfill:
                 if state == "same":
                     self.tally.skipped += 1
                 elif state == "different":
-                    self.tally.rejected["id already names a different memory"] += 1
+                    self.tally.rejected[CONFLICT] += 1
                 else:
                     keep.append(item)
         return Prepared(keep)
 
     async def write(self, prepared: Prepared, vectors: list[list[float]]) -> None:
-        from shards.errors import Conflict
+        from shards.errors import Conflict, InvalidInput, NotFound
 
-        items = [dataclasses.replace(m, vector=tuple(v)) for m, v in zip(prepared.items, vectors)]
+        refused = (Conflict, InvalidInput, NotFound)
+        items = [dataclasses.replace(m, vector=tuple(v)) for m, v in zip(prepared.items, vectors, strict=True)]
         for k, group in self._by_shard(items).items():
             try:
                 stored = await self._call(k, "write", group)
-            except Conflict:  # another writer took an id meanwhile: settle it row by row
+            except refused:  # a write is one transaction: settle the batch row by row
                 stored = []
                 for item in group:
                     try:
                         stored += await self._call(k, "write", [item])
-                    except Conflict:
-                        self.tally.rejected["id already names a different memory"] += 1
+                    except refused as exc:
+                        self.tally.rejected[CONFLICT if isinstance(exc, Conflict) else str(exc)[:120]] += 1
             for _, created in stored:
                 if created:
                     self.tally.stored += 1
@@ -255,25 +299,21 @@ class Backfill:
         return groups
 
     async def _call(self, shard: int, method: str, *args: Any) -> Any:
-        """A shard call, retried with backoff while the shard is busy or restarting."""
-        from shards.errors import StorageUnavailable
+        """A shard call, retried with capped backoff while the shard is busy, restarting or
+        catching up its indexes (which can take minutes), up to RETRY_DEADLINE_S."""
+        from serve.errors import is_transient
 
-        transient: tuple[type[BaseException], ...] = (StorageUnavailable,)
-        try:
-            from ray.exceptions import ActorDiedError, ActorUnavailableError
-            from ray.serve.exceptions import BackPressureError
-
-            transient += (BackPressureError, ActorUnavailableError, ActorDiedError)
-        except ImportError:
-            pass
-        for attempt in range(RETRIES):
+        deadline = time.monotonic() + RETRY_DEADLINE_S
+        delay = 0.5
+        while True:
             try:
                 return await self.handles[shard].call.remote(method, *args)
-            except transient as exc:
-                if attempt == RETRIES - 1:
+            except Exception as exc:
+                if not is_transient(exc) or time.monotonic() + delay > deadline:
                     raise
-                log.warning("shard %d busy (%s); retrying", shard, type(exc).__name__)
-                await asyncio.sleep(0.5 * 2 ** attempt)
+                log.warning("shard %d unavailable (%s); retrying in %.0f s", shard, type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 15.0)
 
 
 def batches(dataset: Any, batch_size: int) -> Iterator[list[dict[str, Any]]]:
@@ -281,7 +321,17 @@ def batches(dataset: Any, batch_size: int) -> Iterator[list[dict[str, Any]]]:
         yield frame.to_dict("records")
 
 
-async def run(args: argparse.Namespace, cfg: EngramConfig) -> dict[str, Any]:
+def check_mapping(mapping: dict[str, str], default_namespace: str | None) -> None:
+    if "content" not in mapping:
+        raise SystemExit("the input has no `content` column: map one with --map content=COLUMN")
+    if "namespace" not in mapping and default_namespace is None:
+        raise SystemExit("no namespace: map a column (--map namespace=COLUMN) or give --namespace NAME")
+    if "id" not in mapping and "event_time" not in mapping:
+        log.warning("neither an id nor an event_time column is mapped: rows of one namespace with "
+                    "the same content get the same id and are stored once")
+
+
+async def run(args: argparse.Namespace, cfg: EngramConfig, tally: Tally) -> None:
     import ray
     from ray import serve
 
@@ -289,15 +339,15 @@ async def run(args: argparse.Namespace, cfg: EngramConfig) -> dict[str, Any]:
 
     dataset = read_dataset(args.input, input_format(args.input, args.format))
     mapping = column_mapping(args.map, list(dataset.columns()))
-    if "content" not in mapping:
-        raise SystemExit("the input has no `content` column: map one with --map content=COLUMN")
-    job = Backfill(cfg, args.app, mapping, args.namespace)
+    check_mapping(mapping, args.namespace)
+    job = Backfill(cfg, args.app, mapping, args.namespace, tally)
 
-    gpus = int(ray.cluster_resources().get("GPU", 0))  # type: ignore[no-untyped-call]
+    # GPUs free now: the Embedder and Reranker replicas hold theirs.
+    gpus = int(ray.available_resources().get("GPU", 0))  # type: ignore[no-untyped-call]
     per_actor = 1 if gpus and args.gpus != 0 else 0
     actors = args.embed_actors or max(1, gpus if per_actor else 1)
 
-    @ray.remote
+    @ray.remote(max_restarts=2, max_task_retries=2)  # a lost node or an OOM is retried, not fatal
     class EmbedWorker:
         """One embedding model; on a GPU when the actor has one (device auto)."""
 
@@ -306,26 +356,21 @@ async def run(args: argparse.Namespace, cfg: EngramConfig) -> dict[str, Any]:
 
             self.model = build_embedder(EmbedderConfig.model_validate(embedder_cfg))
 
-        def dim(self) -> int:
-            return int(self.model.dim)
-
         def embed(self, texts: list[str]) -> list[list[float]]:
             return self.model.embed(texts)
 
     pool = [EmbedWorker.options(num_gpus=per_actor, num_cpus=args.cpus_per_actor)  # type: ignore[attr-defined]
             .remote(cfg.embedder.model_dump(mode="json")) for _ in range(actors)]
-    served = await serve.get_deployment_handle("Embedder", app_name=args.app).dim.remote()
-    ours = await pool[0].dim.remote()
-    if served != ours:
-        raise SystemExit(f"the service embeds {served}-d vectors and this job's embedder "
-                         f"{ours}-d: pass the --config the app was deployed with")
+    await check_layout(job, pool[0], args.app)
     log.info("backfill of %s: %d embedding actor(s), %s GPU each; columns %s",
              args.input, actors, per_actor, mapping)
 
     in_flight: deque[tuple[Prepared, Any]] = deque()
     job.tally.started = last_report = time.time()  # memories/s counts loading, not model start
+    pace = Pace(args.max_rows_per_second)
     turn = 0
     for rows in batches(dataset, args.batch_size):
+        await pace.wait(len(rows))
         job.tally.read += len(rows)
         prepared = await job.prepare(rows)
         if prepared.items:
@@ -344,7 +389,53 @@ async def run(args: argparse.Namespace, cfg: EngramConfig) -> dict[str, Any]:
     while in_flight:
         done, ref = in_flight.popleft()
         await job.write(done, await ref)
-    return job.tally.summary()
+    job.tally.complete = True
+
+
+class Pace:
+    """At most `per_second` rows a second (0: no limit): a backfill that leaves room for
+    the live traffic of the same cluster."""
+
+    def __init__(self, per_second: float) -> None:
+        self.per_second = per_second
+        self.start = time.monotonic()
+        self.rows = 0
+
+    async def wait(self, rows: int) -> None:
+        if self.per_second > 0:
+            ahead = self.rows / self.per_second - (time.monotonic() - self.start)
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+        self.rows += rows
+
+
+async def check_layout(job: Backfill, worker: Any, app: str, timeout_s: float = 600) -> None:
+    """Refuse to write anything unless the running app has the shards and the embedding
+    model this job was configured with: a wrong shard count would file memories where
+    recall never looks, and another model would store vectors no query matches."""
+    from ray import serve
+
+    dim = None
+    for i in range(job.cfg.shard_count):
+        index, count, dim = await job._call(i, "layout")
+        if (index, count) != (i, job.cfg.shard_count):
+            raise SystemExit(f"Shard{i} of app {app!r} holds shard {index} of {count}, but "
+                             f"--config says {job.cfg.shard_count} shards: pass the config the "
+                             "app was deployed with")
+    probe = "engram backfill probe: is this the model the service embeds with?"
+    served = serve.get_deployment_handle("Embedder", app_name=app).embed_many.remote([probe])
+    try:
+        [ours] = await asyncio.wait_for(asyncio.wrap_future(worker.embed.remote([probe]).future()), timeout_s)
+    except asyncio.TimeoutError:
+        raise SystemExit(f"no embedding actor started within {timeout_s:.0f} s: the cluster has no "
+                         "free CPU or GPU for one (see `ray status`); lower --cpus-per-actor or "
+                         "pass --gpus 0") from None
+    [theirs] = await served
+    cosine = sum(a * b for a, b in zip(ours, theirs))
+    if len(ours) != dim or len(theirs) != dim or cosine < 0.98:
+        raise SystemExit(f"this job's embedder ({job.cfg.embedder.model}, {len(ours)}-d) is not the "
+                         f"service's ({len(theirs)}-d, cosine {cosine:.2f} on a probe): pass the "
+                         "--config the app was deployed with")
 
 
 def load_config(path: Path, app: str) -> EngramConfig:
@@ -357,7 +448,7 @@ def load_config(path: Path, app: str) -> EngramConfig:
 
 def print_summary(summary: dict[str, Any]) -> None:
     print("\n| backfill | |\n|---|---:|")
-    for key in ("rows_read", "stored", "skipped", "rejected", "seconds", "memories_per_s"):
+    for key in ("complete", "rows_read", "stored", "skipped", "rejected", "seconds", "memories_per_s"):
         print(f"| {key.replace('_', ' ')} | {summary[key]} |")
     for reason, count in sorted(summary["rejected_reasons"].items(), key=lambda kv: -kv[1]):
         print(f"| rejected: {reason} | {count} |")
@@ -379,6 +470,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="1: one GPU per embedding actor where the cluster has GPUs; 0: CPU")
     parser.add_argument("--cpus-per-actor", type=float, default=1.0)
     parser.add_argument("--progress-seconds", type=float, default=5.0)
+    parser.add_argument("--max-rows-per-second", type=float, default=0,
+                        help="read at most this many rows a second (0: no limit), to leave room for live traffic")
     parser.add_argument("--report", type=Path, default=None, help="write the summary here as JSON")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
@@ -387,10 +480,14 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = load_config(args.config, args.app)
     ray.init(address="auto", log_to_driver=True)
-    summary = asyncio.run(run(args, cfg))
-    print_summary(summary)
-    if args.report:
-        args.report.write_text(json.dumps(summary, indent=2))
+    tally = Tally()
+    try:
+        asyncio.run(run(args, cfg, tally))
+    finally:  # a job that fails midway still says how far it got (complete: false)
+        summary = tally.summary()
+        print_summary(summary)
+        if args.report:
+            args.report.write_text(json.dumps(summary, indent=2))
     return 0
 
 

@@ -170,16 +170,39 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return _error_response(request, exc)
 
 
-async def _observe(request: Request, call_next: Any) -> Any:
-    start = time.perf_counter()
-    try:
-        response = await call_next(request)
-    except Exception as exc:  # errors raised past the handlers (e.g. from Serve itself)
-        response = _error_response(request, exc)
-    route = request.scope.get("route")
-    observe(getattr(route, "path", "unmatched"), request.method, response.status_code,
-            time.perf_counter() - start)
-    return response
+class ObserveMiddleware:
+    """Request metrics per route, and a JSON error for anything raised past the handlers
+    (e.g. from Serve itself). A plain ASGI middleware: Starlette's BaseHTTPMiddleware runs
+    every request through an extra task and a memory stream."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+        started = False
+
+        async def send_observed(message: dict[str, Any]) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                status, started = int(message["status"]), True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_observed)
+        except Exception as exc:
+            if started:  # the answer is on its way: nothing better to send
+                raise
+            response = _error_response(Request(scope), exc)
+            status = response.status_code
+            await response(scope, receive, send)
+        finally:
+            route = scope.get("route")
+            observe(getattr(route, "path", "unmatched"), scope["method"], status, time.perf_counter() - start)
 
 
 def ok(body: Any, status: int = 200) -> JSONResponse:
@@ -541,7 +564,7 @@ def create_app(svc: MemoryService, store: SQLiteControlStore) -> FastAPI:
     api.add_exception_handler(RequestValidationError, _request_validation)  # type: ignore[arg-type]
     api.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     api.add_exception_handler(Exception, _unexpected)
-    api.middleware("http")(_observe)
+    api.add_middleware(ObserveMiddleware)
     api.include_router(router)
     api.state.service = svc
     api.state.control = store

@@ -137,6 +137,7 @@ class RouterDeployment:
         """reranker: the Reranker's handle, or None when no reranker.model is configured."""
         config = EngramConfig.from_args(cfg)
         self.control = SQLiteControlStore(config.data_dir / "control.db")
+        self.control.check_shard_count(config.shard_count)  # recorded on first start
         root = os.environ.get(config.auth.root_key_env)
         if root:
             self.control.ensure_root_key(root)

@@ -108,3 +108,9 @@ def from_exception(exc: BaseException) -> ApiError:
         return unavailable(exc)
     name = type(exc).__name__
     return ApiError(500, "INTERNAL_ERROR", f"internal error ({name}); see the server log")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth retrying: overload, a restarting replica, an index server that is down (what
+    the API answers with 503 and Retry-After)."""
+    return from_exception(exc).status == 503

@@ -38,10 +38,14 @@ class ElasticsearchConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    url: str = "http://127.0.0.1:9200"
+    # One node or several (the client spreads requests and retries across them).
+    url: str | list[str] = "http://127.0.0.1:9200"
+    # The CA that signed the cluster's certificate (Elasticsearch 8 turns TLS on by default
+    # with its own CA); None: the system's trust store.
+    ca_certs: str | None = None
     # The name of the environment variable holding an API key, never the key itself.
     api_key_env: str = "ENGRAM_ES_API_KEY"
-    index_prefix: str = Field("engram_", pattern=r"^[a-z0-9_][a-z0-9_.-]*$", max_length=64)
+    index_prefix: str = Field("engram_", pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=64)
     # false: bulk writes without a refresh, and this shard refreshes before its next search
     # (read-your-writes for a shard's own replica, no refresh per store); wait_for: every
     # write waits until all readers see it (several replicas per shard; up to 1 s a store).

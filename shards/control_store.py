@@ -69,8 +69,8 @@ class SQLiteControlStore:
         if stored != shard_count:
             raise LayoutMismatch(
                 f"the data under {self.path.parent} is split over {stored} shards but the "
-                f"config asks for {shard_count}; set shard_count: {stored}, or change it with "
-                f"`ray job submit -- python -m cluster.reshard --to {shard_count}`",
+                f"config asks for {shard_count}; set shard_count: {stored} (existing data cannot "
+                "be moved to another shard count yet: that needs a resharding job)",
                 "shard_count",
             )
 

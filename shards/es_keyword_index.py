@@ -14,7 +14,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from shards.errors import LayoutMismatch, StorageUnavailable
+from shards.errors import LayoutMismatch, ShardError, StorageUnavailable
 from shards.indexes import IndexFilter, IndexRow
 from shards.tantivy_index import CONTEXT_BOOST, query_terms
 from shards.types import Hit
@@ -38,15 +38,17 @@ MAPPINGS: dict[str, Any] = {
 }
 
 
-def connect(url: str, api_key: str | None = None, *, request_timeout: float = 30.0,
-            max_retries: int = 5) -> Any:
-    """A client that retries 429/5xx and timeouts with backoff across the cluster's nodes."""
+def connect(hosts: str | list[str], api_key: str | None = None, *, request_timeout: float = 30.0,
+            max_retries: int = 5, ca_certs: str | None = None) -> Any:
+    """A client that retries 429/5xx and timeouts with backoff, across the given nodes."""
     try:
         from elasticsearch import Elasticsearch
     except ImportError as exc:  # pragma: no cover - the service extra installs it
         raise ImportError("the Elasticsearch backends need `pip install 'elasticsearch>=8.13,<9'`") from exc
-    return Elasticsearch(url, api_key=api_key or None, request_timeout=request_timeout,
-                         max_retries=max_retries, retry_on_status=RETRY_STATUSES, retry_on_timeout=True)
+    tls: dict[str, Any] = {"ca_certs": ca_certs} if ca_certs else {}
+    return Elasticsearch(hosts, api_key=api_key or None, request_timeout=request_timeout,
+                         max_retries=max_retries, retry_on_status=RETRY_STATUSES, retry_on_timeout=True,
+                         **tls)
 
 
 class ElasticsearchKeywordIndex:
@@ -61,6 +63,7 @@ class ElasticsearchKeywordIndex:
         self._dirty = False
         self._lock = threading.RLock()
         self.recreated = False  # the shard re-indexes from its record store when True
+        self._shards, self._replicas = shards, replicas
         self._call(self._ensure_index, shards, replicas)
 
     def _ensure_index(self, shards: int, replicas: int) -> None:
@@ -102,14 +105,14 @@ class ElasticsearchKeywordIndex:
             _, errors = helpers.bulk(self._es, actions, refresh=self._write_refresh,
                                      max_retries=5, initial_backoff=0.5, raise_on_error=False)
             items: list[dict[str, Any]] = errors if isinstance(errors, list) else []
-            failed = [e for e in items if list(e.values())[0].get("status") != 404]
+            failed = [e for e in items if not ("delete" in e and e["delete"].get("status") == 404)]
             if failed:
                 raise StorageUnavailable(f"keyword index {self.index}: {len(failed)} bulk "
                                          f"items failed, first: {failed[0]}", "keywords")
 
         with self._lock:
+            self._dirty = self._write_refresh == "false"  # before: a bulk can partly succeed
             self._call(run)
-            self._dirty = self._write_refresh == "false"
 
     def search(self, text: str, flt: IndexFilter, limit: int) -> list[Hit]:
         terms = query_terms(text)
@@ -144,9 +147,10 @@ class ElasticsearchKeywordIndex:
             return int(self._call(self._es.count, index=self.index)["count"])
 
     def clear(self) -> None:
+        """Delete and recreate: cheaper than deleting every document by query."""
         with self._lock:
-            self._call(self._es.delete_by_query, index=self.index, query={"match_all": {}},
-                       refresh=True, conflicts="proceed")
+            self._call(self._es.indices.delete, index=self.index)
+            self._call(self._ensure_index, self._shards, self._replicas)
             self._dirty = False
 
     def close(self) -> None:
@@ -161,6 +165,14 @@ class ElasticsearchKeywordIndex:
 
         try:
             return fn(*args, **kwargs)
-        except (ApiError, TransportError) as exc:
-            raise StorageUnavailable(f"keyword index {self.index} on Elasticsearch failed: {exc}",
+        except TransportError as exc:  # unreachable, timed out: worth a retry later
+            raise StorageUnavailable(f"keyword index {self.index}: Elasticsearch unreachable: {exc}",
                                      "keywords") from exc
+        except ApiError as exc:
+            if exc.meta.status in RETRY_STATUSES:  # still busy after the client's own retries
+                raise StorageUnavailable(f"keyword index {self.index}: Elasticsearch busy: {exc}",
+                                         "keywords") from exc
+            # 400/401/403/...: configuration or mapping, which no retry fixes
+            raise ShardError(f"keyword index {self.index}: Elasticsearch refused the request "
+                             f"({exc.meta.status}): {exc}; check storage.elasticsearch (url, "
+                             "credentials in $ENGRAM_ES_API_KEY, index_prefix)", "keywords") from exc

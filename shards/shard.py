@@ -65,8 +65,8 @@ def check_layout(records: SQLiteRecordStore, index: int, shard_count: int, dim: 
         elif stored != value:
             raise LayoutMismatch(
                 f"shard {index} under {records.path.parent} was written with {key}={stored}, "
-                f"but the config asks for {value}; set it back to {stored}, or move the data "
-                "with the reshard job (python -m cluster.reshard)", key,
+                f"but the config asks for {value}; set it back to {stored} (data cannot be "
+                "moved to another layout in place)", key,
             )
 
 
@@ -101,7 +101,7 @@ def open_keyword_index(cfg: EmbeddedStorageConfig, root: Path, index: int,
     from shards.es_keyword_index import ElasticsearchKeywordIndex, connect
 
     client = connect(es.url, es.api_key(), request_timeout=es.request_timeout_s,
-                     max_retries=es.max_retries)
+                     max_retries=es.max_retries, ca_certs=es.ca_certs)
     return ElasticsearchKeywordIndex(
         client, f"{es.index_prefix}shard_{index:03d}_keywords", owner=record_store_id(records),
         write_refresh=es.write_refresh, shards=es.number_of_shards, replicas=es.number_of_replicas)
@@ -115,7 +115,7 @@ class Shard:
         "touch_session", "sessions", "all_sessions", "ensure_namespace", "namespaces",
         "namespace_stats", "drop_namespace", "stats", "catch_up_indexes", "rebuild_indexes",
         "checkpoint", "memory_graph", "associated", "memory_entities", "neighborhood",
-        "after_recall", "stored_status",
+        "after_recall", "stored_status", "layout",
     })
     def __init__(self, index: int, shard_count: int, dim: int, records: SQLiteRecordStore,
                  vectors: VectorIndex, keywords: KeywordIndex, *, exact_search_max_rows: int = 20_000,
@@ -132,6 +132,7 @@ class Shard:
         self._exact = ExactVectorCache(
             lambda ns_id: NamespaceVectors.from_rows(self.records.namespace_vector_rows(ns_id), dim),
             exact_cache_bytes)
+        self._indexes_behind = False  # an index write failed since the last checkpoint
         self.graph_seeds = 5  # top hits per channel whose entities the graph channel follows
         self.hub_fraction = 0.05  # entities in more of a namespace's memories are hubs
         self.hub_min = 20
@@ -200,19 +201,26 @@ class Shard:
     def _apply(self, keys: Sequence[int], keywords_only: Sequence[int] = ()) -> None:
         """Bring both indexes in line with the record store for these keys (and the keyword
         index alone for `keywords_only`: turns whose context changed, not their vector)."""
-        for start in range(0, len(keys), 1000):
-            chunk = keys[start:start + 1000]
-            rows, gone = self._index_rows(chunk)
-            self._exact.invalidate(list({r.ns_id for r in rows}))
-            self._exact.invalidate_keys(gone)
-            self.vectors.delete(gone)
-            self.keywords.delete(gone)
-            self.vectors.upsert(rows)
-            self.keywords.upsert(rows)
-        if keywords_only:
-            rows, gone = self._index_rows(keywords_only)
-            self.keywords.delete(gone)
-            self.keywords.upsert(rows)
+        try:
+            for start in range(0, len(keys), 1000):
+                chunk = keys[start:start + 1000]
+                rows, gone = self._index_rows(chunk)
+                self._exact.invalidate(list({r.ns_id for r in rows}))
+                self._exact.invalidate_keys(gone)
+                self.vectors.delete(gone)
+                self.keywords.delete(gone)
+                self.vectors.upsert(rows)
+                self.keywords.upsert(rows)
+            if keywords_only:
+                rows, gone = self._index_rows(keywords_only)
+                self.keywords.delete(gone)
+                self.keywords.upsert(rows)
+        except Exception:
+            # The write is durable and its keys are in the index log; the next checkpoint
+            # must re-apply them before it trims the log, or an index server's failure
+            # here would leave them unindexed for good.
+            self._indexes_behind = True
+            raise
 
     def catch_up_indexes(self) -> int:
         """Re-index whatever the record store logged that the indexes may have missed."""
@@ -231,6 +239,9 @@ class Shard:
             seq, keys = self.records.pending_index_keys()
             if not keys:
                 return
+            if self._indexes_behind:
+                self._apply(keys)  # raises again while the index is still down: the log stays
+                self._indexes_behind = False
             self.vectors.flush()
             self.keywords.flush()
             self.records.mark_indexed(seq)
@@ -576,6 +587,10 @@ class Shard:
             return len(keys)
 
     # -- lifecycle ----------------------------------------------------------------------
+    def layout(self) -> tuple[int, int, int]:
+        """(index, shard_count, embedding dim) as recorded with this shard's data."""
+        return self.index, self.shard_count, self.dim
+
     def stats(self) -> ShardStats:
         memories, namespaces, sessions, pending = self.records.counts()
         return ShardStats(memories, namespaces, sessions, pending)

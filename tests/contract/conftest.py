@@ -63,7 +63,9 @@ def elasticsearch() -> Iterator[ElasticsearchConfig]:
                               number_of_replicas=0)
     yield cfg
     client = connect(cfg.url, cfg.api_key())
-    client.indices.delete(index=f"{cfg.index_prefix}*", allow_no_indices=True)
+    # By name: Elasticsearch 8 refuses wildcard deletes (action.destructive_requires_name).
+    for name in client.indices.get(index=f"{cfg.index_prefix}*", allow_no_indices=True):
+        client.indices.delete(index=name)
     client.close()
 
 

@@ -41,8 +41,8 @@ def index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     try:
         yield idx
     finally:
-        connect(str(ES_URL), os.environ.get("ENGRAM_ES_API_KEY")).indices.delete(index=name)
         idx.close()
+        connect(str(ES_URL), os.environ.get("ENGRAM_ES_API_KEY")).indices.delete(index=name)
 
 
 def row(key: int, content: str, ns_id: int = 1, *, context: str = "", memory_type: str = "episodic",
@@ -99,3 +99,26 @@ def test_clear_empties_it(index: Any) -> None:
     index.upsert([row(k, f"memory number {k}") for k in range(1, 6)])
     index.clear()
     assert index.count() == 0 and keys(index, "memory") == []
+
+
+@pytest.mark.elasticsearch
+@pytest.mark.skipif(not ES_URL, reason="needs an Elasticsearch server: set ENGRAM_ES_URL (none can "
+                                       "be installed on this machine)")
+def test_an_existing_index_reopens_for_its_store_only() -> None:
+    from shards.errors import LayoutMismatch
+    from shards.es_keyword_index import ElasticsearchKeywordIndex, connect
+
+    client = connect(str(ES_URL), os.environ.get("ENGRAM_ES_API_KEY"))
+    name = f"engram_test_{uuid.uuid4().hex[:12]}"
+    try:
+        first = ElasticsearchKeywordIndex(client, name, owner="store-a", replicas=0)
+        assert first.recreated
+        first.upsert([row(1, "kept across reopening")])
+        first.flush()
+        again = ElasticsearchKeywordIndex(client, name, owner="store-a", replicas=0)
+        assert not again.recreated and keys(again, "reopening") == [1]
+        with pytest.raises(LayoutMismatch):
+            ElasticsearchKeywordIndex(client, name, owner="store-b", replicas=0)
+    finally:
+        client.indices.delete(index=name)
+        client.close()

@@ -225,6 +225,27 @@ def test_after_recall_counts_touches_and_fetches_neighbours_in_one_call(open_sha
     assert m.access_count == 1
 
 
+def test_a_failed_index_write_is_reapplied_before_the_log_is_trimmed(open_shard: OpenShard,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """An index server that fails after the record commits (client retries spent): the
+    store is durable and answered with an error; the next checkpoint indexes it."""
+    from shards.errors import StorageUnavailable
+
+    shard = open_shard()
+    real_upsert = shard.keywords.upsert
+
+    def down(rows: object) -> None:
+        raise StorageUnavailable("keyword index down", "keywords")
+
+    monkeypatch.setattr(shard.keywords, "upsert", down)
+    with pytest.raises(StorageUnavailable):
+        shard.write([mem("a", "ns", "the harbour regatta")])
+    monkeypatch.setattr(shard.keywords, "upsert", real_upsert)
+    shard.checkpoint()
+    assert shard.records.pending_index_keys()[1] == []
+    assert ids(shard.recall_candidates("ns", None, "regatta", RecallFilter(), 10, graph=False, session=False)) == ["a"]
+
+
 def test_forgotten_words_leave_the_next_turns_context(open_shard: OpenShard) -> None:
     """Turns are indexed with the turns around them; forgetting a turn re-indexes the next."""
     shard = open_shard()

@@ -21,9 +21,11 @@ def job_client(engram: Engram) -> Any:
     return JobSubmissionClient(engram.dashboard_url)
 
 
-def submit(engram: Engram, tmp: Path, data: Path, *extra: str) -> tuple[str, Path]:
-    config = tmp / "serve.yaml"
-    config.write_text(yaml.safe_dump({"applications": [{"name": "engram", "args": engram.config}]}))
+def submit(engram: Engram, tmp: Path, data: Path, *extra: str,
+           config_args: dict[str, Any] | None = None) -> tuple[str, Path]:
+    config = tmp / f"serve-{uuid.uuid4().hex[:6]}.yaml"
+    args = config_args or engram.config
+    config.write_text(yaml.safe_dump({"applications": [{"name": "engram", "args": args}]}))
     report = tmp / f"report-{uuid.uuid4().hex[:6]}.json"
     entrypoint = " ".join([
         sys.executable, "-m", "cluster.backfill", "--input", str(data), "--config", str(config),
@@ -84,6 +86,7 @@ def test_backfill_job_stores_once_and_recall_finds_it(engram: Engram, tmp_path: 
     job_id, report = submit(engram, tmp_path, path, "--batch-size", "8")
     assert wait(engram, job_id) == "SUCCEEDED", job_client(engram).get_job_logs(job_id)[-3000:]
     summary = yaml.safe_load(report.read_text())
+    assert summary["complete"] is True
     assert summary["rows_read"] == 33 and summary["stored"] == 30 and summary["skipped"] == 1
     assert summary["rejected"] == 2, summary["rejected_reasons"]
     assert any("content" in r for r in summary["rejected_reasons"])
@@ -116,7 +119,9 @@ def test_a_killed_backfill_resumes_without_duplicates(engram: Engram, tmp_path: 
     frame.to_csv(path, index=False)
 
     client = job_client(engram)
-    job_id, _ = submit(engram, tmp_path, path, "--batch-size", "4", "--progress-seconds", "0.2")
+    # Paced to 100 rows/s, so the job is still running (6 s or more) when it is stopped.
+    job_id, _ = submit(engram, tmp_path, path, "--batch-size", "4", "--progress-seconds", "0.2",
+                       "--max-rows-per-second", "100")
     deadline = time.time() + 300
     while "progress:" not in client.get_job_logs(job_id) or \
             sum(stats_or_zero(engram, f"{prefix}-{k}") for k in range(3)) == 0:
@@ -138,3 +143,18 @@ def stats_or_zero(engram: Engram, namespace: str) -> int:
     with engram.http() as c:
         r = c.get(f"/v1/agents/{namespace}/stats")
         return int(r.json()["total_memories"]) if r.status_code == 200 else 0
+
+
+def test_a_job_configured_for_another_layout_writes_nothing(engram: Engram, tmp_path: Path) -> None:
+    import pandas as pd
+
+    prefix = f"bf-{uuid.uuid4().hex[:8]}"
+    path = tmp_path / "history.parquet"
+    pd.DataFrame(rows(prefix, 6)).to_parquet(path)
+    wrong = {**engram.config, "shard_count": engram.config["shard_count"] + 1}
+    job_id, report = submit(engram, tmp_path, path, config_args=wrong)
+    assert wait(engram, job_id) == "FAILED"
+    logs = job_client(engram).get_job_logs(job_id)
+    assert "pass the config the app was deployed with" in logs
+    assert yaml.safe_load(report.read_text())["stored"] == 0
+    assert sum(stats_or_zero(engram, f"{prefix}-{k}") for k in range(3)) == 0

@@ -7,7 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cluster.backfill import column_mapping, field_value, input_format, memory_id
+import datetime
+import decimal
+
+from cluster.backfill import check_mapping, column_mapping, field_value, input_format, memory_id
 
 
 def test_columns_of_the_fields_own_names_need_no_mapping() -> None:
@@ -34,11 +37,25 @@ def test_a_bad_column_mapping_says_what_to_do(pair: str) -> None:
     ("event_time", pd.Timestamp("2024-05-08T00:00:00"), 1715126400.0),  # naive is UTC
     ("event_time", pd.Timestamp("2024-05-08T02:00:00+02:00"), 1715126400.0),
     ("event_time", "2024-05-08", "2024-05-08"),           # text is parsed by the API's rules
+    ("event_time", datetime.date(2024, 5, 8), "2024-05-08"),  # CSV dates arrive as dates
+    ("event_time", pd.NaT, None),
+    ("metadata", {"d": datetime.date(2024, 5, 8), "x": decimal.Decimal("1.5"), "b": b"hi"},
+     {"d": "2024-05-08", "x": 1.5, "b": "hi"}),            # what JSON can hold
+    ("id", "", None),                                     # an empty CSV cell is no id
+    ("namespace", "   ", None),
     ("id", np.int64(42), "42"),                           # numeric external ids are ids
     ("content", "  kept as is ", "  kept as is "),
 ])
 def test_cells_become_plain_values(field: str, cell: object, value: object) -> None:
     assert field_value(field, cell) == value
+
+
+def test_a_job_without_content_or_namespace_refuses_to_start() -> None:
+    with pytest.raises(SystemExit, match="content"):
+        check_mapping({"namespace": "customer"}, None)
+    with pytest.raises(SystemExit, match="namespace"):
+        check_mapping({"content": "text"}, None)
+    check_mapping({"content": "text"}, "support-bot")  # a constant namespace will do
 
 
 def test_a_row_without_an_id_always_gets_the_same_one() -> None:

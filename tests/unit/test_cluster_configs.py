@@ -12,6 +12,12 @@ from serve.config import EngramConfig
 CLUSTER = Path(__file__).resolve().parents[2] / "cluster"
 
 
+def assert_known(section: dict[str, Any], schema: Any) -> None:
+    fields = getattr(schema, "model_fields", None) or schema.__fields__
+    unknown = set(section) - set(fields)
+    assert not unknown, f"unknown {schema.__name__} keys: {sorted(unknown)}"
+
+
 def rayservice() -> dict[str, Any]:
     docs = list(yaml.safe_load_all((CLUSTER / "kuberay" / "rayservice.yaml").read_text()))
     return next(d for d in docs if d["kind"] == "RayService")
@@ -26,10 +32,22 @@ def serve_configs() -> list[tuple[str, dict[str, Any]]]:
 
 @pytest.mark.parametrize(("name", "doc"), serve_configs(), ids=[n for n, _ in serve_configs()])
 def test_serve_config_is_valid(name: str, doc: dict[str, Any]) -> None:
-    from ray.serve.schema import ServeDeploySchema
+    from ray.serve.schema import (
+        DeploymentSchema,
+        RayActorOptionsSchema,
+        ServeApplicationSchema,
+        ServeDeploySchema,
+    )
 
     ServeDeploySchema.parse_obj(doc)  # what `serve deploy` checks
     [app] = doc["applications"]
+    # Serve's schema lets unknown keys through (a typo such as max_ongoing_request would be
+    # silently ignored): every key must be one it knows.
+    assert_known(doc, ServeDeploySchema)
+    assert_known(app, ServeApplicationSchema)
+    for deployment in app["deployments"]:
+        assert_known(deployment, DeploymentSchema)
+        assert_known(deployment.get("ray_actor_options", {}), RayActorOptionsSchema)
     cfg = EngramConfig.from_args(app["args"])  # what build_app checks
     names = {d["name"] for d in app["deployments"]}
     assert {f"Shard{i}" for i in range(cfg.shard_count)} <= names, "one entry per shard"
@@ -42,4 +60,4 @@ def test_kuberay_manifest_embeds_the_production_config() -> None:
     manifest = rayservice()
     embedded = yaml.safe_load(manifest["spec"]["serveConfigV2"])
     production = yaml.safe_load((CLUSTER / "serve.production.yaml").read_text())
-    assert embedded["applications"] == production["applications"]
+    assert embedded == production

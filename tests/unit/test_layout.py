@@ -11,7 +11,8 @@ from shards.errors import LayoutMismatch
 
 
 def test_build_app_refuses_another_shard_count(tmp_path: Path) -> None:
-    build_app({"shard_count": 2, "storage": {"data_dir": str(tmp_path)}})
+    build_app({"shard_count": 2, "storage": {"data_dir": str(tmp_path)}})  # no data yet: fine
+    SQLiteControlStore(tmp_path / "control.db").check_shard_count(2)  # what the Router records
     with pytest.raises(LayoutMismatch, match="split over 2 shards but the config asks for 3"):
         build_app({"shard_count": 3, "storage": {"data_dir": str(tmp_path)}})
     build_app({"shard_count": 2, "storage": {"data_dir": str(tmp_path)}})  # the same count is fine
