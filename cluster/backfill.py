@@ -317,8 +317,10 @@ class Backfill:
 
 
 def batches(dataset: Any, batch_size: int) -> Iterator[list[dict[str, Any]]]:
-    for frame in dataset.iter_batches(batch_size=batch_size, batch_format="pandas"):
-        yield frame.to_dict("records")
+    """Rows as plain Python from Arrow: ints stay ints when a column has nulls (pandas would
+    make them floats: an id 123 read back as "123.0"), nulls are None, lists are lists."""
+    for table in dataset.iter_batches(batch_size=batch_size, batch_format="pyarrow"):
+        yield table.to_pylist()
 
 
 def check_mapping(mapping: dict[str, str], default_namespace: str | None) -> None:
