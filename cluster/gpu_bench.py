@@ -91,7 +91,7 @@ def rerank_latency(model: str, device: str, runs: int) -> tuple[float, float, st
         reranker.score_pairs(pairs)
         ms.append((time.perf_counter() - start) * 1000)
     ordered = sorted(ms)
-    return statistics.median(ms), ordered[math.ceil(0.95 * len(ordered)) - 1], reranker.device
+    return statistics.median(ms), ordered[math.ceil(0.95 * len(ordered)) - 1], reranker.precision
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,8 +114,8 @@ def main(argv: list[str] | None = None) -> int:
                              ("bge-large-shaped BERT-24x1024 (random weights)", str(large))):
             rate, precision, dim = embeddings_per_s(model, args.device, texts, args.batch)
             rows.append((f"embed {label}, {dim}-d, {precision}, batch {args.batch}", f"{rate:,.0f} texts/s"))
-        p50, p95, device = rerank_latency(str(cross), args.device, args.rerank_runs)
-        rows.append(("rerank 50 candidates, MiniLM-L6-shaped cross-encoder (random weights)",
+        p50, p95, precision = rerank_latency(str(cross), args.device, args.rerank_runs)
+        rows.append((f"rerank 50 candidates, MiniLM-L6-shaped cross-encoder (random weights), {precision}",
                      f"p50 {p50:.1f} / p95 {p95:.1f} ms"))
     name = torch.cuda.get_device_name(0) if args.device == "cuda" else f"CPU, {torch.get_num_threads()} torch thread(s)"
     print(f"\nGPU benchmark on {name} ({args.texts} texts of ~15 words)\n")

@@ -38,7 +38,11 @@ class RerankerConfig(BaseModel):
     # A local folder (CrossEncoder.save_pretrained) or a hub id already in the local cache;
     # None: reranking is off and recall says so.
     model: str | None = None
-    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda (half precision) when present
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda when present
+    # auto: float16 on CUDA, float32 on CPU. bfloat16 on a CPU that computes it natively
+    # halves the time (50 candidates: 480 -> 280 ms on one core here) but moves logits by
+    # ~0.1, which can swap close passages: opt in where that is measured to be harmless.
+    precision: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     torch_threads: int = Field(1, ge=1)
     # Pairs per forward pass; the Reranker fills passes with pairs from concurrent recalls.
     max_batch_size: int = Field(8, ge=1)

@@ -48,8 +48,10 @@ class CrossEncoderReranker:
                              "reranker gives one relevance logit per pair (num_labels=1)")
         self.max_length = cfg.max_length or self._model_max_length(model)
         model.max_seq_length = self.max_length
-        if self.device == "cuda":
-            model.half()
+        self.precision = ("float16" if self.device == "cuda" else "float32") if cfg.precision == "auto" \
+            else cfg.precision
+        if self.precision != "float32":
+            model.to(getattr(torch, self.precision))
         self._model = model
         self._batch_size = cfg.max_batch_size
         log.info("reranker loaded", extra={"model": self.name, "device": self.device,

@@ -40,7 +40,8 @@ def model_path(tiny_cross_encoder_path: Path) -> Path:
 @pytest.fixture(scope="module")
 def config(model_path: Path) -> RerankerConfig:
     # 4 pairs per pass: one call of 7 passages spans passes, concurrent calls share them.
-    return RerankerConfig(model=str(model_path), device="cpu", max_batch_size=4,
+    # float32: the comparisons are to 1e-4, which bfloat16's padding differences exceed.
+    return RerankerConfig(model=str(model_path), device="cpu", precision="float32", max_batch_size=4,
                           batch_wait_timeout_s=0.02, max_candidates=10)
 
 

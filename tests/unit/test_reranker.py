@@ -26,8 +26,8 @@ def model_path(tiny_cross_encoder_path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def reranker(model_path: Path) -> CrossEncoderReranker:
-    # CPU even where a GPU exists: the comparisons below are to float32 precision, not fp16.
-    cfg = RerankerConfig(model=str(model_path), device="cpu", max_batch_size=3)
+    # CPU float32 even where a GPU exists: the comparisons below are to 1e-4.
+    cfg = RerankerConfig(model=str(model_path), device="cpu", precision="float32", max_batch_size=3)
     return CrossEncoderReranker(cfg)
 
 
@@ -66,9 +66,10 @@ def test_the_models_own_length_limit(reranker: CrossEncoderReranker) -> None:
 
 
 def test_a_configured_max_length_truncates_earlier(model_path: Path) -> None:
-    short = CrossEncoderReranker(RerankerConfig(model=str(model_path), device="cpu", max_length=8))
+    short = CrossEncoderReranker(RerankerConfig(model=str(model_path), device="cpu", precision="float32",
+                                                max_length=8))
     assert short.max_length == 8
-    full = CrossEncoderReranker(RerankerConfig(model=str(model_path), device="cpu"))
+    full = CrossEncoderReranker(RerankerConfig(model=str(model_path), device="cpu", precision="float32"))
     # Only the first 8 tokens count: passages that differ later score the same.
     same_start = ["the cat is on the bus at night", "the cat is on the bus with a fox"]
     a, b = short.score(QUERY, same_start)
@@ -95,3 +96,10 @@ async def test_local_client_gives_the_rerankers_scores(reranker: CrossEncoderRer
     client = LocalRerankerClient(reranker)
     assert await client.score(QUERY, PASSAGES) == pytest.approx(reranker.score(QUERY, PASSAGES))
     assert await client.score(QUERY, []) == []
+
+
+def test_bfloat16_is_opt_in_and_scores_move_by_rounding(model_path: Path, reranker: CrossEncoderReranker) -> None:
+    assert reranker.precision == "float32"
+    assert CrossEncoderReranker(RerankerConfig(model=str(model_path), device="cpu")).precision == "float32"
+    half = CrossEncoderReranker(RerankerConfig(model=str(model_path), device="cpu", precision="bfloat16"))
+    assert half.score(QUERY, PASSAGES) == pytest.approx(reranker.score(QUERY, PASSAGES), abs=0.25)
