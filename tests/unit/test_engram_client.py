@@ -65,8 +65,10 @@ def waits(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[float]]:
     async def fake_async_sleep(seconds: float) -> None:
         seen.append(seconds)
 
-    monkeypatch.setattr("engram._transport.time.sleep", seen.append)
-    monkeypatch.setattr("engram._transport.asyncio.sleep", fake_async_sleep)
+    # Our own seam, not asyncio.sleep: the session's event loop runs other tasks (Serve
+    # handles' background loops) whose sleeps must neither be recorded nor skipped.
+    monkeypatch.setattr("engram._transport.pause", seen.append)
+    monkeypatch.setattr("engram._transport.pause_async", fake_async_sleep)
     yield seen
 
 
