@@ -27,7 +27,6 @@ import decimal
 import hashlib
 import json
 import logging
-import math
 import sys
 import time
 from collections import Counter, deque
@@ -99,12 +98,10 @@ def read_dataset(path: str, fmt: str) -> Any:
 
 def plain(value: Any) -> Any:
     """A pandas/numpy/arrow cell as plain Python (JSON-able); missing values become None."""
-    if value is None or value is pd_nat():
-        return None
     if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
         value = value.tolist()  # numpy scalars and arrays
-    if isinstance(value, float) and math.isnan(value):
-        return None
+    if value is None or (not isinstance(value, (list, dict, str, bytes)) and value != value):
+        return None  # NaN and NaT are the only values unequal to themselves
     if isinstance(value, datetime.datetime):  # pandas timestamps are datetimes; naive means UTC
         return (value if value.tzinfo else value.replace(tzinfo=datetime.timezone.utc)).timestamp()
     if isinstance(value, datetime.date):  # CSV dates arrive as dates: midnight UTC, as RFC 3339
@@ -140,15 +137,6 @@ def field_value(field: str, value: Any) -> Any:
     if field == "id" and value is not None and not isinstance(value, str):
         return str(value)  # numeric external ids are ids all the same
     return value
-
-
-def pd_nat() -> Any:
-    try:
-        import pandas as pd
-
-        return pd.NaT
-    except ImportError:  # pragma: no cover - Ray Data brings pandas
-        return object()
 
 
 def memory_id(namespace: str, content: str, event_time: float | None) -> str:
@@ -363,7 +351,7 @@ async def run(args: argparse.Namespace, cfg: EngramConfig, tally: Tally) -> None
 
     pool = [EmbedWorker.options(num_gpus=per_actor, num_cpus=args.cpus_per_actor)  # type: ignore[attr-defined]
             .remote(cfg.embedder.model_dump(mode="json")) for _ in range(actors)]
-    await check_layout(job, pool[0], args.app)
+    await check_app_matches(job, pool[0], args.app)
     log.info("backfill of %s: %d embedding actor(s), %s GPU each; columns %s",
              args.input, actors, per_actor, mapping)
 
@@ -411,7 +399,7 @@ class Pace:
         self.rows += rows
 
 
-async def check_layout(job: Backfill, worker: Any, app: str, timeout_s: float = 600) -> None:
+async def check_app_matches(job: Backfill, worker: Any, app: str, timeout_s: float = 600) -> None:
     """Refuse to write anything unless the running app has the shards and the embedding
     model this job was configured with: a wrong shard count would file memories where
     recall never looks, and another model would store vectors no query matches."""

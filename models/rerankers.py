@@ -48,8 +48,9 @@ class CrossEncoderReranker:
                              "reranker gives one relevance logit per pair (num_labels=1)")
         self.max_length = cfg.max_length or self._model_max_length(model)
         model.max_seq_length = self.max_length
-        self.precision = ("float16" if self.device == "cuda" else "float32") if cfg.precision == "auto" \
-            else cfg.precision
+        self.precision = cfg.precision
+        if self.precision == "auto":  # bfloat16 stays opt-in on CPU (RerankerConfig.precision)
+            self.precision = "float16" if self.device == "cuda" else "float32"
         if self.precision != "float32":
             model.to(getattr(torch, self.precision))
         self._model = model

@@ -15,15 +15,12 @@ from typing import Any
 import pytest
 
 from shards.indexes import IndexFilter, IndexRow, memory_type_code
-
-ES_URL = os.environ.get("ENGRAM_ES_URL")
+from tests.contract.conftest import ES_URL, NEEDS_ELASTICSEARCH, WITHOUT_ELASTICSEARCH
 
 
 @pytest.fixture(params=[
     "tantivy",
-    pytest.param("elasticsearch", marks=[pytest.mark.elasticsearch, pytest.mark.skipif(
-        not ES_URL, reason="needs an Elasticsearch server: set ENGRAM_ES_URL (none can be "
-                           "installed on this machine)")]),
+    pytest.param("elasticsearch", marks=NEEDS_ELASTICSEARCH),
 ])
 def index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     if request.param == "tantivy":
@@ -102,8 +99,7 @@ def test_clear_empties_it(index: Any) -> None:
 
 
 @pytest.mark.elasticsearch
-@pytest.mark.skipif(not ES_URL, reason="needs an Elasticsearch server: set ENGRAM_ES_URL (none can "
-                                       "be installed on this machine)")
+@WITHOUT_ELASTICSEARCH
 def test_an_existing_index_reopens_for_its_store_only() -> None:
     from shards.errors import LayoutMismatch
     from shards.es_keyword_index import ElasticsearchKeywordIndex, connect
