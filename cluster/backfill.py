@@ -38,7 +38,7 @@ import yaml
 
 from serve.config import EngramConfig
 from serve.schemas import parse_time
-from shards.routing import shard_for
+from shards.routing import ShardMap
 from shards.types import NewMemory
 
 log = logging.getLogger("engram.backfill")
@@ -171,13 +171,14 @@ class Prepared:
 
 class Backfill:
     def __init__(self, cfg: EngramConfig, app: str, mapping: dict[str, str], default_namespace: str | None,
-                 tally: Tally) -> None:
+                 tally: Tally, shard_map: ShardMap) -> None:
         from ray import serve
 
         from serve.clients import ServeShardClient
         from serve.service import MemoryService
 
         self.cfg = cfg
+        self.shard_map = shard_map  # the app's, read from its Router when the job starts
         self.mapping = mapping
         self.default_namespace = default_namespace
         try:
@@ -283,13 +284,15 @@ class Backfill:
     def _by_shard(self, items: list[NewMemory]) -> dict[int, list[NewMemory]]:
         groups: dict[int, list[NewMemory]] = {}
         for item in items:
-            groups.setdefault(shard_for(item.namespace, self.cfg.shard_count), []).append(item)
+            groups.setdefault(self.shard_map.home(item.namespace), []).append(item)
         return groups
 
     async def _call(self, shard: int, method: str, *args: Any) -> Any:
         """A shard call, retried with capped backoff while the shard is busy, restarting or
         catching up its indexes (which can take minutes), up to RETRY_DEADLINE_S."""
         from serve.errors import is_transient
+        from serve.shard_routing import move_error
+        from shards.errors import NamespaceMoved
 
         deadline = time.monotonic() + RETRY_DEADLINE_S
         delay = 0.5
@@ -297,6 +300,10 @@ class Backfill:
             try:
                 return await self.handles[shard].call.remote(method, *args)
             except Exception as exc:
+                if isinstance(move_error(exc), NamespaceMoved):
+                    raise SystemExit("a reshard moved namespaces while this backfill ran: run the "
+                                     "backfill again once it has finished (nothing is stored "
+                                     "twice)") from None
                 if not is_transient(exc) or time.monotonic() + delay > deadline:
                     raise
                 log.warning("shard %d unavailable (%s); retrying in %.0f s", shard, type(exc).__name__, delay)
@@ -330,7 +337,13 @@ async def run(args: argparse.Namespace, cfg: EngramConfig, tally: Tally) -> None
     dataset = read_dataset(args.input, input_format(args.input, args.format))
     mapping = column_mapping(args.map, list(dataset.columns()))
     check_mapping(mapping, args.namespace)
-    job = Backfill(cfg, args.app, mapping, args.namespace, tally)
+    from serve.shard_routing import RouterShardMap
+
+    shard_map = await RouterShardMap(serve.get_deployment_handle("Router", app_name=args.app)).current()
+    if shard_map.target is not None:
+        raise SystemExit(f"app {args.app!r} is being resharded to {shard_map.target} shards: run the "
+                         "backfill once `cluster.reshard` has finished")
+    job = Backfill(cfg, args.app, mapping, args.namespace, tally, shard_map)
 
     # GPUs free now: the Embedder and Reranker replicas hold theirs.
     gpus = int(ray.available_resources().get("GPU", 0))  # type: ignore[no-untyped-call]
@@ -406,12 +419,12 @@ async def check_app_matches(job: Backfill, worker: Any, app: str, timeout_s: flo
     from ray import serve
 
     dim = None
-    for i in range(job.cfg.shard_count):
+    for i in range(job.shard_map.count):
         index, count, dim = await job._call(i, "layout")
-        if (index, count) != (i, job.cfg.shard_count):
+        if (index, count) != (i, job.shard_map.count):
             raise SystemExit(f"Shard{i} of app {app!r} holds shard {index} of {count}, but "
-                             f"--config says {job.cfg.shard_count} shards: pass the config the "
-                             "app was deployed with")
+                             f"the app's shard map says {job.shard_map.count} shards: pass the "
+                             "config the app was deployed with")
     probe = "engram backfill probe: is this the model the service embeds with?"
     served = serve.get_deployment_handle("Embedder", app_name=app).embed_many.remote([probe])
     try:

@@ -36,13 +36,13 @@ def resolve_config(args: dict[str, Any] | None) -> EngramConfig:
 
 def build_app(args: dict[str, Any] | None = None) -> Application:
     cfg = resolve_config(args)
-    # Refuse a shard count that disagrees with the data before anything starts. Only where
+    # Refuse fewer shards than the data is spread over before anything starts. Only where
     # the data is: on a cluster Serve may build the app on a node without the storage volume,
     # and the Router (on the storage node) records and checks the count when it starts.
     if (cfg.data_dir / "control.db").exists():
         control = SQLiteControlStore(cfg.data_dir / "control.db")
         try:
-            control.check_shard_count(cfg.shard_count)
+            control.check_deployed_shards(cfg.shard_count)
         finally:
             control.close()
     cfg_dict = cfg.model_dump(mode="json")

@@ -18,8 +18,10 @@ from serve.api import create_app
 from serve.clients import ServeEmbedderClient, ServeRerankerClient, ServeShardClient
 from serve.config import EngramConfig
 from serve.service import MemoryService
+from serve.shard_routing import ControlShardMap, ShardRouter
 from shards.control_store import SQLiteControlStore
 from shards.errors import InvalidInput
+from shards.routing import ShardMap
 from shards.shard import Shard
 
 log = logging.getLogger(__name__)
@@ -137,13 +139,43 @@ class RouterDeployment:
         """reranker: the Reranker's handle, or None when no reranker.model is configured."""
         config = EngramConfig.from_args(cfg)
         self.control = SQLiteControlStore(config.data_dir / "control.db")
-        self.control.check_shard_count(config.shard_count)  # recorded on first start
+        shard_map = self.control.check_deployed_shards(config.shard_count)  # recorded on first start
+        if config.shard_count > shard_map.shards_needed:
+            log.warning("shards %d-%d hold nothing until `python -m cluster.reshard --to %d` "
+                        "moves namespaces there", shard_map.shards_needed, config.shard_count - 1,
+                        config.shard_count)
         root = os.environ.get(config.auth.root_key_env)
         if root:
             self.control.ensure_root_key(root)
+        clients = [ServeShardClient(h) for h in shards]
         self.service = MemoryService(
-            config, [ServeShardClient(h) for h in shards], ServeEmbedderClient(embedder),
-            reranker=ServeRerankerClient(reranker) if reranker is not None else None)
+            config, clients, ServeEmbedderClient(embedder),
+            reranker=ServeRerankerClient(reranker) if reranker is not None else None,
+            router=ShardRouter(clients, ControlShardMap(self.control), shard_map))
+
+    # The shard map, for the resharding job (cluster/reshard.py) through a handle; the
+    # control store is where the Router runs. Every replica re-reads it on NamespaceMoved.
+    async def shard_map(self) -> ShardMap:
+        return await self.service.router.refresh()
+
+    def deployed_shards(self) -> int:
+        return len(self.service.shards)
+
+    async def begin_reshard(self, target: int) -> ShardMap:
+        if target > len(self.service.shards):
+            raise InvalidInput(f"this app runs {len(self.service.shards)} shards: deploy it "
+                               f"with shard_count: {target} before resharding to {target}",
+                               "target")
+        self.control.begin_reshard(target)
+        return await self.service.router.refresh()
+
+    async def mark_moved(self, names: list[str]) -> ShardMap:
+        self.control.mark_moved(names)
+        return await self.service.router.refresh()
+
+    async def finish_reshard(self) -> ShardMap:
+        self.control.finish_reshard()
+        return await self.service.router.refresh()
 
     def __serve_build_asgi_app__(self) -> Any:
         # Built in the replica, after __init__: Serve would otherwise pickle a frozen copy

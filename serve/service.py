@@ -24,18 +24,23 @@ from serve.schemas import (
     UpdateBody,
     parse_time,
 )
+from serve.shard_routing import FixedShardMap, ShardRouter
 from models.entities import build_extractor
-from shards.routing import shard_for
+from shards.routing import ShardMap
 from shards.types import EntityRef, MemoryChanges, NewMemory, RecallFilter, Scope, Session
 
 
 class MemoryService:
     def __init__(self, cfg: EngramConfig, shards: list[ShardClient], embedder: EmbedderClient,
-                 reranker: RerankerClient | None = None) -> None:
+                 reranker: RerankerClient | None = None,
+                 router: ShardRouter | None = None) -> None:
+        """router: finds each namespace's shard (over the control store's map in the Router
+        deployment); None: `shard_for(namespace, len(shards))`, as in a one-process bench."""
         if len(shards) != cfg.shard_count:
             raise ValueError(f"{len(shards)} shard clients for shard_count={cfg.shard_count}")
         self.cfg = cfg
         self.shards = shards
+        self.router = router or ShardRouter(shards, FixedShardMap(len(shards)), ShardMap(len(shards)))
         self.embedder = embedder
         self.reranker = reranker  # None: no cross-encoder configured; recall says so
         self.extractor = build_extractor(cfg.entities)
@@ -44,7 +49,7 @@ class MemoryService:
 
     # -- helpers ------------------------------------------------------------------------
     def shard(self, namespace: str) -> ShardClient:
-        return self.shards[shard_for(namespace, len(self.shards))]
+        return self.router.for_namespace(namespace)
 
     def namespace_of(self, agent_id: str | None, namespace: str | None, field: str = "agent_id") -> str:
         """The one namespace a request names (agent_id and namespace are the same thing)."""
@@ -101,6 +106,14 @@ class MemoryService:
 
     async def _fan_out(self, method: str, *args: Any) -> list[Any]:
         return list(await asyncio.gather(*(s.call(method, *args) for s in self.shards)))
+
+    async def _across(self, scope: Scope, method: str, *args: Any) -> list[Any]:
+        """One answer per shard that may hold namespaces of the scope (`scope` is args[0] or
+        args[1] of the call): the namespace's own shard when the scope names just one."""
+        only = scope.single()
+        if only is not None:
+            return [await self.shard(only).call(method, *args)]
+        return await self._fan_out(method, *args)
 
     # -- memories -----------------------------------------------------------------------
     def new_memory(self, namespace: str, body: StoreBody, vector: list[float], now: float,
@@ -185,8 +198,9 @@ class MemoryService:
                                           track_access=track_access)
 
     async def lookup(self, memory_id: str, scope: Scope) -> list[Any]:
-        found = await self._fan_out("lookup", memory_id, scope)
-        return [m for group in found for m in group]
+        found = await self._across(scope, "lookup", memory_id, scope)
+        # While a reshard hands a namespace over, both shards may answer for a moment.
+        return list({(m.namespace, m.id): m for group in found for m in group}.values())
 
     async def get(self, principal: Principal, memory_id: str, agent_id: str | None) -> dict[str, Any]:
         if agent_id is not None:
@@ -249,7 +263,8 @@ class MemoryService:
 
     # -- sessions -----------------------------------------------------------------------
     async def locate_session(self, principal: Principal, session_id: str, needed: str) -> Session:
-        found = [s for s in await self._fan_out("get_session", session_id, principal.scope) if s]
+        found = [s for s in await self._across(principal.scope, "get_session", session_id,
+                                                principal.scope) if s]
         if not found:
             raise not_found("session", session_id)
         principal.require(found[0].namespace, needed)
@@ -292,8 +307,10 @@ class MemoryService:
             sessions = await self.shard(namespace).call("sessions", namespace, active_only, limit, offset)
         else:
             principal.require_level("read")
-            groups = await self._fan_out("all_sessions", principal.scope, active_only, limit + offset)
-            merged = sorted((s for g in groups for s in g), key=lambda s: (-s.started_at, s.id))
+            groups = await self._across(principal.scope, "all_sessions", principal.scope,
+                                        active_only, limit + offset)
+            unique = {s.id: s for g in groups for s in g}.values()
+            merged = sorted(unique, key=lambda s: (-s.started_at, s.id))
             sessions = merged[offset:offset + limit]
         return [self.session_json(s) for s in sessions]
 
@@ -308,8 +325,8 @@ class MemoryService:
 
     # -- agents and namespaces ------------------------------------------------------------
     async def namespaces(self, scope: Scope) -> list[Any]:
-        groups = await self._fan_out("namespaces", scope)
-        return sorted((n for g in groups for n in g), key=lambda n: n.name)
+        groups = await self._across(scope, "namespaces", scope)
+        return sorted({n.name: n for g in groups for n in g}.values(), key=lambda n: n.name)
 
     async def create_agent(self, namespace: str, metadata: dict[str, Any] | None) -> tuple[dict[str, Any], bool]:
         created = await self.shard(namespace).call("ensure_namespace", namespace, metadata)
@@ -347,7 +364,8 @@ class MemoryService:
                 "memory_graph", memory_id, Scope.of(namespace), depth, 50, min_weight)]
         else:
             principal.require_level("read")
-            found = await self._fan_out("memory_graph", memory_id, principal.scope, depth, 50, min_weight)
+            found = await self._across(principal.scope, "memory_graph", memory_id, principal.scope,
+                                       depth, 50, min_weight)
         graphs = [g for g in found if g is not None]
         if not graphs:
             raise not_found("memory", memory_id)
@@ -384,7 +402,8 @@ class MemoryService:
 
     async def memory_entities(self, principal: Principal, memory_id: str) -> dict[str, Any]:
         principal.require_level("read")
-        found = [f for f in await self._fan_out("memory_entities", memory_id, principal.scope) if f]
+        found = [f for f in await self._across(principal.scope, "memory_entities", memory_id,
+                                                principal.scope) if f]
         if not found:
             raise not_found("memory", memory_id)
         memory, entities = found[0]

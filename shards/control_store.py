@@ -1,4 +1,4 @@
-"""Control data that is not sharded: API keys (hashed) and the recorded shard layout."""
+"""Control data that is not sharded: API keys (hashed) and the shard map."""
 from __future__ import annotations
 
 import hashlib
@@ -7,10 +7,13 @@ import secrets
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from shards.errors import LayoutMismatch, NotFound
+from shards.errors import Conflict, LayoutMismatch, NotFound
+from shards.routing import ShardMap
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -24,7 +27,20 @@ CREATE TABLE IF NOT EXISTS api_keys (
     expires_at REAL,
     created_by TEXT
 );
+CREATE TABLE IF NOT EXISTS moved_namespaces (name TEXT PRIMARY KEY);
 """
+
+
+@contextmanager
+def _immediate(db: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction (routers and the reshard job share the file)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 def hash_key(secret: str) -> str:
@@ -57,22 +73,83 @@ class SQLiteControlStore:
     def close(self) -> None:
         self._db.close()
 
-    def check_shard_count(self, shard_count: int) -> None:
-        """Record the shard count on first start; refuse any other count afterwards."""
-        with self._lock:
-            self._db.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('shard_count', ?)",
-                (str(shard_count),),
-            )
-            stored = int(self._db.execute(
-                "SELECT value FROM meta WHERE key = 'shard_count'").fetchone()[0])
-        if stored != shard_count:
+    # -- the shard map (shards/routing.py) ------------------------------------------------
+    def _meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def _set_meta(self, key: str, value: str | None) -> None:
+        if value is None:
+            self._db.execute("DELETE FROM meta WHERE key = ?", (key,))
+        else:
+            self._db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key)"
+                             " DO UPDATE SET value = excluded.value", (key, value))
+
+    def _bump_version(self) -> None:
+        self._set_meta("shard_map_version", str(int(self._meta("shard_map_version") or 0) + 1))
+
+    def shard_map(self, initial_count: int | None = None) -> ShardMap:
+        """The recorded map; on first start (nothing recorded) `initial_count` shards."""
+        with self._lock, _immediate(self._db):
+            if initial_count is not None:
+                self._db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('shard_count', ?)",
+                                 (str(initial_count),))
+            count = self._meta("shard_count")
+            if count is None:
+                raise LayoutMismatch("no shard map recorded yet: start the service once first",
+                                     "shard_count")
+            target = self._meta("reshard_target")
+            moved = frozenset(r[0] for r in self._db.execute("SELECT name FROM moved_namespaces"))
+            return ShardMap(int(count), None if target is None else int(target), moved,
+                            int(self._meta("shard_map_version") or 0))
+
+    def check_deployed_shards(self, deployed: int) -> ShardMap:
+        """Record the shard count on first start; afterwards refuse to run fewer Shard
+        deployments than the data is spread over (more is how a reshard to more begins)."""
+        current = self.shard_map(initial_count=deployed)
+        if deployed < current.shards_needed:
+            moving = (f" and is being moved to {current.target} shards"
+                      if current.target is not None else "")
             raise LayoutMismatch(
-                f"the data under {self.path.parent} is split over {stored} shards but the "
-                f"config asks for {shard_count}; set shard_count: {stored} (existing data cannot "
-                "be moved to another shard count yet: that needs a resharding job)",
-                "shard_count",
-            )
+                f"the data under {self.path.parent} is split over {current.count} shards"
+                f"{moving}, but the config deploys only {deployed}; set shard_count: "
+                f"{current.shards_needed} (to shrink, run `python -m cluster.reshard --to N` "
+                "first, then deploy N)", "shard_count")
+        return current
+
+    def begin_reshard(self, target: int) -> ShardMap:
+        """Record the target shard count (idempotent for the same target)."""
+        with self._lock, _immediate(self._db):
+            count = int(self._meta("shard_count") or 0)
+            current = self._meta("reshard_target")
+            if current is not None and int(current) != target:
+                raise Conflict(f"a reshard to {current} shards is in progress: run it to the "
+                               f"end (--to {current}) before starting another", "target")
+            if current is None and target != count:
+                self._set_meta("reshard_target", str(target))
+                self._bump_version()
+        return self.shard_map()
+
+    def mark_moved(self, names: list[str]) -> ShardMap:
+        """These namespaces now live on their home under the target count."""
+        with self._lock, _immediate(self._db):
+            if self._meta("reshard_target") is None:
+                raise Conflict("no reshard in progress", "target")
+            self._db.executemany("INSERT OR IGNORE INTO moved_namespaces (name) VALUES (?)",
+                                 [(n,) for n in names])
+            self._bump_version()
+        return self.shard_map()
+
+    def finish_reshard(self) -> ShardMap:
+        """Every namespace is at its new home: the target becomes the count."""
+        with self._lock, _immediate(self._db):
+            target = self._meta("reshard_target")
+            if target is not None:
+                self._set_meta("shard_count", target)
+                self._set_meta("reshard_target", None)
+                self._db.execute("DELETE FROM moved_namespaces")
+                self._bump_version()
+        return self.shard_map()
 
     def create_key(self, name: str, scope: str, namespaces: list[str] | None,
                    expires_at: float | None, created_by: str | None,

@@ -5,6 +5,8 @@
     ├── Conflict            an id or state clash the caller can resolve
     ├── InvalidInput        a value the shard cannot store (the API validates first)
     └── StorageUnavailable  an index or store failed; retriable
+        ├── NamespaceMoving   a resharding job is copying this namespace; retry shortly
+        └── NamespaceMoved    this namespace lives on another shard now; re-read the shard map
 """
 from __future__ import annotations
 
@@ -35,6 +37,26 @@ class InvalidInput(ShardError):
 
 class StorageUnavailable(ShardError):
     retriable = True
+
+
+class NamespaceMoving(StorageUnavailable):
+    """The namespace is being copied to its new shard: writes (and, for a moment at the
+    hand-off, reads) wait. The router retries; a client that still sees it gets 503."""
+
+    def __init__(self, namespace: str) -> None:
+        super().__init__(f"agent {namespace} is moving to another shard; retry shortly", "agent_id")
+        self.args = (namespace,)
+        self.namespace = namespace
+
+
+class NamespaceMoved(StorageUnavailable):
+    """This shard does not hold the namespace (it moved away, or it belongs elsewhere under
+    the current shard map): the router re-reads the map and calls the right shard."""
+
+    def __init__(self, namespace: str) -> None:
+        super().__init__(f"agent {namespace} is not on this shard; re-read the shard map", "agent_id")
+        self.args = (namespace,)
+        self.namespace = namespace
 
 
 class LayoutMismatch(ShardError):

@@ -96,6 +96,9 @@ CREATE TABLE IF NOT EXISTS memory_entities (
 );
 CREATE INDEX IF NOT EXISTS memory_entities_by_entity ON memory_entities (ent_id);
 CREATE TABLE IF NOT EXISTS index_log (seq INTEGER PRIMARY KEY AUTOINCREMENT, key INTEGER NOT NULL);
+-- Namespaces a resharding job is moving in or out (shards/shard.py says what each state
+-- allows). A namespace with no row here is simply live on this shard, or absent.
+CREATE TABLE IF NOT EXISTS namespace_states (name TEXT PRIMARY KEY, state TEXT NOT NULL);
 -- Each namespace's vectors and filter columns, clustered by namespace: exact vector search
 -- reads a namespace as one range (1k rows of a 1M-row shard: 4 ms, against 55 ms scattered
 -- across the memories table). Kept in step by triggers, inside each write's transaction.
@@ -684,10 +687,13 @@ class SQLiteRecordStore:
     def end_idle_sessions(self, default_timeout: float, now: float) -> int:
         """End every open session idle longer than its own timeout (or the default; 0 = never)."""
         with self._lock, self._tx():
+            # Not in a namespace being moved: its copy on the new shard would miss the change.
             cur = self._db.execute(
                 "UPDATE sessions SET ended_at = ?, ended_reason = 'idle'"
                 " WHERE ended_at IS NULL AND COALESCE(idle_timeout, ?) > 0"
-                " AND last_active_at + COALESCE(idle_timeout, ?) < ?",
+                " AND last_active_at + COALESCE(idle_timeout, ?) < ?"
+                " AND ns_id NOT IN (SELECT n.ns_id FROM namespaces n"
+                "                   JOIN namespace_states s ON s.name = n.name)",
                 (now, default_timeout, default_timeout, now),
             )
             return cur.rowcount
@@ -827,6 +833,117 @@ class SQLiteRecordStore:
                 (*mem_keys, max_doc_freq),
             ).fetchall()
         return [(int(r[0]), int(r[1]), int(r[2]), str(r[3]), int(r[4])) for r in rows]
+
+    # -- moving a namespace to another shard (cluster/reshard.py) -------------------------
+    def namespace_states(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._db.execute("SELECT name, state FROM namespace_states").fetchall())
+
+    def set_namespace_state(self, name: str, state: str | None) -> None:
+        with self._lock:
+            if state is None:
+                self._db.execute("DELETE FROM namespace_states WHERE name = ?", (name,))
+            else:
+                self._db.execute(
+                    "INSERT INTO namespace_states (name, state) VALUES (?, ?)"
+                    " ON CONFLICT (name) DO UPDATE SET state = excluded.state", (name, state))
+
+    def namespace_names(self) -> list[str]:
+        with self._lock:
+            return [r[0] for r in self._db.execute("SELECT name FROM namespaces ORDER BY name")]
+
+    def export_head(self, name: str) -> dict[str, Any]:
+        """Everything of a namespace but its memories: the namespace row, sessions, entities
+        (with their final document frequencies) and idempotency keys."""
+        with self._lock:
+            ns_id = self._ns_id(name, create=False)
+            if ns_id is None:
+                raise NotFound(f"namespace not found: {name}", "namespace")
+            q = self._db.execute
+            return {
+                "name": name,
+                "namespace": q("SELECT created_at, metadata FROM namespaces WHERE ns_id = ?",
+                               (ns_id,)).fetchone(),
+                "sessions": q("SELECT id, started_at, last_active_at, ended_at, ended_reason,"
+                              " summary, metadata, idle_timeout FROM sessions WHERE ns_id = ?"
+                              " ORDER BY key", (ns_id,)).fetchall(),
+                "entities": q("SELECT key, type, value, doc_freq FROM entities WHERE ns_id = ?"
+                              " ORDER BY ent_id", (ns_id,)).fetchall(),
+                "idempotency": q("SELECT idem_key, memory_id FROM idempotency WHERE ns_id = ?",
+                                 (ns_id,)).fetchall(),
+                "memories": q("SELECT COUNT(*) FROM memories WHERE ns_id = ?", (ns_id,)).fetchone()[0],
+            }
+
+    def export_memories(self, name: str, after_key: int, limit: int) -> tuple[list[tuple[Any, ...]], int]:
+        """A page of a namespace's memories in key (= storage) order, each with its entity
+        links, and the cursor for the next page (-1: done)."""
+        with self._lock:
+            ns_id = self._ns_id(name, create=False)
+            if ns_id is None:
+                raise NotFound(f"namespace not found: {name}", "namespace")
+            rows = self._db.execute(
+                "SELECT key, id, content, memory_type, importance, tags, metadata, session_id,"
+                " created_at, updated_at, event_time, expires_at, access_count,"
+                " last_accessed_at, vector FROM memories WHERE ns_id = ? AND key > ?"
+                " ORDER BY key LIMIT ?", (ns_id, after_key, limit)).fetchall()
+            out = []
+            for row in rows:
+                links = self._db.execute(
+                    "SELECT e.key, me.value, me.score FROM memory_entities me"
+                    " JOIN entities e USING (ent_id) WHERE me.mem_key = ?", (row[0],)).fetchall()
+                out.append((*row[1:], links))
+        return out, (rows[-1][0] if len(rows) == limit else -1)
+
+    def import_head(self, head: dict[str, Any]) -> None:
+        """Start a namespace's copy here (absent until now), in one transaction."""
+        name = head["name"]
+        with self._lock, self._tx():
+            if self._ns_id(name, create=False) is not None:
+                raise Conflict(f"namespace already here: {name}", "namespace")
+            created_at, metadata = head["namespace"]
+            cur = self._db.execute("INSERT INTO namespaces (name, created_at, metadata)"
+                                   " VALUES (?, ?, ?)", (name, created_at, metadata))
+            ns_id = int(cur.lastrowid or 0)
+            self._db.executemany(
+                "INSERT INTO sessions (id, ns_id, started_at, last_active_at, ended_at,"
+                " ended_reason, summary, metadata, idle_timeout) VALUES (?,?,?,?,?,?,?,?,?)",
+                [(s[0], ns_id, *s[1:]) for s in head["sessions"]])
+            self._db.executemany(
+                "INSERT INTO entities (ns_id, key, type, value, doc_freq) VALUES (?,?,?,?,?)",
+                [(ns_id, *e) for e in head["entities"]])
+            self._db.executemany(
+                "INSERT INTO idempotency (ns_id, idem_key, memory_id) VALUES (?,?,?)",
+                [(ns_id, *i) for i in head["idempotency"]])
+
+    def import_memories(self, name: str, rows: Sequence[tuple[Any, ...]]) -> list[tuple[int, Memory, bool]]:
+        """Add a page of exported memories (after import_head), logged for the indexes like
+        any write; returns (key, memory, True) per row, as insert does."""
+        out: list[tuple[int, Memory, bool]] = []
+        with self._lock, self._tx():
+            ns_id = self._ns_id(name, create=False)
+            if ns_id is None:
+                raise NotFound(f"namespace not imported: {name}", "namespace")
+            entity_ids = dict(self._db.execute(
+                "SELECT key, ent_id FROM entities WHERE ns_id = ?", (ns_id,)).fetchall())
+            for (mid, content, mtype, imp, tags, meta, sid, created, updated, event, expires,
+                 access, last_access, vector, links) in rows:
+                session_key = None if sid is None else self._session_key(ns_id, sid)
+                cur = self._db.execute(
+                    "INSERT INTO memories (ns_id, id, content, memory_type, importance, tags,"
+                    " metadata, session_id, session_key, created_at, updated_at, event_time,"
+                    " expires_at, access_count, last_accessed_at, vector)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (ns_id, mid, content, mtype, imp, tags, meta, sid, session_key, created,
+                     updated, event, expires, access, last_access, vector))
+                key = int(cur.lastrowid or 0)
+                self._db.execute("INSERT INTO index_log (key) VALUES (?)", (key,))
+                self._db.executemany(
+                    "INSERT INTO memory_entities (mem_key, ent_id, value, score) VALUES (?,?,?,?)",
+                    [(key, entity_ids[ent_key], value, score) for ent_key, value, score in links])
+                found = self._get(ns_id, mid)
+                assert found is not None
+                out.append((key, found[1], True))
+        return out
 
     # -- index log ----------------------------------------------------------------------
     def pending_index_keys(self) -> tuple[int, list[int]]:

@@ -6,6 +6,7 @@ Jump hash moves only ~1/N of the namespaces when N grows by one.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
 
 def namespace_key(namespace: str) -> int:
@@ -29,3 +30,29 @@ def jump_hash(key: int, buckets: int) -> int:
 
 def shard_for(namespace: str, shard_count: int) -> int:
     return jump_hash(namespace_key(namespace), shard_count)
+
+
+@dataclass(frozen=True)
+class ShardMap:
+    """Where each namespace lives. Normally `shard_for(namespace, count)`; while a resharding
+    job moves namespaces to `target` shards, the ones it has already moved (and new ones,
+    placed straight at their new home) are listed in `moved`.
+
+    Recorded with the control data; routers cache it and re-read it when a shard answers
+    NamespaceMoved, so a stale copy costs a retry, never a wrong answer.
+    """
+
+    count: int
+    target: int | None = None
+    moved: frozenset[str] = frozenset()
+    version: int = 0
+
+    def home(self, namespace: str) -> int:
+        if self.target is not None and namespace in self.moved:
+            return shard_for(namespace, self.target)
+        return shard_for(namespace, self.count)
+
+    @property
+    def shards_needed(self) -> int:
+        """Shard deployments the app must run: every shard that may hold data."""
+        return max(self.count, self.target or 0)

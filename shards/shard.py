@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from shards.config import EmbeddedStorageConfig
-from shards.errors import LayoutMismatch, NotFound
+from shards.errors import Conflict, LayoutMismatch, NamespaceMoved, NamespaceMoving, NotFound
 from shards.exact_vectors import ExactVectorCache, NamespaceVectors
 from shards.indexed_text import indexed_text
 from shards.indexes import (
@@ -30,6 +30,7 @@ from shards.indexes import (
 )
 from shards.milvus_index import MilvusServerVectorIndex, MilvusVectorIndex
 from shards.record_store import SQLiteRecordStore
+from shards.routing import shard_for
 from shards.tantivy_index import TantivyKeywordIndex
 from shards.types import (
     Candidate,
@@ -54,10 +55,11 @@ def shard_dir(data_dir: Path, index: int) -> Path:
     return data_dir / "shards" / f"shard-{index:03d}"
 
 
-def check_layout(records: SQLiteRecordStore, index: int, shard_count: int, dim: int) -> None:
-    """Refuse data written under another shard count or embedding size (first use records it)."""
-    expected = {"shard_index": str(index), "shard_count": str(shard_count),
-                "embedding_dim": str(dim)}
+def check_layout(records: SQLiteRecordStore, index: int, dim: int) -> None:
+    """Refuse data written as another shard or with another embedding size (first use
+    records them). The shard count is not checked here: the shard map (control data) says
+    where each namespace lives, and a resharding job changes it."""
+    expected = {"shard_index": str(index), "embedding_dim": str(dim)}
     for key, value in expected.items():
         stored = records.get_meta(key)
         if stored is None:
@@ -116,12 +118,20 @@ class Shard:
         "namespace_stats", "drop_namespace", "stats", "catch_up_indexes", "rebuild_indexes",
         "checkpoint", "memory_graph", "associated", "memory_entities", "neighborhood",
         "after_recall", "stored_status", "layout",
+        # resharding (cluster/reshard.py)
+        "routing", "set_routing", "namespace_table", "freeze", "handoff", "export_head",
+        "export_memories", "import_head", "import_memories", "activate", "release",
     })
+    # A namespace on its way in or out (record store `namespace_states`):
+    #   frozen   (source) being copied: reads served, writes wait (NamespaceMoving)
+    #   handoff  (source) copied: everything waits until the router's map points elsewhere
+    #   incoming (destination) being filled: invisible, nothing served
+    FROZEN, HANDOFF, INCOMING = "frozen", "handoff", "incoming"
+
     def __init__(self, index: int, shard_count: int, dim: int, records: SQLiteRecordStore,
                  vectors: VectorIndex, keywords: KeywordIndex, *, exact_search_max_rows: int = 20_000,
                  exact_cache_bytes: int = 2**30) -> None:
         self.index = index
-        self.shard_count = shard_count
         self.dim = dim
         self.records = records
         self.vectors = vectors
@@ -139,7 +149,15 @@ class Shard:
         # The session channel: turns within this many of a strong hit, fading with distance.
         self.session_window = 3
         self.session_decay = 0.8
-        check_layout(records, index, shard_count, dim)
+        check_layout(records, index, dim)
+        # Where namespaces live: the count this shard was placed under (recorded on first
+        # use, then set by a resharding job) and, during a reshard, the count it moves to.
+        if records.get_meta("shard_count") is None:
+            records.set_meta("shard_count", str(shard_count))
+        self.routing_count = int(records.get_meta("shard_count") or shard_count)
+        target = records.get_meta("reshard_target")
+        self.reshard_target = int(target) if target else None
+        self._states = records.namespace_states()
         # Indexes are derived data: one that is missing, empty, from an older schema or built
         # under another context rule is rebuilt from the record store.
         stored = self.records.counts()[0]
@@ -158,7 +176,7 @@ class Shard:
         root.mkdir(parents=True, exist_ok=True)
         records = SQLiteRecordStore(root / "records.db", synchronous=cfg.sqlite_synchronous)
         try:
-            check_layout(records, index, shard_count, dim)  # before the indexes lock anything
+            check_layout(records, index, dim)  # before the indexes lock anything
         except LayoutMismatch:
             records.close()
             raise
@@ -176,6 +194,34 @@ class Shard:
         return cls(index, shard_count, dim, records, vectors, keywords,
                    exact_search_max_rows=cfg.exact_search_max_rows,
                    exact_cache_bytes=cfg.exact_cache_bytes)
+
+    # -- which namespaces this shard serves -----------------------------------------------
+    def _is_home(self, namespace: str) -> bool:
+        """Under the shard map, would a new namespace of this name be created here?"""
+        return shard_for(namespace, self.reshard_target or self.routing_count) == self.index
+
+    def _check(self, namespace: str, write: bool) -> None:
+        """Serve this namespace, or say why not: NamespaceMoving (retry shortly) while a
+        reshard copies it, NamespaceMoved (re-read the map) when it lives elsewhere. A
+        router with a stale map can therefore never read or write the wrong copy."""
+        state = self._states.get(namespace)
+        if state is not None:
+            if state != self.FROZEN or write:
+                raise NamespaceMoving(namespace)
+            return
+        if not self._is_home(namespace) and self.records.namespace_id(namespace) is None:
+            raise NamespaceMoved(namespace)
+
+    def _check_scope(self, scope: Scope, write: bool = False) -> None:
+        """A scope of exactly one namespace is that namespace's request: check it. (Wider
+        scopes are fan-outs to every shard, which answer what they hold.)"""
+        only = scope.single()
+        if only is not None:
+            self._check(only, write)
+
+    def _visible(self, namespace: str) -> bool:
+        """Fan-out answers (lists, lookups by id) leave out a copy still being filled."""
+        return self._states.get(namespace) != self.INCOMING
 
     # -- index maintenance --------------------------------------------------------------
     def _index_rows(self, keys: Sequence[int]) -> tuple[list[IndexRow], list[int]]:
@@ -265,26 +311,35 @@ class Shard:
         """Store durably, then index. Returns (memory, created) per item, in order."""
         now = time.time() if now is None else now
         with self._lock:
+            for namespace in {item.namespace for item in items}:
+                self._check(namespace, write=True)
             stored = self.records.insert(items, now)
-            created = [key for key, _, was_created in stored if was_created]
-            if created:
-                # The turns before each session's first new turn now have it as context (the
-                # record store logged them too, for a crash before this line). New turns come
-                # after every stored one, so the later new turns' neighbours are new as well.
-                first_new: dict[str, int] = {}
-                for key, memory, was_created in stored:
-                    if was_created and memory.session_id is not None:
-                        first_new.setdefault(memory.session_id, key)
-                earlier = [k for key in first_new.values()
-                           for k, _ in self.records.session_neighbor_rows(key, CONTEXT_TURNS, 0)]
-                self._apply(created, keywords_only=earlier)
+            self._index_new(stored)
         return [(memory, was_created) for _, memory, was_created in stored]
+
+    def _index_new(self, stored: Sequence[tuple[int, Memory, bool]]) -> None:
+        """Index what a write (or an import) created."""
+        created = [key for key, _, was_created in stored if was_created]
+        if not created:
+            return
+        # The turns before each session's first new turn now have it as context (the record
+        # store logged them too, for a crash before this line). New turns come after every
+        # stored one, so the later new turns' neighbours are new as well.
+        first_new: dict[str, int] = {}
+        for key, memory, was_created in stored:
+            if was_created and memory.session_id is not None:
+                first_new.setdefault(memory.session_id, key)
+        earlier = [k for key in first_new.values()
+                   for k, _ in self.records.session_neighbor_rows(key, CONTEXT_TURNS, 0)]
+        self._apply(created, keywords_only=earlier)
 
     def stored_status(self, items: Sequence[tuple[str, str, str]]) -> list[str]:
         """For each (namespace, id, content): "absent"; "same" (already stored with this
         content: writing it again is a retry); or "different" (the id names another memory,
         which a write would refuse). Lets a bulk load skip what it stored before, unembedded."""
         out = []
+        for namespace in {namespace for namespace, _, _ in items}:
+            self._check(namespace, write=False)
         for namespace, memory_id, content in items:
             found = self.records.find(memory_id, Scope.of(namespace))
             out.append("absent" if found is None else
@@ -293,12 +348,14 @@ class Shard:
 
     def lookup(self, memory_id: str, scope: Scope) -> list[Memory]:
         """Every memory with this id that the scope reaches (ids are unique per namespace)."""
-        return [m for _, m in self.records.find_all(memory_id, scope)]
+        self._check_scope(scope)
+        return [m for _, m in self.records.find_all(memory_id, scope) if self._visible(m.namespace)]
 
     def update(self, namespace: str, memory_id: str, changes: MemoryChanges,
                now: float | None = None) -> Memory:
         now = time.time() if now is None else now
         with self._lock:
+            self._check(namespace, write=True)
             key, memory = self.records.update(namespace, memory_id, changes, now)
             # Neighbours hold this turn's words as context: only new words change them.
             near = (self.records.session_neighbor_rows(key, CONTEXT_TURNS, CONTEXT_TURNS)
@@ -309,6 +366,9 @@ class Shard:
     def delete(self, scope: Scope, memory_ids: Sequence[str],
                namespace: str | None = None) -> list[Memory]:
         with self._lock:
+            if namespace is not None:
+                self._check(namespace, write=True)
+            self._check_scope(scope, write=True)
             deleted, reindex = self.records.delete(scope, memory_ids, namespace)
             self._apply([k for k, _ in deleted] + reindex)
         return [m for _, m in deleted]
@@ -323,6 +383,7 @@ class Shard:
         session channel brings the turns just before and after the best hits: an answer is
         often the reply to the message that matched.
         """
+        self._check(namespace, write=False)
         ns_id = self.records.namespace_id(namespace)
         if ns_id is None:
             return []
@@ -375,18 +436,22 @@ class Shard:
 
     def forget_matching(self, namespace: str, flt: RecallFilter) -> list[Memory]:
         with self._lock:
+            self._check(namespace, write=True)
             deleted, reindex = self.records.delete_matching(namespace, flt)
             self._apply([k for k, _ in deleted] + reindex)
         return [m for _, m in deleted]
 
     def listing(self, namespace: str, flt: RecallFilter, limit: int, offset: int,
                 newest_first: bool = True) -> tuple[list[Memory], int]:
+        self._check(namespace, write=False)
         return self.records.listing(namespace, flt, limit, offset, newest_first)
 
     def record_access(self, namespace: str, memory_ids: Sequence[str], now: float | None = None) -> None:
         """Count recalls of these memories. Buffered: written at the next checkpoint, so a
         recall never waits for an fsync (a crash loses at most a few access counts)."""
         now = time.time() if now is None else now
+        if namespace in self._states:
+            return  # being moved: its copy is taken; a few access counts are not worth a wait
         with self._lock:
             for mid in memory_ids:
                 count, _ = self._accesses.get((namespace, mid), (0, now))
@@ -401,6 +466,7 @@ class Shard:
     def neighborhood(self, namespace: str, memory_ids: Sequence[str], before: int = 1,
                      after: int = 1) -> dict[str, list[Memory]]:
         """Session-adjacent memories of each given memory (its conversational context)."""
+        self._check(namespace, write=False)
         scope = Scope.of(namespace)
         out: dict[str, list[Memory]] = {}
         for mid in memory_ids:
@@ -415,9 +481,10 @@ class Shard:
         """What a recall does once its results are ranked, in one call (one hop from the
         router, not three): count the accesses, keep the recall's session alive, and fetch
         each result's session neighbours (before, after) when asked."""
+        self._check(namespace, write=False)
         if record_access and memory_ids:
             self.record_access(namespace, memory_ids)
-        if session_id is not None:
+        if session_id is not None and namespace not in self._states:
             try:
                 self.touch_session(session_id, Scope.of(namespace))
             except NotFound:  # nothing to recall there and nothing to keep alive
@@ -506,8 +573,9 @@ class Shard:
     def memory_graph(self, memory_id: str, scope: Scope, depth: int, max_nodes: int = 50,
                      min_weight: float = 0.0) -> tuple[list[GraphNode], list[GraphEdge]] | None:
         """The neighbourhood of one memory in its namespace's graph (None: not in scope)."""
+        self._check_scope(scope)
         found = self.records.find(memory_id, scope)
-        if found is None:
+        if found is None or not self._visible(found[1].namespace):
             return None
         root_key, root = found
         nodes, edges = self.traverse(root.namespace, [root_key], depth, max_nodes, min_weight)
@@ -522,6 +590,7 @@ class Shard:
     def associated(self, namespace: str, memory_ids: Sequence[str], depth: int, cap: int,
                    min_weight: float, flt: RecallFilter) -> list[GraphNode]:
         """Memories linked to these (recalled) ones, nearest and strongest first."""
+        self._check(namespace, write=False)
         scope = Scope.of(namespace)
         roots = [f[0] for mid in memory_ids if (f := self.records.find(mid, scope)) is not None]
         nodes, _ = self.traverse(namespace, roots, depth, len(roots) + cap * 4, min_weight)
@@ -532,34 +601,42 @@ class Shard:
                 for k in ordered[:cap]]
 
     def memory_entities(self, memory_id: str, scope: Scope) -> tuple[Memory, list[EntityRef]] | None:
+        self._check_scope(scope)
         found = self.records.find(memory_id, scope)
-        if found is None:
+        if found is None or not self._visible(found[1].namespace):
             return None
         return found[1], self.records.entities_of(found[0])
 
     # -- sessions -----------------------------------------------------------------------
     def start_session(self, namespace: str, session_id: str, metadata: dict[str, Any],
                       idle_timeout: float | None = None, now: float | None = None) -> Session:
+        self._check(namespace, write=True)
         return self.records.start_session(namespace, session_id, metadata,
                                           time.time() if now is None else now, idle_timeout)
 
     def get_session(self, session_id: str, scope: Scope) -> Session | None:
-        return self.records.get_session(session_id, scope)
+        self._check_scope(scope)
+        found = self.records.get_session(session_id, scope)
+        return found if found is not None and self._visible(found.namespace) else None
 
     def end_session(self, session_id: str, scope: Scope, summary: str | None = None,
                     reason: str = "client", now: float | None = None) -> Session:
+        self._check_scope(scope, write=True)
         return self.records.end_session(session_id, scope, time.time() if now is None else now,
                                         summary, reason)
 
     def touch_session(self, session_id: str, scope: Scope, now: float | None = None) -> Session:
+        self._check_scope(scope, write=True)
         return self.records.touch_session(session_id, scope, time.time() if now is None else now)
 
     def sessions(self, namespace: str, active_only: bool = False, limit: int = 100,
                  offset: int = 0) -> list[Session]:
+        self._check(namespace, write=False)
         return self.records.sessions(namespace, active_only, limit, offset)
 
     def all_sessions(self, scope: Scope, active_only: bool = False, limit: int = 100) -> list[Session]:
-        return self.records.all_sessions(scope, active_only, limit)
+        return [s for s in self.records.all_sessions(scope, active_only, limit)
+                if self._visible(s.namespace)]
 
     def end_idle_sessions(self, default_timeout: float, now: float | None = None) -> int:
         return self.records.end_idle_sessions(default_timeout, time.time() if now is None else now)
@@ -567,12 +644,14 @@ class Shard:
     # -- namespaces ---------------------------------------------------------------------
     def ensure_namespace(self, namespace: str, metadata: dict[str, Any] | None = None,
                          now: float | None = None) -> bool:
+        self._check(namespace, write=True)
         return self.records.ensure_namespace(namespace, time.time() if now is None else now, metadata)
 
     def namespaces(self, scope: Scope) -> list[NamespaceInfo]:
-        return self.records.namespaces(scope)
+        return [n for n in self.records.namespaces(scope) if self._visible(n.name)]
 
     def namespace_stats(self, namespace: str) -> tuple[NamespaceInfo, dict[str, Any]]:
+        self._check(namespace, write=False)
         found = [n for n in self.records.namespaces(Scope.of(namespace)) if n.name == namespace]
         if not found:
             raise NotFound(f"agent not found: {namespace}", "agent")
@@ -580,16 +659,139 @@ class Shard:
 
     def drop_namespace(self, namespace: str) -> int:
         with self._lock:
+            self._check(namespace, write=True)
+            return self._drop(namespace)
+
+    def _drop(self, namespace: str) -> int:
+        with self._lock:
             keys = self.records.drop_namespace(namespace)
             self._exact.invalidate_keys(keys)
             self.vectors.delete(keys)
             self.keywords.delete(keys)
             return len(keys)
 
+    # -- resharding: moving a namespace between shards (cluster/reshard.py) ---------------
+    # The job drives each move: source.freeze → export → destination.import_head and
+    # import_memories → source.handoff → destination.activate → the shard map records the
+    # move → source.release. Every step is idempotent, so a killed job re-runs from the top.
+    def routing(self) -> tuple[int, int | None]:
+        return self.routing_count, self.reshard_target
+
+    def set_routing(self, count: int, target: int | None) -> None:
+        """The shard map's count and reshard target, as far as creating namespaces goes."""
+        with self._lock:
+            self.records.set_meta("shard_count", str(count))
+            if target is None:
+                self.records.set_meta("reshard_target", "")
+            else:
+                self.records.set_meta("reshard_target", str(target))
+            self.routing_count, self.reshard_target = count, target
+
+    def namespace_table(self) -> list[tuple[str, str | None]]:
+        """(name, move state or None) of every namespace this shard holds or is moving."""
+        names = dict.fromkeys(self.records.namespace_names())
+        return sorted({**names, **self._states}.items())
+
+    def _set_state(self, namespace: str, state: str | None) -> None:
+        self.records.set_namespace_state(namespace, state)
+        if state is None:
+            self._states.pop(namespace, None)
+        else:
+            self._states[namespace] = state
+
+    def freeze(self, namespace: str) -> int:
+        """Stop writes to a namespace (reads go on) so that it can be copied; returns its
+        memory count. Pending access counts are written first, to travel with it."""
+        with self._lock:
+            state = self._states.get(namespace)
+            if state not in (None, self.FROZEN, self.HANDOFF) or \
+                    self.records.namespace_id(namespace) is None:
+                raise Conflict(f"cannot move {namespace} from shard {self.index}: "
+                               f"{'it is not here' if state is None else state}", "namespace")
+            if state is None:
+                self._set_state(namespace, self.FROZEN)
+            self._flush_accesses()
+            return self.records.namespace_size(namespace)
+
+    def handoff(self, namespace: str) -> None:
+        """The copy is complete: stop reads too, until the map sends them to the new shard."""
+        with self._lock:
+            if self._states.get(namespace) not in (self.FROZEN, self.HANDOFF):
+                raise Conflict(f"{namespace} is not frozen on shard {self.index}", "namespace")
+            self._set_state(namespace, self.HANDOFF)
+
+    def _check_exportable(self, namespace: str) -> None:
+        if self._states.get(namespace) not in (self.FROZEN, self.HANDOFF):
+            raise Conflict(f"freeze {namespace} before exporting it (writes would be lost)",
+                           "namespace")
+
+    def export_head(self, namespace: str) -> dict[str, Any]:
+        self._check_exportable(namespace)
+        return self.records.export_head(namespace)
+
+    def export_memories(self, namespace: str, after_key: int, limit: int) -> tuple[list[Any], int]:
+        self._check_exportable(namespace)
+        return self.records.export_memories(namespace, after_key, limit)
+
+    def import_head(self, head: dict[str, Any], replace_live: bool = False) -> None:
+        """Begin (or begin again) a namespace's copy here; it stays invisible until activate.
+
+        replace_live: a live copy here is one that a killed run activated before the map
+        recorded the move (the source still holds the namespace, frozen, so nothing can have
+        written here since); the job says so only then."""
+        namespace = head["name"]
+        with self._lock:
+            state = self._states.get(namespace)
+            present = self.records.namespace_id(namespace) is not None
+            if present and state != self.INCOMING and not replace_live:
+                raise Conflict(f"{namespace} is live on shard {self.index}: refusing to "
+                               "overwrite it with a copy", "namespace")
+            self._set_state(namespace, self.INCOMING)
+            if present:
+                self._drop(namespace)
+            self.records.import_head(head)
+
+    def import_memories(self, namespace: str, rows: Sequence[tuple[Any, ...]]) -> int:
+        with self._lock:
+            if self._states.get(namespace) != self.INCOMING:
+                raise Conflict(f"{namespace} is not being imported on shard {self.index}",
+                               "namespace")
+            stored = self.records.import_memories(namespace, rows)
+            self._index_new(stored)
+            return len(stored)
+
+    def activate(self, namespace: str, expected_memories: int) -> None:
+        """Serve the imported copy, once it holds every memory the source had."""
+        with self._lock:
+            state = self._states.get(namespace)
+            if state is None and self.records.namespace_id(namespace) is not None:
+                return  # activated before
+            held = self.records.namespace_size(namespace)
+            if state != self.INCOMING or held != expected_memories:
+                raise Conflict(f"copy of {namespace} on shard {self.index} holds {held} of "
+                               f"{expected_memories} memories; import it again", "namespace")
+            self._set_state(namespace, None)
+
+    def release(self, namespace: str) -> int:
+        """Delete the source's copy once the map points at the new shard."""
+        with self._lock:
+            state = self._states.get(namespace)
+            if state is None:
+                if self.records.namespace_id(namespace) is not None:
+                    raise Conflict(f"{namespace} is live on shard {self.index}: not releasing",
+                                   "namespace")
+                return 0  # released before
+            if state != self.HANDOFF:
+                raise Conflict(f"{namespace} is {state} on shard {self.index}, not handed off",
+                               "namespace")
+            dropped = self._drop(namespace) if self.records.namespace_id(namespace) else 0
+            self._set_state(namespace, None)
+            return dropped
+
     # -- lifecycle ----------------------------------------------------------------------
     def layout(self) -> tuple[int, int, int]:
-        """(index, shard_count, embedding dim) as recorded with this shard's data."""
-        return self.index, self.shard_count, self.dim
+        """(index, shard count it places namespaces under, embedding dim)."""
+        return self.index, self.routing_count, self.dim
 
     def stats(self) -> ShardStats:
         memories, namespaces, sessions, pending = self.records.counts()

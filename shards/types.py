@@ -112,6 +112,12 @@ class Scope:
     def of(cls, namespace: str) -> Scope:
         return cls(names=frozenset({namespace}))
 
+    def single(self) -> str | None:
+        """The one namespace this scope names, when it names exactly one and no pattern."""
+        if self.everything or self.prefixes or len(self.names) != 1:
+            return None
+        return next(iter(self.names))
+
     def covers(self, namespace: str) -> bool:
         return (
             self.everything

@@ -141,7 +141,7 @@ from shards.config import EmbeddedStorageConfig
 from shards.shard import Shard
 from shards.types import Scope
 from tests.contract.test_shard_contract import mem
-shard = Shard.open_embedded(0, 2, {dim}, EmbeddedStorageConfig.model_validate_json({cfg!r}))
+shard = Shard.open_embedded(0, 1, {dim}, EmbeddedStorageConfig.model_validate_json({cfg!r}))
 for i in range(20):
     shard.write([mem("w%d" % i, "ns", "acknowledged %d" % i, seed=i)])
 shard.delete(Scope.of("ns"), ["w3"])
@@ -155,7 +155,7 @@ def test_a_crash_loses_nothing_acknowledged_on_the_server(tmp_path: Path,
     root = str(Path(__file__).resolve().parents[2])
     script = SERVER_CRASH_SCRIPT.format(root=root, dim=DIM, cfg=cfg.model_dump_json())
     subprocess.run([sys.executable, "-c", script], check=True, cwd=root)
-    shard = Shard.open_embedded(0, 2, DIM, cfg)
+    shard = Shard.open_embedded(0, 1, DIM, cfg)
     try:
         found = shard.recall_candidates("ns", vec(0), "", RecallFilter(), 100, graph=False, session=False)
         assert sorted(ids(found)) == sorted(f"w{i}" for i in range(20) if i != 3)

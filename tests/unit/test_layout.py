@@ -1,4 +1,5 @@
-"""The recorded shard count: a config that disagrees refuses to start and says why."""
+"""The recorded shard map: a config that deploys fewer shards than the data is spread over
+refuses to start and says why; more shards is how growing begins."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,15 +8,43 @@ import pytest
 
 from serve.app import build_app
 from shards.control_store import SQLiteControlStore
-from shards.errors import LayoutMismatch
+from shards.errors import Conflict, LayoutMismatch
+from shards.routing import ShardMap, shard_for
 
 
-def test_build_app_refuses_another_shard_count(tmp_path: Path) -> None:
-    build_app({"shard_count": 2, "storage": {"data_dir": str(tmp_path)}})  # no data yet: fine
-    SQLiteControlStore(tmp_path / "control.db").check_shard_count(2)  # what the Router records
-    with pytest.raises(LayoutMismatch, match="split over 2 shards but the config asks for 3"):
-        build_app({"shard_count": 3, "storage": {"data_dir": str(tmp_path)}})
-    build_app({"shard_count": 2, "storage": {"data_dir": str(tmp_path)}})  # the same count is fine
+def test_build_app_refuses_fewer_shards_than_the_data(tmp_path: Path) -> None:
+    build_app({"shard_count": 3, "storage": {"data_dir": str(tmp_path)}})  # no data yet: fine
+    SQLiteControlStore(tmp_path / "control.db").check_deployed_shards(3)  # what the Router records
+    with pytest.raises(LayoutMismatch, match="split over 3 shards, but the config deploys only 2"):
+        build_app({"shard_count": 2, "storage": {"data_dir": str(tmp_path)}})
+    build_app({"shard_count": 3, "storage": {"data_dir": str(tmp_path)}})  # the same count is fine
+    build_app({"shard_count": 4, "storage": {"data_dir": str(tmp_path)}})  # growing: fine
+
+
+def test_shard_map_through_a_reshard(tmp_path: Path) -> None:
+    control = SQLiteControlStore(tmp_path / "control.db")
+    assert control.check_deployed_shards(2) == ShardMap(2)
+    with pytest.raises(LayoutMismatch, match="no shard map recorded"):
+        SQLiteControlStore(tmp_path / "other.db").shard_map()
+    started = control.begin_reshard(3)
+    assert (started.count, started.target, started.moved) == (2, 3, frozenset())
+    assert control.begin_reshard(3) == started  # the same target again: resumes
+    with pytest.raises(Conflict, match="reshard to 3 shards is in progress"):
+        control.begin_reshard(4)
+    with pytest.raises(LayoutMismatch, match="being moved to 3 shards"):
+        control.check_deployed_shards(2)  # shard 2 may hold data now
+    moving = next(n for n in (f"ns{i}" for i in range(100)) if shard_for(n, 3) != shard_for(n, 2))
+    staying = next(n for n in (f"ns{i}" for i in range(100)) if shard_for(n, 3) == shard_for(n, 2))
+    moved = control.mark_moved([moving])
+    assert moved.home(moving) == shard_for(moving, 3) and moved.home(staying) == shard_for(staying, 2)
+    assert moved.version > started.version
+    done = control.finish_reshard()
+    assert (done.count, done.target, done.moved) == (3, None, frozenset())
+    assert control.finish_reshard() == done  # idempotent
+    with pytest.raises(Conflict, match="no reshard in progress"):
+        control.mark_moved([moving])
+    # Shrinking records the smaller target; the app keeps running the larger count meanwhile.
+    assert control.begin_reshard(2).shards_needed == 3
 
 
 def test_unknown_config_keys_are_rejected(tmp_path: Path) -> None:

@@ -1,0 +1,175 @@
+"""Change the shard count of a running Engram: move each namespace to its new shard.
+
+    ray job submit --working-dir . -- python -m cluster.reshard --to 4
+
+Growing: deploy the app with `shard_count: 4` first (the new shards start empty and nothing
+routes to them yet), then run this job. Shrinking: run this job with `--to 2` first, then
+deploy `shard_count: 2`. The service answers throughout: a namespace's writes wait while it
+is copied (its reads go on), and for a moment at the hand-off its reads wait too; a request
+that waits longer than a few seconds gets 503 with Retry-After.
+
+Each move: freeze the namespace on its old shard → copy its records page by page (memories
+with their vectors, sessions, entities, idempotency keys, access counts; nothing is embedded
+again) → hand off → activate the copy once it holds every memory → record the move in the
+shard map → delete the old copy. Every step is idempotent: a job that is killed resumes
+where it stopped when run again with the same `--to`, and no memory is lost or doubled.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shards.routing import ShardMap, shard_for
+
+log = logging.getLogger("engram.reshard")
+
+INCOMING = "incoming"  # shards.shard.Shard.INCOMING: a copy being filled on its new shard
+
+
+@dataclass
+class Tally:
+    started: float = field(default_factory=time.time)
+    namespaces: int = 0
+    memories: int = 0
+    released: int = 0  # old copies deleted by this run after an earlier run moved them
+    complete: bool = False
+
+    def summary(self, before: ShardMap, after: ShardMap | None) -> dict[str, Any]:
+        seconds = max(time.time() - self.started, 1e-9)
+        return {"complete": self.complete, "from_shards": before.count,
+                "to_shards": after.count if after else before.target,
+                "namespaces_moved": self.namespaces, "memories_moved": self.memories,
+                "old_copies_released": self.released, "seconds": round(seconds, 1),
+                "memories_per_s": round(self.memories / seconds, 1)}
+
+
+class Reshard:
+    def __init__(self, router: Any, shards: list[Any], page_size: int, tally: Tally) -> None:
+        self.router = router  # the Router deployment: it keeps the shard map
+        self.shards = shards  # Shard0..ShardK-1 handles (K: the shards deployed)
+        self.page_size = page_size
+        self.tally = tally
+
+    async def call(self, shard: int, method: str, *args: Any) -> Any:
+        return await self.shards[shard].call.remote(method, *args)
+
+    async def run(self, target: int, progress_seconds: float) -> ShardMap:
+        shard_map: ShardMap = await self.router.begin_reshard.remote(target)
+        assert shard_map.target in (target, None)
+        if shard_map.target is None:
+            return shard_map  # already at that count
+        # From here on every shard creates new namespaces only at their new home.
+        await asyncio.gather(*(self.call(i, "set_routing", shard_map.count, target)
+                               for i in range(len(self.shards))))
+        last_report = time.monotonic()
+        while True:  # until a pass finds nothing left to move
+            moves = await self.pending_moves(target)
+            if not moves:
+                break
+            for name, source in moves:
+                await self.move(name, source, shard_for(name, target))
+                if time.monotonic() - last_report >= progress_seconds:
+                    last_report = time.monotonic()
+                    log.info("moved %d namespaces (%d memories); %d left in this pass",
+                             self.tally.namespaces, self.tally.memories,
+                             len(moves) - self.tally.namespaces)
+        finished: ShardMap = await self.router.finish_reshard.remote()
+        await asyncio.gather(*(self.call(i, "set_routing", finished.count, None)
+                               for i in range(len(self.shards))))
+        return finished
+
+    async def pending_moves(self, target: int) -> list[tuple[str, int]]:
+        """(namespace, shard holding it) of every namespace not yet at its new home."""
+        tables = await asyncio.gather(*(self.call(i, "namespace_table")
+                                        for i in range(len(self.shards))))
+        return [(name, i) for i, table in enumerate(tables) for name, state in table
+                if state != INCOMING and shard_for(name, target) != i]
+
+    async def move(self, name: str, source: int, dest: int) -> None:
+        shard_map: ShardMap = await self.router.shard_map.remote()
+        if name in shard_map.moved:
+            # A run that died after the map recorded the move: the new copy is live (and may
+            # have taken writes since); only the old one is left to delete.
+            await self.call(source, "handoff", name)
+            await self.call(source, "release", name)
+            self.tally.released += 1
+            return
+        expected = await self.call(source, "freeze", name)
+        head = await self.call(source, "export_head", name)
+        # replace_live: a copy that a killed run activated is not in the map yet, so nothing
+        # has written to it; it is rebuilt from the frozen source like a partial one.
+        await self.call(dest, "import_head", head, True)
+        cursor = 0
+        while cursor != -1:
+            rows, cursor = await self.call(source, "export_memories", name, cursor, self.page_size)
+            if rows:
+                await self.call(dest, "import_memories", name, rows)
+        await self.call(source, "handoff", name)
+        await self.call(dest, "activate", name, expected)
+        await self.router.mark_moved.remote([name])
+        await self.call(source, "release", name)
+        self.tally.namespaces += 1
+        self.tally.memories += expected
+
+
+async def main_async(args: argparse.Namespace, tally: Tally) -> dict[str, Any]:
+    from ray import serve
+
+    router = serve.get_deployment_handle("Router", app_name=args.app)
+    before: ShardMap = await router.shard_map.remote()
+    deployed = await router.deployed_shards.remote()
+    if args.to > deployed:
+        raise SystemExit(f"app {args.app!r} runs {deployed} shards: deploy it with "
+                         f"shard_count: {args.to} first, then run this job again")
+    shards = [serve.get_deployment_handle(f"Shard{i}", app_name=args.app) for i in range(deployed)]
+    job = Reshard(router, shards, args.page_size, tally)
+    after = None
+    try:
+        after = await job.run(args.to, args.progress_seconds)
+        tally.complete = True
+    finally:
+        summary = tally.summary(before, after)
+    if after is not None and after.count < deployed:
+        log.info("done: deploy the app with shard_count: %d to stop the empty shards %d-%d",
+                 after.count, after.count, deployed - 1)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--to", type=int, required=True, help="the new shard count")
+    parser.add_argument("--app", default="engram")
+    parser.add_argument("--page-size", type=int, default=500,
+                        help="memories per copy call (each carries its vector)")
+    parser.add_argument("--progress-seconds", type=float, default=5.0)
+    parser.add_argument("--report", type=Path, default=None, help="write the summary here as JSON")
+    args = parser.parse_args(argv)
+    if args.to < 1:
+        parser.error("--to must be at least 1")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
+
+    import ray
+
+    ray.init(address="auto", log_to_driver=True)
+    tally = Tally()
+    summary: dict[str, Any] = {}
+    try:
+        summary = asyncio.run(main_async(args, tally))
+    finally:
+        summary = summary or {"complete": False, "namespaces_moved": tally.namespaces,
+                              "memories_moved": tally.memories}
+        print("reshard summary: " + json.dumps(summary), flush=True)
+        if args.report:
+            args.report.write_text(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""The router's side of resharding: a stale shard map costs a retry, never a wrong answer.
+Real shards in this process and a real control store; only Serve's hop is left out."""
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from serve.clients import LocalShardClient
+from serve.shard_routing import ControlShardMap, ShardRouter
+from shards.config import EmbeddedStorageConfig
+from shards.control_store import SQLiteControlStore
+from shards.routing import shard_for
+from shards.shard import Shard
+from shards.types import RecallFilter
+from tests.contract.test_shard_contract import mem, vec
+
+MOVING = next(f"agent-{i}" for i in range(100) if shard_for(f"agent-{i}", 2) == 1)
+NEW_THERE = next(f"new-{i}" for i in range(100) if shard_for(f"new-{i}", 2) == 1)
+
+
+def test_stale_routers_follow_the_namespace(tmp_path: Path) -> None:
+    cfg = EmbeddedStorageConfig(data_dir=tmp_path)
+    shards = [Shard.open_embedded(i, 1, 8, cfg) for i in range(2)]
+    control = SQLiteControlStore(tmp_path / "control.db")
+    initial = control.check_deployed_shards(1)
+    clients = [LocalShardClient(s) for s in shards]
+    stale = ShardRouter(clients, ControlShardMap(control), initial)
+
+    async def scenario() -> None:
+        await stale.call(MOVING, "write", [mem("m1", MOVING, "parcel rerouted to depot", seed=1)])
+        control.begin_reshard(2)
+        for s in shards:
+            s.set_routing(1, 2)
+        # Writes wait while the namespace is copied, then land on its new shard.
+        shards[0].freeze(MOVING)
+        late = asyncio.create_task(
+            stale.call(MOVING, "write", [mem("m2", MOVING, "parcel delivered", seed=2)]))
+        await asyncio.sleep(0.2)
+        assert not late.done()
+        shards[0].handoff(MOVING)  # as the job would, from the frozen state the copy started in
+        shards[1].import_head(shards[0].export_head(MOVING))
+        rows, _ = shards[0].export_memories(MOVING, 0, 1000)
+        shards[1].import_memories(MOVING, rows)
+        shards[1].activate(MOVING, 1)
+        control.mark_moved([MOVING])
+        shards[0].release(MOVING)
+        await late
+        assert stale.map.home(MOVING) == 1
+        # A router that never heard of the move still reads the one true copy.
+        other = ShardRouter(clients, ControlShardMap(control), initial)
+        found = await other.call(MOVING, "recall_candidates", MOVING, vec(2), "parcel",
+                                 RecallFilter(), 10)
+        assert sorted(c.memory.id for c in found) == ["m1", "m2"]
+        # A namespace created during the reshard goes to its new home, and stays findable.
+        fresh = ShardRouter(clients, ControlShardMap(control), initial)
+        await fresh.call(NEW_THERE, "write", [mem("n1", NEW_THERE, "first words", seed=3)])
+        assert [n for n, _ in shards[1].namespace_table()] == sorted([MOVING, NEW_THERE])
+        control.finish_reshard()
+        for s in shards:
+            s.set_routing(2, None)
+        found = await ShardRouter(clients, ControlShardMap(control), initial).call(
+            NEW_THERE, "listing", NEW_THERE, RecallFilter(), 10, 0)
+        assert [m.id for m in found[0]] == ["n1"]
+
+    asyncio.run(scenario())
+    for s in shards:
+        s.close()
