@@ -63,11 +63,11 @@ class Reshard:
     async def run(self, target: int, progress_seconds: float) -> ShardMap:
         shard_map: ShardMap = await self.router.begin_reshard.remote(target)
         assert shard_map.target in (target, None)
-        if shard_map.target is None:
-            return shard_map  # already at that count
+        if shard_map.target is None:  # already at that count (a run that died at the very end)
+            await self.set_routing(shard_map)
+            return shard_map
         # From here on every shard creates new namespaces only at their new home.
-        await asyncio.gather(*(self.call(i, "set_routing", shard_map.count, target)
-                               for i in range(len(self.shards))))
+        await self.set_routing(shard_map)
         last_report = time.monotonic()
         while True:  # until a pass finds nothing left to move
             moves = await self.pending_moves(target)
@@ -77,13 +77,15 @@ class Reshard:
                 await self.move(name, source, shard_for(name, target))
                 if time.monotonic() - last_report >= progress_seconds:
                     last_report = time.monotonic()
-                    log.info("moved %d namespaces (%d memories); %d left in this pass",
-                             self.tally.namespaces, self.tally.memories,
-                             len(moves) - self.tally.namespaces)
+                    log.info("moved %d namespaces (%d memories) so far",
+                             self.tally.namespaces, self.tally.memories)
         finished: ShardMap = await self.router.finish_reshard.remote()
-        await asyncio.gather(*(self.call(i, "set_routing", finished.count, None)
-                               for i in range(len(self.shards))))
+        await self.set_routing(finished)
         return finished
+
+    async def set_routing(self, shard_map: ShardMap) -> None:
+        await asyncio.gather(*(self.call(i, "set_routing", shard_map.count, shard_map.target,
+                                         shard_map.epoch) for i in range(len(self.shards))))
 
     async def pending_moves(self, target: int) -> list[tuple[str, int]]:
         """(namespace, shard holding it) of every namespace not yet at its new home."""
@@ -102,6 +104,8 @@ class Reshard:
             self.tally.released += 1
             return
         expected = await self.call(source, "freeze", name)
+        if expected is None:
+            return  # deleted since it was listed
         head = await self.call(source, "export_head", name)
         # replace_live: a copy that a killed run activated is not in the map yet, so nothing
         # has written to it; it is rebuilt from the frozen source like a partial one.

@@ -100,9 +100,11 @@ class ShardDeployment:
         self._maintenance = asyncio.get_running_loop().create_task(self._maintain())
         log.info("shard ready", extra={"shard": index, "pid": os.getpid()})
 
-    async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+    async def call(self, method: str, *args: Any, map_epoch: int | None = None, **kwargs: Any) -> Any:
+        """map_epoch: the epoch of the caller's shard map (routers send it; jobs need not)."""
         if method not in SHARD_METHODS:
             raise InvalidInput(f"unknown shard method: {method}", "method")
+        self.shard.check_epoch(map_epoch)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, partial(getattr(self.shard, method), *args, **kwargs))
 

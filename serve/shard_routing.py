@@ -53,7 +53,7 @@ class ControlShardMap:
         return self._control.shard_map()
 
     async def place(self, namespace: str) -> ShardMap:
-        return self._control.mark_moved([namespace])
+        return self._control.place(namespace)
 
 
 class RouterShardMap:
@@ -107,15 +107,16 @@ class ShardRouter:
         pause = 0.02
         while True:
             try:
-                return await self._client(namespace).call(method, *args, **kwargs)
+                return await self._client(namespace).call(method, *args, map_epoch=self.map.epoch,
+                                                          **kwargs)
             except Exception as exc:
                 moved = move_error(exc)
                 if moved is None or time.monotonic() > deadline:
                     raise
-            before = self.map.home(namespace)
+            before = self.map
             current = await self.refresh()
-            if current.home(namespace) != before:
-                continue  # the map has caught up: call the new home at once
+            if current.home(namespace) != before.home(namespace) or current.epoch != before.epoch:
+                continue  # the map has caught up: call the (new) home at once
             if isinstance(moved, NamespaceMoved) and current.target is not None \
                     and namespace not in current.moved:
                 # Not on its old home and not moved: a namespace new during a reshard is

@@ -85,15 +85,23 @@ class SQLiteControlStore:
             self._db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key)"
                              " DO UPDATE SET value = excluded.value", (key, value))
 
-    def _bump_version(self) -> None:
+    def _bump_version(self, epoch: bool = False) -> None:
         self._set_meta("shard_map_version", str(int(self._meta("shard_map_version") or 0) + 1))
+        if epoch:
+            self._set_meta("shard_map_epoch", str(int(self._meta("shard_map_epoch") or 0) + 1))
 
     def shard_map(self, initial_count: int | None = None) -> ShardMap:
         """The recorded map; on first start (nothing recorded) `initial_count` shards."""
-        with self._lock, _immediate(self._db):
+        with self._lock:
             if initial_count is not None:
                 self._db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('shard_count', ?)",
                                  (str(initial_count),))
+            return self._read_map()
+
+    def _read_map(self) -> ShardMap:
+        """One read transaction (a plain BEGIN: readers never queue behind each other)."""
+        self._db.execute("BEGIN")
+        try:
             count = self._meta("shard_count")
             if count is None:
                 raise LayoutMismatch("no shard map recorded yet: start the service once first",
@@ -101,7 +109,10 @@ class SQLiteControlStore:
             target = self._meta("reshard_target")
             moved = frozenset(r[0] for r in self._db.execute("SELECT name FROM moved_namespaces"))
             return ShardMap(int(count), None if target is None else int(target), moved,
-                            int(self._meta("shard_map_version") or 0))
+                            int(self._meta("shard_map_version") or 0),
+                            int(self._meta("shard_map_epoch") or 0))
+        finally:
+            self._db.execute("COMMIT")
 
     def check_deployed_shards(self, deployed: int) -> ShardMap:
         """Record the shard count on first start; afterwards refuse to run fewer Shard
@@ -127,7 +138,7 @@ class SQLiteControlStore:
                                f"end (--to {current}) before starting another", "target")
             if current is None and target != count:
                 self._set_meta("reshard_target", str(target))
-                self._bump_version()
+                self._bump_version(epoch=True)
         return self.shard_map()
 
     def mark_moved(self, names: list[str]) -> ShardMap:
@@ -140,6 +151,15 @@ class SQLiteControlStore:
             self._bump_version()
         return self.shard_map()
 
+    def place(self, namespace: str) -> ShardMap:
+        """A namespace first used during a reshard lives at its new home (no-op after one)."""
+        with self._lock, _immediate(self._db):
+            if self._meta("reshard_target") is not None:
+                self._db.execute("INSERT OR IGNORE INTO moved_namespaces (name) VALUES (?)",
+                                 (namespace,))
+                self._bump_version()
+        return self.shard_map()
+
     def finish_reshard(self) -> ShardMap:
         """Every namespace is at its new home: the target becomes the count."""
         with self._lock, _immediate(self._db):
@@ -148,7 +168,7 @@ class SQLiteControlStore:
                 self._set_meta("shard_count", target)
                 self._set_meta("reshard_target", None)
                 self._db.execute("DELETE FROM moved_namespaces")
-                self._bump_version()
+                self._bump_version(epoch=True)
         return self.shard_map()
 
     def create_key(self, name: str, scope: str, namespaces: list[str] | None,

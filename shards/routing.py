@@ -45,7 +45,10 @@ class ShardMap:
     count: int
     target: int | None = None
     moved: frozenset[str] = frozenset()
-    version: int = 0
+    version: int = 0  # every change
+    # Begin and end of every reshard: shards refuse calls made with an older epoch, so a
+    # router that slept through a whole reshard re-reads the map before it is served.
+    epoch: int = 0
 
     def home(self, namespace: str) -> int:
         if self.target is not None and namespace in self.moved:

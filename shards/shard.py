@@ -157,6 +157,7 @@ class Shard:
         self.routing_count = int(records.get_meta("shard_count") or shard_count)
         target = records.get_meta("reshard_target")
         self.reshard_target = int(target) if target else None
+        self.map_epoch = int(records.get_meta("map_epoch") or 0)
         self._states = records.namespace_states()
         # Indexes are derived data: one that is missing, empty, from an older schema or built
         # under another context rule is rebuilt from the record store.
@@ -220,8 +221,10 @@ class Shard:
             self._check(only, write)
 
     def _visible(self, namespace: str) -> bool:
-        """Fan-out answers (lists, lookups by id) leave out a copy still being filled."""
-        return self._states.get(namespace) != self.INCOMING
+        """Fan-out answers (lists, lookups by id) leave out a copy still being filled and a
+        copy handed off (its successor may already have changed): a namespace may be missing
+        from a list for the moment of a hand-off, never shown stale."""
+        return self._states.get(namespace) not in (self.INCOMING, self.HANDOFF)
 
     # -- index maintenance --------------------------------------------------------------
     def _index_rows(self, keys: Sequence[int]) -> tuple[list[IndexRow], list[int]]:
@@ -677,9 +680,18 @@ class Shard:
     def routing(self) -> tuple[int, int | None]:
         return self.routing_count, self.reshard_target
 
-    def set_routing(self, count: int, target: int | None) -> None:
-        """The shard map's count and reshard target, as far as creating namespaces goes."""
+    def check_epoch(self, caller_epoch: int | None) -> None:
+        """A router whose map predates the current reshard (or its end) re-reads it first:
+        within one epoch every router agrees on the counts and differs only in which
+        namespaces it knows have moved, which the shards' own checks cover."""
+        if caller_epoch is not None and caller_epoch < self.map_epoch:
+            raise NamespaceMoved("(any: the caller's shard map is older than this shard's)")
+
+    def set_routing(self, count: int, target: int | None, epoch: int = 0) -> None:
+        """The shard map's count, reshard target and epoch, as the job moves through it."""
         with self._lock:
+            self.records.set_meta("map_epoch", str(epoch))
+            self.map_epoch = epoch
             self.records.set_meta("shard_count", str(count))
             if target is None:
                 self.records.set_meta("reshard_target", "")
@@ -699,13 +711,14 @@ class Shard:
         else:
             self._states[namespace] = state
 
-    def freeze(self, namespace: str) -> int:
+    def freeze(self, namespace: str) -> int | None:
         """Stop writes to a namespace (reads go on) so that it can be copied; returns its
         memory count. Pending access counts are written first, to travel with it."""
         with self._lock:
             state = self._states.get(namespace)
-            if state not in (None, self.FROZEN, self.HANDOFF) or \
-                    self.records.namespace_id(namespace) is None:
+            if state is None and self.records.namespace_id(namespace) is None:
+                return None  # deleted since the job listed it: nothing to move
+            if state not in (None, self.FROZEN, self.HANDOFF):
                 raise Conflict(f"cannot move {namespace} from shard {self.index}: "
                                f"{'it is not here' if state is None else state}", "namespace")
             if state is None:

@@ -55,9 +55,12 @@ def test_stale_routers_follow_the_namespace(tmp_path: Path) -> None:
         fresh = ShardRouter(clients, ControlShardMap(control), initial)
         await fresh.call(NEW_THERE, "write", [mem("n1", NEW_THERE, "first words", seed=3)])
         assert [n for n, _ in shards[1].namespace_table()] == sorted([MOVING, NEW_THERE])
-        control.finish_reshard()
+        finished = control.finish_reshard()
         for s in shards:
-            s.set_routing(2, None)
+            s.set_routing(2, None, finished.epoch)
+        # A router that slept through the whole reshard is refused once (older epoch),
+        # re-reads the map, and is served by the right shard.
+        assert finished.epoch > initial.epoch
         found = await ShardRouter(clients, ControlShardMap(control), initial).call(
             NEW_THERE, "listing", NEW_THERE, RecallFilter(), 10, 0)
         assert [m.id for m in found[0]] == ["n1"]
