@@ -337,9 +337,7 @@ async def run(args: argparse.Namespace, cfg: EngramConfig, tally: Tally) -> None
     dataset = read_dataset(args.input, input_format(args.input, args.format))
     mapping = column_mapping(args.map, list(dataset.columns()))
     check_mapping(mapping, args.namespace)
-    from serve.shard_routing import RouterShardMap
-
-    shard_map = await RouterShardMap(serve.get_deployment_handle("Router", app_name=args.app)).current()
+    shard_map: ShardMap = await serve.get_deployment_handle("Router", app_name=args.app).shard_map.remote()
     if shard_map.target is not None:
         raise SystemExit(f"app {args.app!r} is being resharded to {shard_map.target} shards: run the "
                          "backfill once `cluster.reshard` has finished")

@@ -133,17 +133,12 @@ async def main_async(args: argparse.Namespace, tally: Tally) -> dict[str, Any]:
         raise SystemExit(f"app {args.app!r} runs {deployed} shards: deploy it with "
                          f"shard_count: {args.to} first, then run this job again")
     shards = [serve.get_deployment_handle(f"Shard{i}", app_name=args.app) for i in range(deployed)]
-    job = Reshard(router, shards, args.page_size, tally)
-    after = None
-    try:
-        after = await job.run(args.to, args.progress_seconds)
-        tally.complete = True
-    finally:
-        summary = tally.summary(before, after)
-    if after is not None and after.count < deployed:
+    after = await Reshard(router, shards, args.page_size, tally).run(args.to, args.progress_seconds)
+    tally.complete = True
+    if after.count < deployed:
         log.info("done: deploy the app with shard_count: %d to stop the empty shards %d-%d",
                  after.count, after.count, deployed - 1)
-    return summary
+    return tally.summary(before, after)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,7 @@ from models.config import EmbedderConfig, RerankerConfig
 from models.embedders import build_embedder
 from models.rerankers import CrossEncoderReranker
 from serve.api import create_app
-from serve.clients import ServeEmbedderClient, ServeRerankerClient, ServeShardClient
+from serve.clients import ServeEmbedderClient, ServeRerankerClient, ServeShardClient, ShardClient
 from serve.config import EngramConfig
 from serve.service import MemoryService
 from serve.shard_routing import ControlShardMap, ShardRouter
@@ -149,7 +149,7 @@ class RouterDeployment:
         root = os.environ.get(config.auth.root_key_env)
         if root:
             self.control.ensure_root_key(root)
-        clients = [ServeShardClient(h) for h in shards]
+        clients: list[ShardClient] = [ServeShardClient(h) for h in shards]
         self.service = MemoryService(
             config, clients, ServeEmbedderClient(embedder),
             reranker=ServeRerankerClient(reranker) if reranker is not None else None,

@@ -56,20 +56,6 @@ class ControlShardMap:
         return self._control.place(namespace)
 
 
-class RouterShardMap:
-    """The map as the Router deployment reads it: for `ray job` drivers (backfill, reshard)."""
-
-    def __init__(self, router: Any) -> None:
-        self._router = router
-
-    async def current(self) -> ShardMap:
-        result: ShardMap = await self._router.shard_map.remote()
-        return result
-
-    async def place(self, namespace: str) -> ShardMap:
-        result: ShardMap = await self._router.mark_moved.remote([namespace])
-        return result
-
 
 def move_error(exc: BaseException) -> ShardError | None:
     """The NamespaceMoved or NamespaceMoving inside whatever Ray wrapped around it."""

@@ -31,13 +31,16 @@ def submit(engram: Engram, tmp: Path, data: Path, *extra: str,
         sys.executable, "-m", "cluster.backfill", "--input", str(data), "--config", str(config),
         "--map", "namespace=customer", "--map", "content=text", "--map", "event_time=when",
         "--map", "tags=labels", "--report", str(report), *extra])
-    # --working-dir . as an operator runs it: the job imports the uploaded tree.
+    return submit_job(engram, entrypoint), report
+
+
+def submit_job(engram: Engram, entrypoint: str) -> str:
+    """`ray job submit --working-dir .` as an operator runs it: the job imports the uploaded tree."""
     deadline = time.time() + 120
     while True:
         try:
-            job_id = job_client(engram).submit_job(entrypoint=entrypoint, runtime_env={
-                "working_dir": str(ROOT), "excludes": [".venv", "data", "bench-results", ".git"]})
-            return job_id, report
+            return str(job_client(engram).submit_job(entrypoint=entrypoint, runtime_env={
+                "working_dir": str(ROOT), "excludes": [".venv", "data", "bench-results", ".git"]}))
         except RuntimeError as exc:  # the node's job agent starts a while after the dashboard
             if "No available agent" not in str(exc) or time.time() > deadline:
                 raise

@@ -16,7 +16,7 @@ from ray import serve
 
 from shards.routing import shard_for
 from tests.conftest import SERVICE_CONFIG, Engram
-from tests.service.test_backfill import ROOT, job_client, wait
+from tests.service.test_backfill import job_client, submit_job, wait
 
 APP = "reshard"
 PREFIX = f"/{APP}"
@@ -39,18 +39,8 @@ def deploy(config: dict[str, Any], engram: Engram) -> None:
     raise TimeoutError(f"app {APP} did not become ready")
 
 
-def reshard(engram: Engram, to: int, tmp: Path) -> str:
-    entrypoint = f"{sys.executable} -m cluster.reshard --app {APP} --to {to} --page-size 7"
-    deadline = time.time() + 120
-    while True:
-        try:
-            job_id = job_client(engram).submit_job(entrypoint=entrypoint, runtime_env={
-                "working_dir": str(ROOT), "excludes": [".venv", "data", "bench-results", ".git"]})
-            break
-        except RuntimeError as exc:  # the node's job agent starts a while after the dashboard
-            if "No available agent" not in str(exc) or time.time() > deadline:
-                raise
-            time.sleep(1)
+def reshard(engram: Engram, to: int) -> str:
+    job_id = submit_job(engram, f"{sys.executable} -m cluster.reshard --app {APP} --to {to} --page-size 7")
     status = wait(engram, job_id, timeout=600)
     logs = job_client(engram).get_job_logs(job_id)
     assert status == "SUCCEEDED", logs[-4000:]
@@ -187,7 +177,7 @@ def test_reshard_grows_and_shrinks_while_serving(engram: Engram, tmp_path: Path)
         check_contents(engram, stored, sessions)
         with Traffic(engram, namespaces, stored) as traffic:
             time.sleep(2)
-            logs = reshard(engram, 3, tmp_path)
+            logs = reshard(engram, 3)
             time.sleep(1)
         assert traffic.requests > 20 and not traffic.failures, traffic.failures[:5]
         assert '"complete": true' in logs and '"to_shards": 3' in logs, logs[-2000:]
@@ -198,7 +188,7 @@ def test_reshard_grows_and_shrinks_while_serving(engram: Engram, tmp_path: Path)
 
         # Shrink 3 → 2: move first, then deploy two shards.
         with Traffic(engram, namespaces, stored) as traffic:
-            logs = reshard(engram, 2, tmp_path)
+            logs = reshard(engram, 2)
         assert not traffic.failures, traffic.failures[:5]
         check_placement(2, 3, namespaces)
         deploy(config, engram)
