@@ -36,6 +36,7 @@ from typing import Any
 
 import yaml
 
+from models.sentences import regroup, texts_to_embed
 from serve.config import EngramConfig
 from serve.schemas import parse_time
 from shards.routing import ShardMap
@@ -260,11 +261,14 @@ class Backfill:
                     keep.append(item)
         return Prepared(keep)
 
-    async def write(self, prepared: Prepared, vectors: list[list[float]]) -> None:
+    async def write(self, prepared: Prepared,
+                    embedded: list[tuple[tuple[float, ...], tuple[tuple[float, ...], ...]]]) -> None:
+        """Write the prepared memories with their (vector, sentence vectors) (models.sentences.regroup)."""
         from shards.errors import Conflict, InvalidInput, NotFound
 
         refused = (Conflict, InvalidInput, NotFound)
-        items = [dataclasses.replace(m, vector=tuple(v)) for m, v in zip(prepared.items, vectors, strict=True)]
+        items = [dataclasses.replace(m, vector=vector, sentence_vectors=sentences)
+                 for m, (vector, sentences) in zip(prepared.items, embedded, strict=True)]
         for k, group in self._by_shard(items).items():
             try:
                 stored = await self._call(k, "write", group)
@@ -366,7 +370,7 @@ async def run(args: argparse.Namespace, cfg: EngramConfig, tally: Tally) -> None
     log.info("backfill of %s: %d embedding actor(s), %s GPU each; columns %s",
              args.input, actors, per_actor, mapping)
 
-    in_flight: deque[tuple[Prepared, Any]] = deque()
+    in_flight: deque[tuple[Prepared, list[int], Any]] = deque()
     job.tally.started = last_report = time.time()  # memories/s counts loading, not model start
     pace = Pace(args.max_rows_per_second)
     turn = 0
@@ -375,21 +379,23 @@ async def run(args: argparse.Namespace, cfg: EngramConfig, tally: Tally) -> None
         job.tally.read += len(rows)
         prepared = await job.prepare(rows)
         if prepared.items:
-            ref = pool[turn % len(pool)].embed.remote([m.content for m in prepared.items])
+            texts, counts = texts_to_embed([m.content for m in prepared.items],
+                                           job.service.cfg.embedder.sentence_vectors)
+            ref = pool[turn % len(pool)].embed.remote(texts)
             turn += 1
-            in_flight.append((prepared, ref))
+            in_flight.append((prepared, counts, ref))
         # Two batches in flight per actor: the pool embeds while the shards write.
         while len(in_flight) > 2 * len(pool):
-            done, ref = in_flight.popleft()
-            await job.write(done, await ref)
+            done, counts, ref = in_flight.popleft()
+            await job.write(done, regroup(await ref, counts))
         if time.time() - last_report >= args.progress_seconds:
             last_report = time.time()
             s = job.tally.summary()
             log.info("progress: %d rows read, %d stored, %d skipped, %d rejected, %.1f memories/s",
                      s["rows_read"], s["stored"], s["skipped"], s["rejected"], s["memories_per_s"])
     while in_flight:
-        done, ref = in_flight.popleft()
-        await job.write(done, await ref)
+        done, counts, ref = in_flight.popleft()
+        await job.write(done, regroup(await ref, counts))
     job.tally.complete = True
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from serve import render
@@ -26,6 +27,7 @@ from serve.schemas import (
 )
 from serve.shard_routing import FixedShardMap, ShardRouter
 from models.entities import build_extractor
+from models.sentences import regroup, texts_to_embed
 from shards.routing import ShardMap
 from shards.types import EntityRef, MemoryChanges, NewMemory, RecallFilter, Scope, Session
 
@@ -116,8 +118,9 @@ class MemoryService:
         return await self._fan_out(method, *args)
 
     # -- memories -----------------------------------------------------------------------
-    def new_memory(self, namespace: str, body: StoreBody, vector: list[float], now: float,
-                   idempotency_key: str | None, field: str = "") -> NewMemory:
+    def new_memory(self, namespace: str, body: StoreBody, vector: Sequence[float], now: float,
+                   idempotency_key: str | None, field: str = "",
+                   sentence_vectors: tuple[tuple[float, ...], ...] = ()) -> NewMemory:
         expires = parse_time(body.expires_at, f"{field}expires_at")
         if expires is None and body.ttl_seconds is not None:
             expires = now + body.ttl_seconds
@@ -133,6 +136,7 @@ class MemoryService:
             event_time=float(int(now)) if event_time is None else event_time,
             vector=tuple(vector), expires_at=expires, idempotency_key=idempotency_key,
             entities=self.entities_of(body.content, body.tags or []),
+            sentence_vectors=sentence_vectors,
         )
 
     async def store(self, namespace: str, bodies: list[StoreBody],
@@ -144,16 +148,16 @@ class MemoryService:
         for i, body in enumerate(bodies):
             self.check_content(body.content, f"memories[{i}].content" if batch else "content")
         t0 = time.perf_counter()
-        vectors = await self.embedder.embed([b.content for b in bodies])
+        embedded = await self.embed_memories([b.content for b in bodies])
         embed_ms = int((time.perf_counter() - t0) * 1000)
         now = time.time()
         items = [
             self.new_memory(
-                namespace, b, v, now,
+                namespace, b, vector, now,
                 None if idempotency_key is None else (f"{idempotency_key}:{i}" if batch else idempotency_key),
-                field=f"memories[{i}]." if batch else "",
+                field=f"memories[{i}]." if batch else "", sentence_vectors=sentence_vectors,
             )
-            for i, (b, v) in enumerate(zip(bodies, vectors))
+            for i, (b, (vector, sentence_vectors)) in enumerate(zip(bodies, embedded))
         ]
         shard = self.shard(namespace)
         session_ids = sorted({i.session_id for i in items if i.session_id})
@@ -218,13 +222,20 @@ class MemoryService:
                               f"({agents}); pass agent_id")
         return render.memory_json(found[0])
 
+    async def embed_memories(self, contents: list[str]
+                             ) -> list[tuple[tuple[float, ...], tuple[tuple[float, ...], ...]]]:
+        """(vector, sentence vectors) per memory, from one embedder call for them all."""
+        texts, counts = texts_to_embed(contents, self.cfg.embedder.sentence_vectors)
+        return regroup(await self.embedder.embed(texts), counts)
+
     async def update(self, namespace: str, memory_id: str, body: UpdateBody) -> dict[str, Any]:
-        vector = None
+        vector, sentence_vectors = None, ()
         if body.content is not None:
             self.check_content(body.content)
-            vector = tuple((await self.embedder.embed([body.content]))[0])
+            [(vector, sentence_vectors)] = await self.embed_memories([body.content])
         changes = MemoryChanges(
-            content=body.content, vector=vector, importance=body.importance,
+            content=body.content, vector=vector, sentence_vectors=sentence_vectors,
+            importance=body.importance,
             memory_type=body.memory_type,
             tags=None if body.tags is None else self._check_tags(body.tags, "tags"),
             metadata=None if body.metadata is None else self._check_metadata(body.metadata, "metadata"),

@@ -139,6 +139,14 @@ def pack_vector(vector: Sequence[float]) -> bytes:
     return struct.pack(f"<{len(vector)}f", *vector)
 
 
+def pack_vectors(vector: Sequence[float], sentence_vectors: Sequence[Sequence[float]]) -> bytes:
+    """A memory's vector column: its own vector, then one per sentence (none for a memory of
+    one sentence). One column keeps every copy of a memory (triggers, export and import for
+    resharding) carrying its sentences with no schema of their own; a column written before
+    sentence vectors existed is simply a stack of one."""
+    return pack_vector(vector) + b"".join(pack_vector(v) for v in sentence_vectors)
+
+
 def unpack_vector(blob: bytes) -> tuple[float, ...]:
     return struct.unpack(f"<{len(blob) // 4}f", blob)
 
@@ -341,7 +349,7 @@ class SQLiteRecordStore:
                     (ns_id, item.id, item.content, item.memory_type, item.importance,
                      json.dumps(list(item.tags)), json.dumps(item.metadata), item.session_id,
                      session_key, now, now, item.event_time, item.expires_at,
-                     pack_vector(item.vector)),
+                     pack_vectors(item.vector, item.sentence_vectors)),
                 )
                 key = int(cur.lastrowid or 0)
                 self._db.execute("INSERT INTO index_log (key) VALUES (?)", (key,))
@@ -411,7 +419,8 @@ class SQLiteRecordStore:
         return out
 
     def vectors(self, keys: Sequence[int]) -> dict[int, tuple[int, tuple[float, ...], Memory]]:
-        """For indexing: key → (ns_id, vector, memory) of the keys that still exist."""
+        """For indexing: key → (ns_id, vector stack, memory) of the keys that still exist.
+        The stack is the memory's own vector, then its sentences' (pack_vectors)."""
         out: dict[int, tuple[int, tuple[float, ...], Memory]] = {}
         with self._lock:
             for start in range(0, len(keys), 500):
@@ -467,7 +476,7 @@ class SQLiteRecordStore:
                 values.append(json.dumps(changes.metadata))
             if changes.vector is not None:
                 sets.append("vector = ?")
-                values.append(pack_vector(changes.vector))
+                values.append(pack_vectors(changes.vector, changes.sentence_vectors))
             self._db.execute(f"UPDATE memories SET {', '.join(sets)} WHERE key = ?", (*values, key))
             self._db.execute("INSERT INTO index_log (key) VALUES (?)", (key,))
             if changes.content is not None:
@@ -757,13 +766,25 @@ class SQLiteRecordStore:
         return [EntityRef(key=r[0], type=r[1], value=r[2], score=r[3]) for r in rows]
 
     def namespace_vector_rows(self, ns_id: int) -> list[tuple[int, bytes, int, int, float, float]]:
-        """(key, vector blob, type code, session key or 0, event time, importance) of every
-        memory in a namespace: what exact vector search needs, nothing more."""
+        """(key, vector stack blob, type code, session key or 0, event time, importance) of
+        every memory in a namespace: what exact vector search needs, nothing more."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT key, vector, memory_type, session_key, event_time, importance"
                 " FROM namespace_vectors WHERE ns_id = ?", (ns_id,)).fetchall()
         return [(k, v, memory_type_code(t), sk, ev, imp) for k, v, t, sk, ev, imp in rows]
+
+    def vector_stacks(self, ns_id: int, keys: Sequence[int]) -> dict[int, bytes]:
+        """key → vector stack blob (pack_vectors) of these memories of one namespace."""
+        out: dict[int, bytes] = {}
+        with self._lock:
+            for start in range(0, len(keys), 500):
+                chunk = list(keys[start:start + 500])
+                marks = ",".join("?" * len(chunk))
+                out.update(self._db.execute(
+                    f"SELECT key, vector FROM namespace_vectors WHERE ns_id = ? AND key IN ({marks})",
+                    (ns_id, *chunk)).fetchall())
+        return out
 
     def namespace_count(self, ns_id: int) -> int:
         with self._lock:

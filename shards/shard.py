@@ -15,9 +15,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from shards.config import EmbeddedStorageConfig
 from shards.errors import Conflict, LayoutMismatch, NamespaceMoved, NamespaceMoving, NotFound
-from shards.exact_vectors import ExactVectorCache, NamespaceVectors
+from shards.exact_vectors import ExactVectorCache, NamespaceVectors, split_stacks, stack_scores
 from shards.indexed_text import indexed_text
 from shards.indexes import (
     CONTEXT_TURNS,
@@ -49,6 +51,9 @@ from shards.types import (
 )
 
 log = logging.getLogger(__name__)
+
+# HNSW answers by whole vectors; sentence vectors re-rank a wider set (see _rescored_hnsw).
+HNSW_OVERFETCH = 2
 
 
 def shard_dir(data_dir: Path, index: int) -> Path:
@@ -232,7 +237,7 @@ class Shard:
         session_keys = self.records.session_keys(list(found)) if found else {}
         rows = [
             IndexRow(
-                key=k, ns_id=ns_id, vector=vector, content=indexed_text(memory),
+                key=k, ns_id=ns_id, vector=vector[:self.dim], content=indexed_text(memory),
                 context=self._conversation_context(k) if k in session_keys else "",
                 memory_type=memory_type_code(memory.memory_type),
                 session_key=session_keys.get(k, 0), event_time=memory.event_time,
@@ -435,7 +440,25 @@ class Shard:
         cached = self._exact.cached(flt.ns_id)
         if cached is not None or self.records.namespace_count(flt.ns_id) <= self.exact_search_max_rows:
             return (cached or self._exact.get(flt.ns_id)).search(vector, flt, limit)
-        return self.vectors.search(vector, flt, limit)
+        return self._rescored_hnsw(vector, flt, limit)
+
+    def _rescored_hnsw(self, vector: Sequence[float], flt: IndexFilter, limit: int) -> list[Hit]:
+        """HNSW holds each memory's whole vector only: over-fetch, then score the hits with
+        their sentence vectors too, as exact search does. (A memory only one of whose
+        sentences matches is found when its whole is near enough to be fetched.)"""
+        hits = self.vectors.search(vector, flt, limit * HNSW_OVERFETCH)
+        if not hits:
+            return hits
+        stacks = self.records.vector_stacks(flt.ns_id, [h.key for h in hits])
+        hits = [h for h in hits if h.key in stacks]  # deleted since the index answered
+        if not hits:
+            return hits
+        whole, sentences, owners = split_stacks([stacks[h.key] for h in hits], self.dim)
+        query = np.asarray(vector, dtype=np.float32)
+        query = query / (float(np.linalg.norm(query)) or 1.0)
+        scores = stack_scores(whole @ query, sentences @ query, owners)
+        order = sorted(range(len(hits)), key=lambda i: (-float(scores[i]), hits[i].key))[:limit]
+        return [Hit(key=hits[i].key, score=float(scores[i])) for i in order]
 
     def forget_matching(self, namespace: str, flt: RecallFilter) -> list[Memory]:
         with self._lock:

@@ -54,6 +54,9 @@ class NewMemory:
     expires_at: float | None = None
     idempotency_key: str | None = None
     entities: tuple[EntityRef, ...] = ()
+    # One vector per sentence of a memory of several (models/sentences.py); vector search
+    # scores a memory by its best sentence as well as by its whole.
+    sentence_vectors: tuple[tuple[float, ...], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,7 @@ class MemoryChanges:
 
     content: str | None = None
     vector: tuple[float, ...] | None = None
+    sentence_vectors: tuple[tuple[float, ...], ...] = ()  # replaced with the vector
     importance: float | None = None
     memory_type: str | None = None
     tags: tuple[str, ...] | None = None

@@ -83,3 +83,54 @@ def test_a_store_from_before_namespace_vectors_is_filled_on_open(tmp_path: Path)
     reopened = Shard.open_embedded(0, 1, DIM, cfg)
     assert vector_channel(reopened, "ns", 7, RecallFilter()) == before
     reopened.close()
+
+
+# -- sentence vectors -------------------------------------------------------------------
+def sentence_shard(tmp_path: Path, exact_search_max_rows: int) -> Shard:
+    """Memories m0..m9, each its own vector; m7 also holds the sentence vectors vec(509) and
+    vec(510), both far from every memory's own vector (DIM is small: seeds chosen so)."""
+    shard = Shard.open_embedded(0, 1, DIM, EmbeddedStorageConfig(
+        data_dir=tmp_path / f"s{exact_search_max_rows}", exact_search_max_rows=exact_search_max_rows))
+    shard.write([mem(f"m{i}", "ns", f"memory {i}. it has two sentences.", seed=i,
+                     sentence_vectors=(vec(509), vec(510)) if i == 7 else ())
+                 for i in range(10)])
+    return shard
+
+
+@pytest.mark.parametrize("search", ["exact", "hnsw"])
+def test_a_memory_is_found_by_its_best_sentence(tmp_path: Path, search: str) -> None:
+    shard = sentence_shard(tmp_path, 20_000 if search == "exact" else 0)
+    query = vec(509)
+    got = vector_channel(shard, "ns", 509, RecallFilter())
+    assert got[0][0] == "m7"
+    # 0.3·cos(whole) + 0.7·max(cos(whole), cos(best sentence)), the sentence being the query
+    whole = sum(a * b for a, b in zip(vec(7), query))
+    assert got[0][1] == pytest.approx(0.3 * whole + 0.7 * 1.0, abs=1e-4)
+    # A query for the whole still finds it first, at full score.
+    assert vector_channel(shard, "ns", 7, RecallFilter())[0] == ("m7", 1.0)
+    shard.close()
+
+
+def test_exact_and_hnsw_agree_with_sentence_vectors(tmp_path: Path) -> None:
+    exact, hnsw = sentence_shard(tmp_path, 20_000), sentence_shard(tmp_path, 0)
+    for seed in (509, 510, 3, 7):
+        assert vector_channel(exact, "ns", seed, RecallFilter()) == vector_channel(hnsw, "ns", seed, RecallFilter())
+    exact.close()
+    hnsw.close()
+
+
+def test_sentence_vectors_follow_content_and_survive_a_reopen(tmp_path: Path) -> None:
+    shard = sentence_shard(tmp_path, 20_000)
+    # A new content brings its own sentences; the old ones go with the old content.
+    shard.update("ns", "m7", MemoryChanges(content="other. words here.", vector=vec(7),
+                                           sentence_vectors=(vec(520),)))
+    assert vector_channel(shard, "ns", 509, RecallFilter())[0][0] != "m7"
+    assert vector_channel(shard, "ns", 520, RecallFilter())[0][0] == "m7"
+    # A change that is not content keeps them.
+    shard.update("ns", "m7", MemoryChanges(importance=0.9))
+    before = vector_channel(shard, "ns", 520, RecallFilter())
+    assert before[0][0] == "m7"
+    shard.close()
+    reopened = Shard.open_embedded(0, 1, DIM, EmbeddedStorageConfig(data_dir=tmp_path / "s20000"))
+    assert vector_channel(reopened, "ns", 520, RecallFilter()) == before
+    reopened.close()
