@@ -57,6 +57,18 @@ def split_stacks(blobs: Sequence[bytes], dim: int) -> tuple[np.ndarray, np.ndarr
     return _unit(whole), _unit(sentences), owners
 
 
+def unit_query(vector: Sequence[float]) -> np.ndarray:
+    query = np.asarray(vector, dtype=np.float32)
+    return query / (float(np.linalg.norm(query)) or 1.0)
+
+
+def score_stacks(blobs: Sequence[bytes], dim: int, vector: Sequence[float]) -> np.ndarray:
+    """Each vector stack's score for the query, as exact search scores a memory."""
+    whole, sentences, owners = split_stacks(blobs, dim)
+    query = unit_query(vector)
+    return stack_scores(whole @ query, sentences @ query, owners)
+
+
 def _unit(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return (vectors / np.where(norms == 0, 1.0, norms)).astype(np.float32)
@@ -116,8 +128,7 @@ class NamespaceVectors:
         rows = np.flatnonzero(mask)
         if rows.size == 0:
             return []
-        query = np.asarray(vector, dtype=np.float32)
-        query = query / (float(np.linalg.norm(query)) or 1.0)
+        query = unit_query(vector)
         if self.sentence_owners.size:
             scores = stack_scores(self.vectors @ query, self.sentence_vectors @ query,
                                   self.sentence_owners)[rows]

@@ -418,9 +418,9 @@ class SQLiteRecordStore:
                     out[key] = memory
         return out
 
-    def vectors(self, keys: Sequence[int]) -> dict[int, tuple[int, tuple[float, ...], Memory]]:
-        """For indexing: key → (ns_id, vector stack, memory) of the keys that still exist.
-        The stack is the memory's own vector, then its sentences' (pack_vectors)."""
+    def vectors(self, keys: Sequence[int], dim: int) -> dict[int, tuple[int, tuple[float, ...], Memory]]:
+        """For indexing: key → (ns_id, the memory's own vector, memory) of the keys that still
+        exist (its sentences' vectors, after it in the column, are not indexed)."""
         out: dict[int, tuple[int, tuple[float, ...], Memory]] = {}
         with self._lock:
             for start in range(0, len(keys), 500):
@@ -432,7 +432,7 @@ class SQLiteRecordStore:
                     chunk,
                 ):
                     key, memory = _memory(row[:15])
-                    out[key] = (row[15], unpack_vector(row[16]), memory)
+                    out[key] = (row[15], unpack_vector(row[16][:dim * 4]), memory)
         return out
 
     def session_keys(self, keys: Sequence[int]) -> dict[int, int]:

@@ -15,11 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from shards.config import EmbeddedStorageConfig
 from shards.errors import Conflict, LayoutMismatch, NamespaceMoved, NamespaceMoving, NotFound
-from shards.exact_vectors import ExactVectorCache, NamespaceVectors, split_stacks, stack_scores
+from shards.exact_vectors import ExactVectorCache, NamespaceVectors, score_stacks
 from shards.indexed_text import indexed_text
 from shards.indexes import (
     CONTEXT_TURNS,
@@ -233,11 +231,11 @@ class Shard:
 
     # -- index maintenance --------------------------------------------------------------
     def _index_rows(self, keys: Sequence[int]) -> tuple[list[IndexRow], list[int]]:
-        found = self.records.vectors(keys)
+        found = self.records.vectors(keys, self.dim)
         session_keys = self.records.session_keys(list(found)) if found else {}
         rows = [
             IndexRow(
-                key=k, ns_id=ns_id, vector=vector[:self.dim], content=indexed_text(memory),
+                key=k, ns_id=ns_id, vector=vector, content=indexed_text(memory),
                 context=self._conversation_context(k) if k in session_keys else "",
                 memory_type=memory_type_code(memory.memory_type),
                 session_key=session_keys.get(k, 0), event_time=memory.event_time,
@@ -453,10 +451,7 @@ class Shard:
         hits = [h for h in hits if h.key in stacks]  # deleted since the index answered
         if not hits:
             return hits
-        whole, sentences, owners = split_stacks([stacks[h.key] for h in hits], self.dim)
-        query = np.asarray(vector, dtype=np.float32)
-        query = query / (float(np.linalg.norm(query)) or 1.0)
-        scores = stack_scores(whole @ query, sentences @ query, owners)
+        scores = score_stacks([stacks[h.key] for h in hits], self.dim, vector)
         order = sorted(range(len(hits)), key=lambda i: (-float(scores[i]), hits[i].key))[:limit]
         return [Hit(key=hits[i].key, score=float(scores[i])) for i in order]
 
@@ -716,10 +711,7 @@ class Shard:
             self.records.set_meta("map_epoch", str(epoch))
             self.map_epoch = epoch
             self.records.set_meta("shard_count", str(count))
-            if target is None:
-                self.records.set_meta("reshard_target", "")
-            else:
-                self.records.set_meta("reshard_target", str(target))
+            self.records.set_meta("reshard_target", "" if target is None else str(target))
             self.routing_count, self.reshard_target = count, target
 
     def namespace_table(self) -> list[tuple[str, str | None]]:
