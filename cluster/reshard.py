@@ -13,6 +13,11 @@ with their vectors, sessions, entities, idempotency keys, access counts; nothing
 again) → hand off → activate the copy once it holds every memory → record the move in the
 shard map → delete the old copy. Every step is idempotent: a job that is killed resumes
 where it stopped when run again with the same `--to`, and no memory is lost or doubled.
+
+One job moves at a time: the job holds a lease in the shard map (`--lease-seconds`, renewed as
+it goes), and a second job is refused while that lease is live. A killed job's lease runs
+out, and the next run takes over; taking over fences the job before it (the shards refuse
+its calls), so a job that was only paused cannot come back and undo a move.
 """
 from __future__ import annotations
 
@@ -20,17 +25,25 @@ import argparse
 import asyncio
 import json
 import logging
+import os
+import socket
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shards.errors import Conflict, shard_error_in
 from shards.routing import ShardMap, shard_for
 
 log = logging.getLogger("engram.reshard")
 
 INCOMING = "incoming"  # shards.shard.Shard.INCOMING: a copy being filled on its new shard
+
+
+class LeaseLost(RuntimeError):
+    """Another reshard job took over (this one was paused or cut off past its lease)."""
 
 
 @dataclass
@@ -51,18 +64,49 @@ class Tally:
 
 
 class Reshard:
-    def __init__(self, router: Any, shards: list[Any], page_size: int, tally: Tally) -> None:
+    def __init__(self, router: Any, shards: list[Any], page_size: int, tally: Tally,
+                 lease_seconds: float = 60.0, job: str | None = None) -> None:
         self.router = router  # the Router deployment: it keeps the shard map
         self.shards = shards  # Shard0..ShardK-1 handles (K: the shards deployed)
         self.page_size = page_size
         self.tally = tally
+        self.lease_seconds = lease_seconds
+        self.job = job or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.epoch = 0  # of the map this job works under: shards refuse older ones
+        self.renewed = 0.0
+        self.finished = False
 
     async def call(self, shard: int, method: str, *args: Any) -> Any:
-        return await self.shards[shard].call.remote(method, *args)
+        return await self.shards[shard].call.remote(method, *args, map_epoch=self.epoch)
+
+    async def keep_lease(self) -> None:
+        """Renew the lease a third of the way through it (refused once another job took over)."""
+        if time.monotonic() - self.renewed >= self.lease_seconds / 3:
+            await self.router.renew_reshard_lease.remote(self.job, self.lease_seconds)
+            self.renewed = time.monotonic()
 
     async def run(self, target: int, progress_seconds: float) -> ShardMap:
-        shard_map: ShardMap = await self.router.begin_reshard.remote(target)
+        shard_map: ShardMap = await self.router.begin_reshard.remote(target, self.job,
+                                                                     self.lease_seconds)
+        self.renewed = time.monotonic()
         assert shard_map.target in (target, None)
+        try:
+            return await self._run(shard_map, target, progress_seconds)
+        except Exception as exc:
+            if self.finished:  # failed after its own finish: there is no lease left to check
+                raise
+            # Still the mover? (A fenced call fails as a moved namespace would.) If so, a
+            # lease renewed for 0 s has run out: the next run can start at once.
+            try:
+                await self.router.renew_reshard_lease.remote(self.job, 0.0)
+            except Exception as renew_failed:
+                if isinstance(shard_error_in(renew_failed), Conflict):
+                    raise LeaseLost(str(shard_error_in(renew_failed))) from exc
+                log.warning("could not release the reshard lease (%s); it runs out in %.0f s",
+                            renew_failed, self.lease_seconds)
+            raise
+
+    async def _run(self, shard_map: ShardMap, target: int, progress_seconds: float) -> ShardMap:
         if shard_map.target is None:  # already at that count (a run that died at the very end)
             await self.set_routing(shard_map)
             return shard_map
@@ -74,16 +118,19 @@ class Reshard:
             if not moves:
                 break
             for name, source in moves:
+                await self.keep_lease()
                 await self.move(name, source, shard_for(name, target))
                 if time.monotonic() - last_report >= progress_seconds:
                     last_report = time.monotonic()
                     log.info("moved %d namespaces (%d memories) so far",
                              self.tally.namespaces, self.tally.memories)
-        finished: ShardMap = await self.router.finish_reshard.remote()
+        finished: ShardMap = await self.router.finish_reshard.remote(self.job)
+        self.finished = True
         await self.set_routing(finished)
         return finished
 
     async def set_routing(self, shard_map: ShardMap) -> None:
+        self.epoch = shard_map.epoch
         await asyncio.gather(*(self.call(i, "set_routing", shard_map.count, shard_map.target,
                                          shard_map.epoch) for i in range(len(self.shards))))
 
@@ -115,9 +162,10 @@ class Reshard:
             rows, cursor = await self.call(source, "export_memories", name, cursor, self.page_size)
             if rows:
                 await self.call(dest, "import_memories", name, rows)
+            await self.keep_lease()
         await self.call(source, "handoff", name)
         await self.call(dest, "activate", name, expected)
-        await self.router.mark_moved.remote([name])
+        await self.router.mark_moved.remote([name], self.job)
         await self.call(source, "release", name)
         self.tally.namespaces += 1
         self.tally.memories += expected
@@ -133,7 +181,9 @@ async def main_async(args: argparse.Namespace, tally: Tally) -> dict[str, Any]:
         raise SystemExit(f"app {args.app!r} runs {deployed} shards: deploy it with "
                          f"shard_count: {args.to} first, then run this job again")
     shards = [serve.get_deployment_handle(f"Shard{i}", app_name=args.app) for i in range(deployed)]
-    after = await Reshard(router, shards, args.page_size, tally).run(args.to, args.progress_seconds)
+    job = Reshard(router, shards, args.page_size, tally, args.lease_seconds)
+    log.info("reshard job %s: to %d shards", job.job, args.to)
+    after = await job.run(args.to, args.progress_seconds)
     tally.complete = True
     if after.count < deployed:
         log.info("done: deploy the app with shard_count: %d to stop the empty shards %d-%d",
@@ -148,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--page-size", type=int, default=500,
                         help="memories per copy call (each carries its vector)")
     parser.add_argument("--progress-seconds", type=float, default=5.0)
+    parser.add_argument("--lease-seconds", type=float, default=60.0,
+                        help="how long this job stays the one mover without renewing; a killed "
+                             "job's next run waits at most this long")
     parser.add_argument("--report", type=Path, default=None, help="write the summary here as JSON")
     args = parser.parse_args(argv)
     if args.to < 1:

@@ -73,10 +73,9 @@ class LocalShardClient:
         self._executor = ThreadPoolExecutor(max_workers=1)
 
     async def call(self, method: str, *args: Any, map_epoch: int | None = None, **kwargs: Any) -> Any:
-        self._shard.check_epoch(map_epoch)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            self._executor, lambda: getattr(self._shard, method)(*args, **kwargs))
+            self._executor, lambda: self._shard.call_at_epoch(map_epoch, method, *args, **kwargs))
 
 
 class LocalEmbedderClient:

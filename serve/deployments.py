@@ -101,12 +101,14 @@ class ShardDeployment:
         log.info("shard ready", extra={"shard": index, "pid": os.getpid()})
 
     async def call(self, method: str, *args: Any, map_epoch: int | None = None, **kwargs: Any) -> Any:
-        """map_epoch: the epoch of the caller's shard map (routers send it; jobs need not)."""
+        """map_epoch: the epoch of the caller's shard map (routers and the reshard job send
+        it). It is checked on the shard's one thread, just before the method: a call that a
+        newer map (a reshard job taking over) overtook while it queued is refused, not run."""
         if method not in SHARD_METHODS:
             raise InvalidInput(f"unknown shard method: {method}", "method")
-        self.shard.check_epoch(map_epoch)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, partial(getattr(self.shard, method), *args, **kwargs))
+        return await loop.run_in_executor(
+            self._executor, partial(self.shard.call_at_epoch, map_epoch, method, *args, **kwargs))
 
     async def _maintain(self) -> None:
         """End idle sessions and checkpoint the indexes, off the request path."""
@@ -163,20 +165,23 @@ class RouterDeployment:
     def deployed_shards(self) -> int:
         return len(self.service.shards)
 
-    async def begin_reshard(self, target: int) -> ShardMap:
+    async def begin_reshard(self, target: int, job: str, lease_seconds: float) -> ShardMap:
         if target > len(self.service.shards):
             raise InvalidInput(f"this app runs {len(self.service.shards)} shards: deploy it "
                                f"with shard_count: {target} before resharding to {target}",
                                "target")
-        self.control.begin_reshard(target)
+        self.control.begin_reshard(target, job, lease_seconds)
         return await self.service.router.refresh()
 
-    async def mark_moved(self, names: list[str]) -> ShardMap:
-        self.control.mark_moved(names)
+    def renew_reshard_lease(self, job: str, lease_seconds: float) -> None:
+        self.control.renew_reshard_lease(job, lease_seconds)
+
+    async def mark_moved(self, names: list[str], job: str) -> ShardMap:
+        self.control.mark_moved(names, job)
         return await self.service.router.refresh()
 
-    async def finish_reshard(self) -> ShardMap:
-        self.control.finish_reshard()
+    async def finish_reshard(self, job: str) -> ShardMap:
+        self.control.finish_reshard(job)
         return await self.service.router.refresh()
 
     def __serve_build_asgi_app__(self) -> Any:

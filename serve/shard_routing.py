@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from serve.clients import ShardClient
 from shards.control_store import SQLiteControlStore
-from shards.errors import LayoutMismatch, NamespaceMoved, NamespaceMoving, ShardError
+from shards.errors import LayoutMismatch, NamespaceMoved, NamespaceMoving, ShardError, shard_error_in
 from shards.routing import ShardMap
 
 # How long a request waits for a namespace being moved before answering 503 + Retry-After.
@@ -59,14 +59,8 @@ class ControlShardMap:
 
 def move_error(exc: BaseException) -> ShardError | None:
     """The NamespaceMoved or NamespaceMoving inside whatever Ray wrapped around it."""
-    seen: BaseException | None = exc
-    for _ in range(8):
-        if isinstance(seen, (NamespaceMoved, NamespaceMoving)):
-            return seen
-        if seen is None or isinstance(seen, ShardError):
-            return None
-        seen = getattr(seen, "cause", None)
-    return None
+    found = shard_error_in(exc)
+    return found if isinstance(found, (NamespaceMoved, NamespaceMoving)) else None
 
 
 class ShardRouter:

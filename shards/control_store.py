@@ -102,17 +102,20 @@ class SQLiteControlStore:
         """One read transaction (a plain BEGIN: readers never queue behind each other)."""
         self._db.execute("BEGIN")
         try:
-            count = self._meta("shard_count")
-            if count is None:
-                raise LayoutMismatch("no shard map recorded yet: start the service once first",
-                                     "shard_count")
-            target = self._meta("reshard_target")
-            moved = frozenset(r[0] for r in self._db.execute("SELECT name FROM moved_namespaces"))
-            return ShardMap(int(count), None if target is None else int(target), moved,
-                            int(self._meta("shard_map_version") or 0),
-                            int(self._meta("shard_map_epoch") or 0))
+            return self._read_map_in_tx()
         finally:
             self._db.execute("COMMIT")
+
+    def _read_map_in_tx(self) -> ShardMap:
+        count = self._meta("shard_count")
+        if count is None:
+            raise LayoutMismatch("no shard map recorded yet: start the service once first",
+                                 "shard_count")
+        target = self._meta("reshard_target")
+        moved = frozenset(r[0] for r in self._db.execute("SELECT name FROM moved_namespaces"))
+        return ShardMap(int(count), None if target is None else int(target), moved,
+                        int(self._meta("shard_map_version") or 0),
+                        int(self._meta("shard_map_epoch") or 0))
 
     def check_deployed_shards(self, deployed: int) -> ShardMap:
         """Record the shard count on first start; afterwards refuse to run fewer Shard
@@ -128,24 +131,64 @@ class SQLiteControlStore:
                 "first, then deploy N)", "shard_count")
         return current
 
-    def begin_reshard(self, target: int) -> ShardMap:
-        """Record the target shard count (idempotent for the same target)."""
+    def begin_reshard(self, target: int, job: str, lease_seconds: float,
+                      now: float | None = None) -> ShardMap:
+        """Record the target shard count and make `job` the one job moving namespaces.
+
+        The same target resumes a reshard a killed job left. Only one job moves at a time:
+        another is refused while the lease of the one before it is live (a killed job's
+        lease runs out after `lease_seconds`). A job that takes over bumps the map epoch,
+        and the shards then refuse every call the job before it still has in flight.
+        """
+        now = time.time() if now is None else now
         with self._lock, _immediate(self._db):
             count = int(self._meta("shard_count") or 0)
             current = self._meta("reshard_target")
             if current is not None and int(current) != target:
                 raise Conflict(f"a reshard to {current} shards is in progress: run it to the "
                                f"end (--to {current}) before starting another", "target")
-            if current is None and target != count:
+            if current is None and target == count:
+                return self._read_map_in_tx()
+            holder, until = self._lease()
+            if holder not in (None, job) and until > now:
+                raise Conflict(f"reshard job {holder} is running (its lease has {until - now:.0f} s "
+                               "left): wait for it to end; if it was killed, run again once its "
+                               "lease has run out", "job")
+            if current is None:
                 self._set_meta("reshard_target", str(target))
+            if holder != job:
                 self._bump_version(epoch=True)
-        return self.shard_map()
+            self._set_lease(job, now + lease_seconds)
+            return self._read_map_in_tx()
 
-    def mark_moved(self, names: list[str]) -> ShardMap:
+    def renew_reshard_lease(self, job: str, lease_seconds: float, now: float | None = None) -> None:
+        """Keep `job` the mover for another `lease_seconds` (0: let the next run start at
+        once); refused once it has lost the lease."""
+        now = time.time() if now is None else now
+        with self._lock, _immediate(self._db):
+            self._check_holder(job)
+            self._set_lease(job, now + lease_seconds)
+
+    def _lease(self) -> tuple[str | None, float]:
+        return self._meta("reshard_job"), float(self._meta("reshard_lease_until") or 0)
+
+    def _set_lease(self, job: str | None, until: float | None) -> None:
+        self._set_meta("reshard_job", job)
+        self._set_meta("reshard_lease_until", None if until is None else repr(until))
+
+    def _check_holder(self, job: str) -> None:
+        if self._meta("reshard_target") is None:
+            raise Conflict(f"no reshard in progress: job {job} holds nothing (if it did, "
+                           "another job has finished the reshard since)", "target")
+        holder = self._lease()[0]
+        if holder != job:
+            raise Conflict(f"reshard job {job} lost its lease to job {holder}: it stops here, "
+                           "and the other job carries the reshard on", "job")
+
+    def mark_moved(self, names: list[str], job: str) -> ShardMap:
         """These namespaces now live on their home under the target count."""
         with self._lock, _immediate(self._db):
-            if self._meta("reshard_target") is None:
-                raise Conflict("no reshard in progress", "target")
+            self._check_holder(job)
             self._db.executemany("INSERT OR IGNORE INTO moved_namespaces (name) VALUES (?)",
                                  [(n,) for n in names])
             self._bump_version()
@@ -160,13 +203,15 @@ class SQLiteControlStore:
                 self._bump_version()
         return self.shard_map()
 
-    def finish_reshard(self) -> ShardMap:
-        """Every namespace is at its new home: the target becomes the count."""
+    def finish_reshard(self, job: str) -> ShardMap:
+        """Every namespace is at its new home: the target becomes the count (idempotent)."""
         with self._lock, _immediate(self._db):
             target = self._meta("reshard_target")
             if target is not None:
+                self._check_holder(job)
                 self._set_meta("shard_count", target)
                 self._set_meta("reshard_target", None)
+                self._set_lease(None, None)
                 self._db.execute("DELETE FROM moved_namespaces")
                 self._bump_version(epoch=True)
         return self.shard_map()

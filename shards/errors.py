@@ -61,3 +61,14 @@ class NamespaceMoved(StorageUnavailable):
 
 class LayoutMismatch(ShardError):
     """The data on disk was written with another shard count or embedding dimension."""
+
+
+def shard_error_in(exc: BaseException) -> ShardError | None:
+    """The ShardError a remote call raised, inside whatever wrappers (Ray's RayTaskError keeps
+    the original as `cause`) are around it."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None or isinstance(seen, ShardError):
+            return seen
+        seen = getattr(seen, "cause", None)
+    return None

@@ -705,6 +705,12 @@ class Shard:
         if caller_epoch is not None and caller_epoch < self.map_epoch:
             raise NamespaceMoved("(any: the caller's shard map is older than this shard's)")
 
+    def call_at_epoch(self, caller_epoch: int | None, method: str, *args: Any, **kwargs: Any) -> Any:
+        """`method` for a caller whose shard map has this epoch (None: no map, e.g. a test).
+        Run on the thread that runs every call, so no set_routing comes between the two."""
+        self.check_epoch(caller_epoch)
+        return getattr(self, method)(*args, **kwargs)
+
     def set_routing(self, count: int, target: int | None, epoch: int = 0) -> None:
         """The shard map's count, reshard target and epoch, as the job moves through it."""
         with self._lock:

@@ -26,25 +26,25 @@ def test_shard_map_through_a_reshard(tmp_path: Path) -> None:
     assert control.check_deployed_shards(2) == ShardMap(2)
     with pytest.raises(LayoutMismatch, match="no shard map recorded"):
         SQLiteControlStore(tmp_path / "other.db").shard_map()
-    started = control.begin_reshard(3)
+    started = control.begin_reshard(3, "job-a", 60)
     assert (started.count, started.target, started.moved) == (2, 3, frozenset())
-    assert control.begin_reshard(3) == started  # the same target again: resumes
+    assert control.begin_reshard(3, "job-a", 60) == started  # the same target again: resumes
     with pytest.raises(Conflict, match="reshard to 3 shards is in progress"):
-        control.begin_reshard(4)
+        control.begin_reshard(4, "job-a", 60)
     with pytest.raises(LayoutMismatch, match="being moved to 3 shards"):
         control.check_deployed_shards(2)  # shard 2 may hold data now
     moving = next(n for n in (f"ns{i}" for i in range(100)) if shard_for(n, 3) != shard_for(n, 2))
     staying = next(n for n in (f"ns{i}" for i in range(100)) if shard_for(n, 3) == shard_for(n, 2))
-    moved = control.mark_moved([moving])
+    moved = control.mark_moved([moving], "job-a")
     assert moved.home(moving) == shard_for(moving, 3) and moved.home(staying) == shard_for(staying, 2)
     assert moved.version > started.version
-    done = control.finish_reshard()
+    done = control.finish_reshard("job-a")
     assert (done.count, done.target, done.moved) == (3, None, frozenset())
-    assert control.finish_reshard() == done  # idempotent
+    assert control.finish_reshard("job-a") == done  # idempotent
     with pytest.raises(Conflict, match="no reshard in progress"):
-        control.mark_moved([moving])
+        control.mark_moved([moving], "job-a")
     # Shrinking records the smaller target; the app keeps running the larger count meanwhile.
-    assert control.begin_reshard(2).shards_needed == 3
+    assert control.begin_reshard(2, "job-b", 60).shards_needed == 3
 
 
 def test_unknown_config_keys_are_rejected(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ def test_stale_routers_follow_the_namespace(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         await stale.call(MOVING, "write", [mem("m1", MOVING, "parcel rerouted to depot", seed=1)])
-        control.begin_reshard(2)
+        control.begin_reshard(2, "job", 60)
         for s in shards:
             s.set_routing(1, 2)
         # Writes wait while the namespace is copied, then land on its new shard.
@@ -42,7 +42,7 @@ def test_stale_routers_follow_the_namespace(tmp_path: Path) -> None:
         rows, _ = shards[0].export_memories(MOVING, 0, 1000)
         shards[1].import_memories(MOVING, rows)
         shards[1].activate(MOVING, 1)
-        control.mark_moved([MOVING])
+        control.mark_moved([MOVING], "job")
         shards[0].release(MOVING)
         await late
         assert stale.map.home(MOVING) == 1
@@ -55,7 +55,7 @@ def test_stale_routers_follow_the_namespace(tmp_path: Path) -> None:
         fresh = ShardRouter(clients, ControlShardMap(control), initial)
         await fresh.call(NEW_THERE, "write", [mem("n1", NEW_THERE, "first words", seed=3)])
         assert [n for n, _ in shards[1].namespace_table()] == sorted([MOVING, NEW_THERE])
-        finished = control.finish_reshard()
+        finished = control.finish_reshard("job")
         for s in shards:
             s.set_routing(2, None, finished.epoch)
         # A router that slept through the whole reshard is refused once (older epoch),

@@ -1,0 +1,143 @@
+"""One reshard job moves at a time. A second is refused while the first holds its lease;
+once a killed (or stalled) job's lease runs out the next one takes over, and the stalled
+job, should it wake up, is fenced off: its calls are refused, and nothing it had begun is
+lost or doubled. The job code, real shards and a real control store run in this process;
+only Serve's handles are stood in for (`.remote` on an in-process object)."""
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cluster.reshard import LeaseLost, Reshard, Tally
+from serve.clients import LocalShardClient
+from shards.config import EmbeddedStorageConfig
+from shards.control_store import SQLiteControlStore
+from shards.errors import Conflict
+from shards.routing import shard_for
+from shards.shard import Shard
+from shards.types import RecallFilter
+from tests.contract.test_shard_contract import DIM, mem
+
+MOVING = [n for n in (f"agent-{i}" for i in range(200)) if shard_for(n, 2) == 1][:3]
+
+
+def test_the_lease_admits_one_job_and_fences_the_one_before(tmp_path: Path) -> None:
+    control = SQLiteControlStore(tmp_path / "control.db")
+    initial = control.check_deployed_shards(2)
+    first = control.begin_reshard(3, "job-a", 30, now=1000.0)
+    assert first.epoch > initial.epoch
+    assert control.begin_reshard(3, "job-a", 30, now=1010.0) == first  # itself: resumes
+    with pytest.raises(Conflict, match="reshard job job-a is running"):
+        control.begin_reshard(3, "job-b", 30, now=1020.0)
+    control.renew_reshard_lease("job-a", 30, now=1030.0)  # good until 1060
+    with pytest.raises(Conflict, match="job-a is running"):
+        control.begin_reshard(3, "job-b", 30, now=1059.0)
+    # job-a went quiet: after its lease, job-b takes over under a newer epoch.
+    taken = control.begin_reshard(3, "job-b", 30, now=1061.0)
+    assert taken.epoch > first.epoch and taken.target == 3
+    for stale in (lambda: control.renew_reshard_lease("job-a", 30, now=1062.0),
+                  lambda: control.mark_moved(MOVING[:1], "job-a"),
+                  lambda: control.finish_reshard("job-a")):
+        with pytest.raises(Conflict, match="job-a lost its lease to job job-b"):
+            stale()
+    # A job that stops early renews for 0 s: the next run need not wait.
+    control.renew_reshard_lease("job-b", 0, now=1070.0)
+    assert control.begin_reshard(3, "job-c", 30, now=1070.5).target == 3
+    done = control.finish_reshard("job-c")
+    assert (done.count, done.target) == (3, None)
+    # After the end, no job holds anything, and a new reshard starts clean.
+    with pytest.raises(Conflict, match="no reshard in progress"):
+        control.renew_reshard_lease("job-c", 30)
+    assert control.begin_reshard(2, "job-d", 30).target == 2
+
+
+class Remote:
+    """`obj.method.remote(...)`, awaited, as a Serve handle offers it."""
+
+    def __init__(self, target: Any) -> None:
+        self._target = target
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._target, name)
+        return type("Method", (), {"remote": staticmethod(method)})
+
+
+class RouterStandIn:
+    """The Router deployment's reshard methods, over the real control store."""
+
+    def __init__(self, control: SQLiteControlStore) -> None:
+        self.control = control
+
+    async def shard_map(self) -> Any:
+        return self.control.shard_map()
+
+    async def begin_reshard(self, target: int, job: str, lease_seconds: float) -> Any:
+        return self.control.begin_reshard(target, job, lease_seconds)
+
+    async def renew_reshard_lease(self, job: str, lease_seconds: float) -> None:
+        self.control.renew_reshard_lease(job, lease_seconds)
+
+    async def mark_moved(self, names: list[str], job: str) -> Any:
+        return self.control.mark_moved(names, job)
+
+    async def finish_reshard(self, job: str) -> Any:
+        return self.control.finish_reshard(job)
+
+
+class GatedShard:
+    """A shard whose `import_head` waits at a gate: a job stalled as it starts a copy."""
+
+    def __init__(self, client: LocalShardClient) -> None:
+        self.client = client
+        self.reached = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        if method == "import_head" and not self.gate.is_set():
+            self.reached.set()
+            await self.gate.wait()
+        return await self.client.call(method, *args, **kwargs)
+
+
+def test_a_stalled_job_is_taken_over_and_fenced(tmp_path: Path) -> None:
+    cfg = EmbeddedStorageConfig(data_dir=tmp_path)
+    shards = [Shard.open_embedded(i, 1, DIM, cfg) for i in range(2)]
+    control = SQLiteControlStore(tmp_path / "control.db")
+    control.check_deployed_shards(1)
+    for n, ns in enumerate(MOVING):
+        shards[0].write([mem(f"{ns}-m{i}", ns, f"note {i} of {ns}", seed=n * 10 + i)
+                         for i in range(5)])
+    clients = [LocalShardClient(s) for s in shards]
+    router = Remote(RouterStandIn(control))
+
+    async def scenario() -> None:
+        gated = GatedShard(clients[1])
+        stalled = Reshard(router, [Remote(clients[0]), Remote(gated)], 2, Tally(),
+                          lease_seconds=0.5, job="stalled")
+        first = asyncio.create_task(stalled.run(2, progress_seconds=60))
+        await gated.reached.wait()  # froze its first namespace, stuck before copying it
+        with pytest.raises(Conflict, match="reshard job stalled is running"):
+            await Reshard(router, [Remote(c) for c in clients], 2, Tally(), job="early").run(2, 60)
+        await asyncio.sleep(0.6)  # the stalled job's lease runs out
+        tally = Tally()
+        done = await Reshard(router, [Remote(c) for c in clients], 2, tally, job="next").run(2, 60)
+        assert (done.count, done.target) == (2, None) and tally.namespaces == len(MOVING)
+        # The moved namespaces take writes at their new home.
+        shards[1].write([mem(f"{ns}-new", ns, f"written after the move to {ns}", seed=99)
+                         for ns in MOVING])
+        # The stalled job wakes up and would rebuild its namespace's copy from the head it
+        # read before the move (replace_live): its calls are refused instead.
+        gated.gate.set()
+        with pytest.raises(LeaseLost, match="no reshard in progress: job stalled holds nothing"):
+            await first
+
+    asyncio.run(scenario())
+    for n, ns in enumerate(MOVING):
+        assert [name for name, _ in shards[0].namespace_table()] == []
+        found = shards[1].listing(ns, RecallFilter(), 100, 0)[0]
+        assert sorted(m.id for m in found) == [f"{ns}-m{i}" for i in range(5)] + [f"{ns}-new"]
+    for s in shards:
+        s.close()
