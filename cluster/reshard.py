@@ -205,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.to < 1:
         parser.error("--to must be at least 1")
+    if args.lease_seconds <= 0:
+        parser.error("--lease-seconds must be above 0 (60 by default)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
 
     import ray
