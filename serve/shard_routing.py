@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from serve.clients import ShardClient
 from shards.control_store import SQLiteControlStore
 from shards.errors import LayoutMismatch, NamespaceMoved, NamespaceMoving, ShardError, shard_error_in
-from shards.routing import ShardMap
+from shards.routing import ShardMap, shard_for
 
 # How long a request waits for a namespace being moved before answering 503 + Retry-After.
 # A move freezes writes only while its namespace is copied (milliseconds for a typical agent).
@@ -85,14 +85,16 @@ class ShardRouter:
     async def call(self, namespace: str, method: str, *args: Any, **kwargs: Any) -> Any:
         deadline = time.monotonic() + MOVE_WAIT_S
         pause = 0.02
+        new_home: ShardClient | None = None  # a read of a namespace its old home lacks
         while True:
             try:
-                return await self._client(namespace).call(method, *args, map_epoch=self.map.epoch,
-                                                          **kwargs)
+                client = new_home or self._client(namespace)
+                return await client.call(method, *args, map_epoch=self.map.epoch, **kwargs)
             except Exception as exc:
                 moved = move_error(exc)
                 if moved is None or time.monotonic() > deadline:
                     raise
+            new_home = None
             before = self.map
             current = await self.refresh()
             if current.home(namespace) != before.home(namespace) or current.epoch != before.epoch:
@@ -100,8 +102,13 @@ class ShardRouter:
             if isinstance(moved, NamespaceMoved) and current.target is not None \
                     and namespace not in current.moved:
                 # Not on its old home and not moved: a namespace new during a reshard is
-                # created where it will end up.
-                self.map = await self.source.place(namespace)
+                # created where it will end up, so a write records it there. A read asks
+                # that home without recording anything (reads of names that exist nowhere
+                # would otherwise grow the map until the reshard ends).
+                if moved.write:
+                    self.map = await self.source.place(namespace)
+                else:
+                    new_home = self.shards[shard_for(namespace, current.target)]
                 continue
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.5)

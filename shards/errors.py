@@ -51,12 +51,14 @@ class NamespaceMoving(StorageUnavailable):
 
 class NamespaceMoved(StorageUnavailable):
     """This shard does not hold the namespace (it moved away, or it belongs elsewhere under
-    the current shard map): the router re-reads the map and calls the right shard."""
+    the current shard map): the router re-reads the map and calls the right shard. `write`:
+    whether the refused call would have created or changed it."""
 
-    def __init__(self, namespace: str) -> None:
+    def __init__(self, namespace: str, write: bool = True) -> None:
         super().__init__(f"agent {namespace} is not on this shard; re-read the shard map", "agent_id")
-        self.args = (namespace,)
+        self.args = (namespace, write)
         self.namespace = namespace
+        self.write = write
 
 
 class LayoutMismatch(ShardError):

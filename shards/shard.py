@@ -214,7 +214,7 @@ class Shard:
                 raise NamespaceMoving(namespace)
             return
         if not self._is_home(namespace) and self.records.namespace_id(namespace) is None:
-            raise NamespaceMoved(namespace)
+            raise NamespaceMoved(namespace, write)
 
     def _check_scope(self, scope: Scope, write: bool = False) -> None:
         """A scope of exactly one namespace is that namespace's request: check it. (Wider

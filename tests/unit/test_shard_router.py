@@ -68,3 +68,33 @@ def test_stale_routers_follow_the_namespace(tmp_path: Path) -> None:
     asyncio.run(scenario())
     for s in shards:
         s.close()
+
+
+def test_reads_of_unknown_namespaces_leave_the_map_alone(tmp_path: Path) -> None:
+    """During a reshard, reading a namespace that exists nowhere answers empty from its new
+    home without recording it in the map; writing one records it there."""
+    cfg = EmbeddedStorageConfig(data_dir=tmp_path)
+    shards = [Shard.open_embedded(i, 1, 8, cfg) for i in range(2)]
+    control = SQLiteControlStore(tmp_path / "control.db")
+    initial = control.check_deployed_shards(1)
+    router = ShardRouter([LocalShardClient(s) for s in shards], ControlShardMap(control), initial)
+
+    async def scenario() -> None:
+        started = control.begin_reshard(2, "job", 60)
+        for s in shards:
+            s.set_routing(1, 2, started.epoch)
+        ghosts = [f"ghost-{i}" for i in range(20)]
+        for ghost in ghosts:
+            found = await router.call(ghost, "recall_candidates", ghost, vec(1), "anything",
+                                      RecallFilter(), 10)
+            assert found == []
+        assert control.shard_map().moved == frozenset()
+        await router.call(NEW_THERE, "write", [mem("n1", NEW_THERE, "first words", seed=3)])
+        assert control.shard_map().moved == {NEW_THERE}
+        found = await router.call(NEW_THERE, "listing", NEW_THERE, RecallFilter(), 10, 0)
+        assert [m.id for m in found[0]] == ["n1"]
+        assert [n for n, _ in shards[1].namespace_table()] == [NEW_THERE]
+
+    asyncio.run(scenario())
+    for s in shards:
+        s.close()
