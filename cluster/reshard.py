@@ -14,8 +14,8 @@ again) → hand off → activate the copy once it holds every memory → record 
 shard map → delete the old copy. Every step is idempotent: a job that is killed resumes
 where it stopped when run again with the same `--to`, and no memory is lost or doubled.
 
-One job moves at a time: the job holds a lease in the shard map (`--lease-seconds`, renewed as
-it goes), and a second job is refused while that lease is live. A killed job's lease runs
+One job moves at a time: the job holds a lease in the shard map (`--lease-seconds`, renewed
+every third of it while the job runs), and a second job is refused while that lease is live. A killed job's lease runs
 out, and the next run takes over; taking over fences the job before it (the shards refuse
 its calls), so a job that was only paused cannot come back and undo a move.
 """
@@ -73,43 +73,59 @@ class Reshard:
         self.lease_seconds = lease_seconds
         self.job = job or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.epoch = 0  # of the map this job works under: shards refuse older ones
-        self.renewed = 0.0
+        self.renewer: asyncio.Task[None] | None = None
         self.finished = False
 
     async def call(self, shard: int, method: str, *args: Any) -> Any:
         return await self.shards[shard].call.remote(method, *args, map_epoch=self.epoch)
 
-    async def keep_lease(self) -> None:
-        """Renew the lease a third of the way through it (refused once another job took over)."""
-        if time.monotonic() - self.renewed >= self.lease_seconds / 3:
+    async def _renew(self) -> None:
+        """Renew the lease every third of it while the job runs: a live job keeps it however
+        long one step takes; a stalled or cut-off process loses it."""
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
             await self.router.renew_reshard_lease.remote(self.job, self.lease_seconds)
-            self.renewed = time.monotonic()
+
+    def keep_lease(self) -> None:
+        """Between steps: stop here if renewing failed (another job has taken over)."""
+        if self.renewer is not None and self.renewer.done():
+            self.renewer.result()
 
     async def run(self, target: int, progress_seconds: float) -> ShardMap:
         shard_map: ShardMap = await self.router.begin_reshard.remote(target, self.job,
                                                                      self.lease_seconds)
-        self.renewed = time.monotonic()
         assert shard_map.target in (target, None)
-        try:
-            return await self._run(shard_map, target, progress_seconds)
-        except Exception as exc:
-            if self.finished:  # failed after its own finish: there is no lease left to check
-                raise
-            # Still the mover? (A fenced call fails as a moved namespace would.) If so, a
-            # lease renewed for 0 s has run out: the next run can start at once.
-            try:
-                await self.router.renew_reshard_lease.remote(self.job, 0.0)
-            except Exception as renew_failed:
-                if isinstance(shard_error_in(renew_failed), Conflict):
-                    raise LeaseLost(str(shard_error_in(renew_failed))) from exc
-                log.warning("could not release the reshard lease (%s); it runs out in %.0f s",
-                            renew_failed, self.lease_seconds)
-            raise
-
-    async def _run(self, shard_map: ShardMap, target: int, progress_seconds: float) -> ShardMap:
         if shard_map.target is None:  # already at that count (a run that died at the very end)
             await self.set_routing(shard_map)
             return shard_map
+        self.renewer = asyncio.create_task(self._renew())
+        try:
+            return await self._run(shard_map, target, progress_seconds)
+        except Exception as exc:
+            self.renewer.cancel()
+            if self.finished:  # failed after its own finish: there is no lease left
+                raise
+            lost = await self._release_lease()
+            if lost is not None:  # a call refused under a newer map, or renewing refused
+                raise LeaseLost(f"another reshard job has taken over: {lost}") from exc
+            raise
+        finally:
+            self.renewer.cancel()
+
+    async def _release_lease(self) -> str | None:
+        """Renew for 0 s, so the next run can start at once; None when done, or why this job
+        no longer holds the lease."""
+        try:
+            await self.router.renew_reshard_lease.remote(self.job, 0.0)
+        except Exception as exc:
+            refused = shard_error_in(exc)
+            if isinstance(refused, Conflict):
+                return refused.message
+            log.warning("could not release the reshard lease (%s); it runs out in %.0f s",
+                        exc, self.lease_seconds)
+        return None
+
+    async def _run(self, shard_map: ShardMap, target: int, progress_seconds: float) -> ShardMap:
         # From here on every shard creates new namespaces only at their new home.
         await self.set_routing(shard_map)
         last_report = time.monotonic()
@@ -118,7 +134,7 @@ class Reshard:
             if not moves:
                 break
             for name, source in moves:
-                await self.keep_lease()
+                self.keep_lease()
                 await self.move(name, source, shard_for(name, target))
                 if time.monotonic() - last_report >= progress_seconds:
                     last_report = time.monotonic()
@@ -162,7 +178,7 @@ class Reshard:
             rows, cursor = await self.call(source, "export_memories", name, cursor, self.page_size)
             if rows:
                 await self.call(dest, "import_memories", name, rows)
-            await self.keep_lease()
+            self.keep_lease()
         await self.call(source, "handoff", name)
         await self.call(dest, "activate", name, expected)
         await self.router.mark_moved.remote([name], self.job)
@@ -199,8 +215,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="memories per copy call (each carries its vector)")
     parser.add_argument("--progress-seconds", type=float, default=5.0)
     parser.add_argument("--lease-seconds", type=float, default=60.0,
-                        help="how long this job stays the one mover without renewing; a killed "
-                             "job's next run waits at most this long")
+                        help="how long this job stays the one mover unrenewed (it renews every "
+                             "third of it); a killed job's next run waits at most this long")
     parser.add_argument("--report", type=Path, default=None, help="write the summary here as JSON")
     args = parser.parse_args(argv)
     if args.to < 1:

@@ -12,7 +12,14 @@ from typing import Any, Protocol
 
 from serve.clients import ShardClient
 from shards.control_store import SQLiteControlStore
-from shards.errors import LayoutMismatch, NamespaceMoved, NamespaceMoving, ShardError, shard_error_in
+from shards.errors import (
+    LayoutMismatch,
+    NamespaceMoved,
+    NamespaceMoving,
+    ShardError,
+    StaleShardMap,
+    shard_error_in,
+)
 from shards.routing import ShardMap, shard_for
 
 # How long a request waits for a namespace being moved before answering 503 + Retry-After.
@@ -87,20 +94,22 @@ class ShardRouter:
         pause = 0.02
         new_home: ShardClient | None = None  # a read of a namespace its old home lacks
         while True:
+            # The map this call is routed by: other requests may refresh self.map meanwhile,
+            # and what counts below is whether the map has changed since *this* call.
+            sent = self.map
             try:
                 client = new_home or self._client(namespace)
-                return await client.call(method, *args, map_epoch=self.map.epoch, **kwargs)
+                return await client.call(method, *args, map_epoch=sent.epoch, **kwargs)
             except Exception as exc:
                 moved = move_error(exc)
                 if moved is None or time.monotonic() > deadline:
                     raise
             new_home = None
-            before = self.map
             current = await self.refresh()
-            if current.home(namespace) != before.home(namespace) or current.epoch != before.epoch:
+            if current.home(namespace) != sent.home(namespace) or current.epoch != sent.epoch:
                 continue  # the map has caught up: call the (new) home at once
-            if isinstance(moved, NamespaceMoved) and current.target is not None \
-                    and namespace not in current.moved:
+            if isinstance(moved, NamespaceMoved) and not isinstance(moved, StaleShardMap) \
+                    and current.target is not None and namespace not in current.moved:
                 # Not on its old home and not moved: a namespace new during a reshard is
                 # created where it will end up, so a write records it there. A read asks
                 # that home without recording anything (reads of names that exist nowhere

@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from shards.config import EmbeddedStorageConfig
-from shards.errors import Conflict, LayoutMismatch, NamespaceMoved, NamespaceMoving, NotFound
+from shards.errors import (
+    Conflict,
+    LayoutMismatch,
+    NamespaceMoved,
+    NamespaceMoving,
+    NotFound,
+    StaleShardMap,
+)
 from shards.exact_vectors import ExactVectorCache, NamespaceVectors, score_stacks
 from shards.indexed_text import indexed_text
 from shards.indexes import (
@@ -703,7 +710,7 @@ class Shard:
         within one epoch every router agrees on the counts and differs only in which
         namespaces it knows have moved, which the shards' own checks cover."""
         if caller_epoch is not None and caller_epoch < self.map_epoch:
-            raise NamespaceMoved("(any: the caller's shard map is older than this shard's)")
+            raise StaleShardMap(caller_epoch, self.map_epoch)
 
     def call_at_epoch(self, caller_epoch: int | None, method: str, *args: Any, **kwargs: Any) -> Any:
         """`method` for a caller whose shard map has this epoch (None: no map, e.g. a test).

@@ -98,3 +98,30 @@ def test_reads_of_unknown_namespaces_leave_the_map_alone(tmp_path: Path) -> None
     asyncio.run(scenario())
     for s in shards:
         s.close()
+
+
+def test_a_stale_map_refusal_never_places_a_namespace(tmp_path: Path) -> None:
+    """Two requests on one router, both routed by the map from before a reshard began: the
+    first refusal refreshes the router's map, and the second, judged against the map *it*
+    was sent with, is retried as well; neither records the namespace as moved (which would
+    send it to an empty new home)."""
+    cfg = EmbeddedStorageConfig(data_dir=tmp_path)
+    shards = [Shard.open_embedded(i, 1, 8, cfg) for i in range(2)]
+    control = SQLiteControlStore(tmp_path / "control.db")
+    initial = control.check_deployed_shards(1)
+    router = ShardRouter([LocalShardClient(s) for s in shards], ControlShardMap(control), initial)
+
+    async def scenario() -> None:
+        await router.call(MOVING, "write", [mem("m1", MOVING, "parcel rerouted to depot", seed=1)])
+        started = control.begin_reshard(2, "job", 60)
+        for s in shards:
+            s.set_routing(1, 2, started.epoch)
+        found = await asyncio.gather(*(router.call(MOVING, "recall_candidates", MOVING, vec(1),
+                                                   "parcel", RecallFilter(), 10)
+                                       for _ in range(4)))
+        assert [[c.memory.id for c in f] for f in found] == [["m1"]] * 4
+        assert control.shard_map().moved == frozenset()
+
+    asyncio.run(scenario())
+    for s in shards:
+        s.close()
