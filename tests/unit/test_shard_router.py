@@ -70,19 +70,30 @@ def test_stale_routers_follow_the_namespace(tmp_path: Path) -> None:
         s.close()
 
 
-def test_reads_of_unknown_namespaces_leave_the_map_alone(tmp_path: Path) -> None:
-    """During a reshard, reading a namespace that exists nowhere answers empty from its new
-    home without recording it in the map; writing one records it there."""
+def one_shard_growing_to_two(tmp_path: Path) -> tuple[list[Shard], SQLiteControlStore, ShardRouter]:
+    """Two shards, the data on one: the start of a reshard from 1 to 2, and a router."""
     cfg = EmbeddedStorageConfig(data_dir=tmp_path)
     shards = [Shard.open_embedded(i, 1, 8, cfg) for i in range(2)]
     control = SQLiteControlStore(tmp_path / "control.db")
     initial = control.check_deployed_shards(1)
-    router = ShardRouter([LocalShardClient(s) for s in shards], ControlShardMap(control), initial)
+    return shards, control, ShardRouter([LocalShardClient(s) for s in shards],
+                                        ControlShardMap(control), initial)
+
+
+def begin_reshard_to_two(control: SQLiteControlStore, shards: list[Shard]) -> None:
+    """As the job's first step does: record the target, then tell every shard."""
+    started = control.begin_reshard(2, "job", 60)
+    for s in shards:
+        s.set_routing(1, 2, started.epoch)
+
+
+def test_reads_of_unknown_namespaces_leave_the_map_alone(tmp_path: Path) -> None:
+    """During a reshard, reading a namespace that exists nowhere answers empty from its new
+    home without recording it in the map; writing one records it there."""
+    shards, control, router = one_shard_growing_to_two(tmp_path)
 
     async def scenario() -> None:
-        started = control.begin_reshard(2, "job", 60)
-        for s in shards:
-            s.set_routing(1, 2, started.epoch)
+        begin_reshard_to_two(control, shards)
         ghosts = [f"ghost-{i}" for i in range(20)]
         for ghost in ghosts:
             found = await router.call(ghost, "recall_candidates", ghost, vec(1), "anything",
@@ -105,17 +116,11 @@ def test_a_stale_map_refusal_never_places_a_namespace(tmp_path: Path) -> None:
     first refusal refreshes the router's map, and the second, judged against the map *it*
     was sent with, is retried as well; neither records the namespace as moved (which would
     send it to an empty new home)."""
-    cfg = EmbeddedStorageConfig(data_dir=tmp_path)
-    shards = [Shard.open_embedded(i, 1, 8, cfg) for i in range(2)]
-    control = SQLiteControlStore(tmp_path / "control.db")
-    initial = control.check_deployed_shards(1)
-    router = ShardRouter([LocalShardClient(s) for s in shards], ControlShardMap(control), initial)
+    shards, control, router = one_shard_growing_to_two(tmp_path)
 
     async def scenario() -> None:
         await router.call(MOVING, "write", [mem("m1", MOVING, "parcel rerouted to depot", seed=1)])
-        started = control.begin_reshard(2, "job", 60)
-        for s in shards:
-            s.set_routing(1, 2, started.epoch)
+        begin_reshard_to_two(control, shards)
         found = await asyncio.gather(*(router.call(MOVING, "recall_candidates", MOVING, vec(1),
                                                    "parcel", RecallFilter(), 10)
                                        for _ in range(4)))
