@@ -86,7 +86,7 @@ class Reshard:
             await asyncio.sleep(self.lease_seconds / 3)
             await self.router.renew_reshard_lease.remote(self.job, self.lease_seconds)
 
-    def keep_lease(self) -> None:
+    def check_lease(self) -> None:
         """Between steps: stop here if renewing failed (another job has taken over)."""
         if self.renewer is not None and self.renewer.done():
             self.renewer.result()
@@ -134,7 +134,7 @@ class Reshard:
             if not moves:
                 break
             for name, source in moves:
-                self.keep_lease()
+                self.check_lease()
                 await self.move(name, source, shard_for(name, target))
                 if time.monotonic() - last_report >= progress_seconds:
                     last_report = time.monotonic()
@@ -178,7 +178,7 @@ class Reshard:
             rows, cursor = await self.call(source, "export_memories", name, cursor, self.page_size)
             if rows:
                 await self.call(dest, "import_memories", name, rows)
-            self.keep_lease()
+            self.check_lease()
         await self.call(source, "handoff", name)
         await self.call(dest, "activate", name, expected)
         await self.router.mark_moved.remote([name], self.job)

@@ -1,8 +1,8 @@
 """Which shard a namespace's request goes to, while a resharding job may be moving it.
 
 The router caches the shard map (shards/routing.py). A shard that does not hold a namespace
-answers NamespaceMoved, and one copying it answers NamespaceMoving; the router then re-reads
-the map and calls again, so a stale map costs a retry, never a wrong answer.
+answers NamespaceMoved, one copying it NamespaceMoving, and any shard whose map is newer
+than the caller's StaleShardMap; the router then re-reads the map and calls again, so a stale map costs a retry, never a wrong answer.
 """
 from __future__ import annotations
 
@@ -63,11 +63,11 @@ class ControlShardMap:
         return self._control.place(namespace)
 
 
-
 def move_error(exc: BaseException) -> ShardError | None:
-    """The NamespaceMoved or NamespaceMoving inside whatever Ray wrapped around it."""
+    """The NamespaceMoved, NamespaceMoving or StaleShardMap inside whatever Ray wrapped
+    around it: the refusals a re-read of the shard map (or a short wait) answers."""
     found = shard_error_in(exc)
-    return found if isinstance(found, (NamespaceMoved, NamespaceMoving)) else None
+    return found if isinstance(found, (NamespaceMoved, NamespaceMoving, StaleShardMap)) else None
 
 
 class ShardRouter:
@@ -108,8 +108,8 @@ class ShardRouter:
             current = await self.refresh()
             if current.home(namespace) != sent.home(namespace) or current.epoch != sent.epoch:
                 continue  # the map has caught up: call the (new) home at once
-            if isinstance(moved, NamespaceMoved) and not isinstance(moved, StaleShardMap) \
-                    and current.target is not None and namespace not in current.moved:
+            if isinstance(moved, NamespaceMoved) and current.target is not None \
+                    and namespace not in current.moved:
                 # Not on its old home and not moved: a namespace new during a reshard is
                 # created where it will end up, so a write records it there. A read asks
                 # that home without recording anything (reads of names that exist nowhere

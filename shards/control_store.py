@@ -192,7 +192,7 @@ class SQLiteControlStore:
             self._db.executemany("INSERT OR IGNORE INTO moved_namespaces (name) VALUES (?)",
                                  [(n,) for n in names])
             self._bump_version()
-        return self.shard_map()
+            return self._read_map_in_tx()
 
     def place(self, namespace: str) -> ShardMap:
         """A namespace first used during a reshard lives at its new home (no-op after one)."""
@@ -201,7 +201,7 @@ class SQLiteControlStore:
                 self._db.execute("INSERT OR IGNORE INTO moved_namespaces (name) VALUES (?)",
                                  (namespace,))
                 self._bump_version()
-        return self.shard_map()
+            return self._read_map_in_tx()
 
     def finish_reshard(self, job: str) -> ShardMap:
         """Every namespace is at its new home: the target becomes the count (idempotent)."""
@@ -214,7 +214,7 @@ class SQLiteControlStore:
                 self._set_lease(None, None)
                 self._db.execute("DELETE FROM moved_namespaces")
                 self._bump_version(epoch=True)
-        return self.shard_map()
+            return self._read_map_in_tx()
 
     def create_key(self, name: str, scope: str, namespaces: list[str] | None,
                    expires_at: float | None, created_by: str | None,

@@ -6,8 +6,8 @@
     ├── InvalidInput        a value the shard cannot store (the API validates first)
     └── StorageUnavailable  an index or store failed; retriable
         ├── NamespaceMoving   a resharding job is copying this namespace; retry shortly
-        └── NamespaceMoved    this namespace lives on another shard now; re-read the shard map
-            └── StaleShardMap   the caller's shard map is older than the shard's; re-read it
+        ├── NamespaceMoved    this namespace lives on another shard now; re-read the shard map
+        └── StaleShardMap     the caller's shard map is older than the shard's; re-read it
 """
 from __future__ import annotations
 
@@ -62,16 +62,14 @@ class NamespaceMoved(StorageUnavailable):
         self.write = write
 
 
-class StaleShardMap(NamespaceMoved):
+class StaleShardMap(StorageUnavailable):
     """The caller's shard map is older than this shard's (a reshard began, ended or changed
     hands since): re-read the map and call again. It says nothing about any namespace."""
 
     def __init__(self, caller_epoch: int, shard_epoch: int) -> None:
-        ShardError.__init__(self, f"the caller's shard map (epoch {caller_epoch}) is older than "
-                                  f"this shard's (epoch {shard_epoch}): re-read it", "agent_id")
+        super().__init__(f"the caller's shard map (epoch {caller_epoch}) is older than this "
+                         f"shard's (epoch {shard_epoch}): re-read it", "agent_id")
         self.args = (caller_epoch, shard_epoch)
-        self.namespace = ""
-        self.write = False
 
 
 class LayoutMismatch(ShardError):

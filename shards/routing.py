@@ -46,8 +46,9 @@ class ShardMap:
     target: int | None = None
     moved: frozenset[str] = frozenset()
     version: int = 0  # every change
-    # Begin and end of every reshard: shards refuse calls made with an older epoch, so a
-    # router that slept through a whole reshard re-reads the map before it is served.
+    # Begin, end and every change of job of a reshard: shards refuse calls made with an
+    # older epoch, so a router that slept through a reshard re-reads the map before it is
+    # served, and a job that another has taken over from is refused outright.
     epoch: int = 0
 
     def home(self, namespace: str) -> int:
