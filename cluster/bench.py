@@ -21,6 +21,8 @@ from typing import Any
 
 import httpx
 
+from cluster.ingress import INGRESS_KINDS, ingress_env
+
 ROOT_KEY = "ek_bench_root"
 PEOPLE = ["Jane Doe", "Omar Haddad", "Li Wei", "Ana Souza", "Tom Becker", "Priya Nair", "Kofi Mensah"]
 THINGS = ["laptop", "espresso machine", "running shoes", "standing desk", "headphones", "router",
@@ -126,8 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store-clients", type=int, default=2, help="concurrent batch-store clients")
     parser.add_argument("--port", type=int, default=3301)
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
+    parser.add_argument("--ingress", choices=INGRESS_KINDS, default="haproxy",
+                        help="HTTP ingress, as `make serve` (cluster/ingress.py)")
     args = parser.parse_args(argv)
 
+    os.environ.update(ingress_env(args.ingress))
     os.environ.update({"ENGRAM_ROOT_API_KEY": ROOT_KEY, "HF_HUB_OFFLINE": "1",
                        "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"})
     import ray
@@ -142,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     client_counts = [int(c) for c in args.clients.split(",")]
     rows: list[tuple[str, str]] = []
     results: dict[str, Any] = {"memories": args.memories, "namespaces": args.namespaces,
-                               "machine": f"{os.cpu_count()} cores"}
+                               "machine": f"{os.cpu_count()} cores", "ingress": args.ingress}
 
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {k: os.environ[k] for k in ("ENGRAM_ROOT_API_KEY", "HF_HUB_OFFLINE", "OMP_NUM_THREADS")}})

@@ -1,6 +1,6 @@
 """Run Engram on this machine: a local Ray head (with dashboard), the Serve app, Ctrl-C stops.
 
-    python -m cluster.local [--config cluster/serve.yaml] [--data-dir data]
+    python -m cluster.local [--config cluster/serve.yaml] [--data-dir data] [--ingress haproxy]
 """
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from typing import Any
 
 import httpx
 import yaml
+
+from cluster.ingress import INGRESS_KINDS, ingress_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=ROOT / "cluster" / "serve.yaml")
     parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("ENGRAM_DATA_DIR", "data")))
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--ingress", choices=INGRESS_KINDS, default=os.environ.get("ENGRAM_INGRESS", "haproxy"),
+                        help="HTTP ingress: Serve's HAProxy (default) or its Python proxy (cluster/ingress.py)")
     args = parser.parse_args(argv)
     data_dir = args.data_dir if args.data_dir.is_absolute() else (Path.cwd() / args.data_dir)
     data_dir = data_dir.resolve()
@@ -74,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
            "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1",
            "RAY_SERVE_HTTP_HOST": "127.0.0.1",
            # Ray 2.5x enables token auth on `ray start`; the CLIs find ~/.ray/auth_token in token mode.
-           "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "token")}
+           "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "token"),
+           **ingress_env(args.ingress)}
     config_path, doc = render_config(args.config, data_dir)
     http = doc.get("http_options", {})
     url = f"http://{http.get('host', '127.0.0.1')}:{http.get('port', 3300)}"

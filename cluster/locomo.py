@@ -37,6 +37,8 @@ from typing import Any
 
 import httpx
 
+from cluster.ingress import ingress_env
+
 ROOT_KEY = "ek_locomo_root"
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop", 5: "adversarial"}
 KS = (1, 5, 10, 20)
@@ -396,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         os.environ.update({"ENGRAM_ROOT_API_KEY": ROOT_KEY, "HF_HUB_OFFLINE": "1",
                            "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"})
+        os.environ.update(ingress_env("haproxy"))  # as `make serve`
         import ray
         from ray import serve
 

@@ -15,7 +15,15 @@ from models.config import EmbedderConfig, RerankerConfig
 from models.embedders import build_embedder
 from models.rerankers import CrossEncoderReranker
 from serve.api import create_app
-from serve.clients import ServeEmbedderClient, ServeRerankerClient, ServeShardClient, ShardClient
+from serve.clients import (
+    EmbedderClient,
+    LocalEmbedderClient,
+    RouterEmbedderClient,
+    ServeEmbedderClient,
+    ServeRerankerClient,
+    ServeShardClient,
+    ShardClient,
+)
 from serve.config import EngramConfig
 from serve.service import MemoryService
 from serve.shard_routing import ControlShardMap, ShardRouter
@@ -53,6 +61,10 @@ class EmbedderDeployment:
 
     def dim(self) -> int:
         return int(self.model.dim)
+
+    def device(self) -> str:
+        """Where this replica embeds: "cpu" or "cuda" (Routers mirror a CPU Embedder)."""
+        return str(getattr(self.model, "device", "cuda"))
 
 
 @serve.deployment(name="Reranker", max_ongoing_requests=64, ray_actor_options={"num_cpus": 0})
@@ -136,10 +148,28 @@ class ShardDeployment:
             raise RuntimeError("shard maintenance loop died")
 
 
+async def query_embedder(config: EngramConfig, remote: ServeEmbedderClient, handle: Any) -> EmbedderClient:
+    """The Router's embedder client: the Embedder's handle, or queries in this process
+    (router.query_embedding; auto: when the Embedder runs on CPU)."""
+    mode = config.router.query_embedding
+    embedder_cfg = config.embedder
+    if mode == "auto":
+        if embedder_cfg.kind != "sentence-transformers" or await handle.device.remote() != "cpu":
+            return remote
+        embedder_cfg = embedder_cfg.model_copy(update={"device": "cpu"})
+    elif mode == "embedder":
+        return remote
+    loop = asyncio.get_running_loop()
+    with ThreadPoolExecutor(max_workers=1) as pool:  # loading takes seconds: off the loop
+        model = await loop.run_in_executor(pool, build_embedder, embedder_cfg)
+    log.info("router embeds queries itself", extra={"device": getattr(model, "device", "?")})
+    return RouterEmbedderClient(LocalEmbedderClient(model), remote)
+
+
 @serve.deployment(name="Router", max_ongoing_requests=128, ray_actor_options={"num_cpus": 0})
 @serve.ingress()
 class RouterDeployment:
-    def __init__(self, cfg: dict[str, Any], embedder: Any, reranker: Any, *shards: Any) -> None:
+    async def __init__(self, cfg: dict[str, Any], embedder: Any, reranker: Any, *shards: Any) -> None:
         """reranker: the Reranker's handle, or None when no reranker.model is configured."""
         config = EngramConfig.from_args(cfg)
         self.control = SQLiteControlStore(config.data_dir / "control.db")
@@ -153,7 +183,7 @@ class RouterDeployment:
             self.control.ensure_root_key(root)
         clients: list[ShardClient] = [ServeShardClient(h) for h in shards]
         self.service = MemoryService(
-            config, clients, ServeEmbedderClient(embedder),
+            config, clients, await query_embedder(config, ServeEmbedderClient(embedder), embedder),
             reranker=ServeRerankerClient(reranker) if reranker is not None else None,
             router=ShardRouter(clients, ControlShardMap(self.control), shard_map))
 
