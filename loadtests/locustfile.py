@@ -222,7 +222,7 @@ class RiseAndFall(LoadTestShape):
     def tick(self) -> tuple[int, float] | None:
         assert self.runner is not None
         opts = self.runner.environment.parsed_options
-        shape = Shape(peak_users=int(getattr(opts, "num_users", None) or 40),
-                      spawn_rate=float(getattr(opts, "spawn_rate", None) or 2),
+        shape = Shape(peak_users=int(getattr(opts, "num_users", None) or 160),
+                      spawn_rate=float(getattr(opts, "spawn_rate", None) or 8),
                       duration_s=float(getattr(opts, "run_time", None) or 180))
         return shape.target(self.get_run_time())  # type: ignore[no-untyped-call]

@@ -1,6 +1,6 @@
 """Load-test a running Engram (`make serve`) and watch it autoscale: `make load`.
 
-    python -m loadtests.run [--users 40] [--spawn-rate 2] [--duration 180] [--tenants 4]
+    python -m loadtests.run [--users 160] [--spawn-rate 8] [--duration 180] [--tenants 4]
 
 Prepares the tenants (one key each, seed memories), runs Locust headless as its own
 process for a bounded time with a rise-and-fall load (loadtests/shape.py), polls the
@@ -41,8 +41,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--host", default="http://127.0.0.1:3300", help="the running Engram")
     p.add_argument("--dashboard", default="http://127.0.0.1:8265", help="Ray dashboard (Serve REST API)")
     p.add_argument("--app", default="engram", help="Serve application name")
-    p.add_argument("--users", type=int, default=40, help="peak concurrent users")
-    p.add_argument("--spawn-rate", type=float, default=2.0, help="users started per second")
+    p.add_argument("--users", type=int, default=160, help="peak concurrent users")
+    p.add_argument("--spawn-rate", type=float, default=8.0, help="users started per second")
     p.add_argument("--duration", type=int, default=180, help="seconds, ramp up, hold and down included")
     p.add_argument("--tenants", type=int, default=4)
     p.add_argument("--namespaces", type=int, default=25, help="per tenant")

@@ -126,7 +126,7 @@ class RouterEmbedderClient:
     """Queries embedded in the Router's own process, stores on the Embedder deployment.
 
     When the Embedder runs on CPU, a query costs the same in the Router as there, and the
-    Router saves a handle hop each way (measured: recall p50 35 -> 29 ms at 1 client). Stores
+    Router saves a handle hop each way (measured: recall p50 35 -> 32 ms at 1 client). Stores
     still go to the Embedder, which batches across Routers and autoscales on its own."""
 
     def __init__(self, local: LocalEmbedderClient, remote: EmbedderClient) -> None:
