@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="HTTP ingress, as `make serve` (cluster/ingress.py)")
     args = parser.parse_args(argv)
 
-    os.environ.update(ingress_env(args.ingress))
+    os.environ.update(ingress_env(args.ingress, private_ports=True))  # beside a `make serve`
     os.environ.update({"ENGRAM_ROOT_API_KEY": ROOT_KEY, "HF_HUB_OFFLINE": "1",
                        "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"})
     import ray

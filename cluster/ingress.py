@@ -13,13 +13,21 @@ A variable already set in the environment wins, so an operator can change any of
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
 
 INGRESS_KINDS = ("haproxy", "proxy")
 
+# HAProxy's own listeners besides the HTTP port, on every interface, and the variables that
+# move them (Ray's defaults).
+HAPROXY_SIDE_PORTS = {"RAY_SERVE_HAPROXY_STATS_PORT": 8404, "RAY_SERVE_HAPROXY_METRICS_PORT": 9101}
 
-def ingress_env(kind: str, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+
+def ingress_env(kind: str, environ: Mapping[str, str] = os.environ,
+                private_ports: bool = False) -> dict[str, str]:
     """The environment variables that select `kind`, less those the caller already set.
+    private_ports: HAProxy's side listeners on free ports of their own, for a cluster that
+    runs beside a `make serve` (tests, benchmarks).
 
     HAProxy also opens a read-only stats page (*:8404) and Prometheus metrics (*:9101) on
     every interface (Ray's template; RAY_SERVE_HAPROXY_STATS_PORT / _METRICS_PORT move them):
@@ -37,4 +45,36 @@ def ingress_env(kind: str, environ: Mapping[str, str] = os.environ) -> dict[str,
             # hold every `serve shutdown` for 30 s.
             "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "5",
         }
+        if private_ports:
+            wanted.update(zip(HAPROXY_SIDE_PORTS, map(str, free_ports(len(HAPROXY_SIDE_PORTS)))))
     return {k: v for k, v in wanted.items() if k not in environ}
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct ports free right now (all held open together while choosing)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("0.0.0.0", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def busy_ports(kind: str, environ: Mapping[str, str] = os.environ) -> list[str]:
+    """HAProxy's side listeners that something else already holds, each with the variable
+    that moves it. Checked before Ray starts: Serve would otherwise report only that HAProxy
+    failed to start, deep in its logs."""
+    if kind != "haproxy":
+        return []
+    busy = []
+    for var, default in HAPROXY_SIDE_PORTS.items():
+        port = int(environ.get(var, default))
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as HAProxy: TIME_WAIT is not busy
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                busy.append(f"port {port} is in use (set {var} to a free port)")
+    return busy

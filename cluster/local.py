@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import yaml
 
-from cluster.ingress import INGRESS_KINDS, ingress_env
+from cluster.ingress import INGRESS_KINDS, busy_ports, ingress_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -86,6 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     ray, serve = str(bin_dir / "ray"), str(bin_dir / "serve")
 
     subprocess.run([ray, "stop", "--force"], env=env, capture_output=True)
+    busy = busy_ports(args.ingress, env)
+    if busy:
+        print("cannot start the HAProxy ingress: " + "; ".join(busy) + ", or pass --ingress proxy",
+              file=sys.stderr)
+        return 2
     subprocess.run([ray, "start", "--head", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
                     "--dashboard-port=8265", "--disable-usage-stats"], env=env, check=True)
     stopping = False

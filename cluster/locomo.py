@@ -398,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         os.environ.update({"ENGRAM_ROOT_API_KEY": ROOT_KEY, "HF_HUB_OFFLINE": "1",
                            "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"})
-        os.environ.update(ingress_env("haproxy"))  # as `make serve`
+        os.environ.update(ingress_env("haproxy", private_ports=True))  # as `make serve`, beside one
         import ray
         from ray import serve
 

@@ -61,14 +61,14 @@ def engram(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engram]:
     import ray
     from ray import serve
 
-    from serve.app import build_app
-
     from cluster.ingress import ingress_env
+    from serve.app import build_app
 
     data_dir = tmp_path_factory.mktemp("engram-data")
     os.environ["ENGRAM_ROOT_API_KEY"] = ROOT_KEY  # inherited by the Ray workers started below
-    # The ingress `make serve` runs (HAProxy); ENGRAM_INGRESS=proxy tests Serve's Python proxy.
-    os.environ.update(ingress_env(os.environ.get("ENGRAM_INGRESS", "haproxy")))
+    # The ingress `make serve` runs (HAProxy; its side ports free ones, so that a `make serve`
+    # may run beside); ENGRAM_INGRESS=proxy tests Serve's Python proxy.
+    os.environ.update(ingress_env(os.environ.get("ENGRAM_INGRESS", "haproxy"), private_ports=True))
     config = {**SERVICE_CONFIG, "storage": {**SERVICE_CONFIG["storage"], "data_dir": str(data_dir)}}
     port, dashboard_port = free_port(), free_port()
     # address="local": never attach to a cluster a developer's `make serve` is running. The
