@@ -163,7 +163,7 @@ async def query_embedder(config: EngramConfig, remote: ServeEmbedderClient, hand
     with ThreadPoolExecutor(max_workers=1) as pool:  # loading takes seconds: off the loop
         model = await loop.run_in_executor(pool, build_embedder, embedder_cfg)
     log.info("router embeds queries itself", extra={"device": getattr(model, "device", "?")})
-    return RouterEmbedderClient(LocalEmbedderClient(model), remote)
+    return RouterEmbedderClient(LocalEmbedderClient(model, embedder_cfg.max_batch_size), remote)
 
 
 @serve.deployment(name="Router", max_ongoing_requests=128, ray_actor_options={"num_cpus": 0})

@@ -48,6 +48,18 @@ async def test_queries_arriving_during_a_pass_share_the_next_one() -> None:
     assert model.passes == [["a"], ["b", "bb", "bbb", "bbbb", "bbbbb"]]
 
 
+async def test_a_pass_takes_at_most_max_batch_queries() -> None:
+    model = GatedEmbedder()
+    client = LocalEmbedderClient(model, max_batch=2)
+    first = asyncio.create_task(client.embed_query("a"))
+    await asyncio.sleep(0.05)
+    rest = [asyncio.create_task(client.embed_query("b" * n)) for n in range(1, 6)]
+    await asyncio.sleep(0.05)
+    model.release.set()
+    await asyncio.gather(first, *rest)
+    assert model.passes == [["a"], ["b", "bb"], ["bbb", "bbbb"], ["bbbbb"]]
+
+
 async def test_a_failed_pass_fails_its_waiters_and_the_next_pass_runs() -> None:
     model = GatedEmbedder()
     model.release.set()
