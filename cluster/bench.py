@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 
 from cluster.ingress import INGRESS_KINDS, ingress_env
+from cluster.local import ROOT, deployment_options
 
 ROOT_KEY = "ek_bench_root"
 PEOPLE = ["Jane Doe", "Omar Haddad", "Li Wei", "Ana Souza", "Tom Becker", "Priya Nair", "Kofi Mensah"]
@@ -152,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {k: os.environ[k] for k in ("ENGRAM_ROOT_API_KEY", "HF_HUB_OFFLINE", "OMP_NUM_THREADS")}})
     serve.start(http_options={"host": "127.0.0.1", "port": args.port})
-    serve.run(build_app(config), name="engram", route_prefix="/")
+    # What `make serve` deploys: cluster/serve.yaml's replicas, autoscaling and queues.
+    serve.run(build_app(config, deployment_options(ROOT / "cluster" / "serve.yaml")), name="engram", route_prefix="/")
     url = f"http://127.0.0.1:{args.port}"
     client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ROOT_KEY}"}, timeout=300)
     while client.get("/health/ready").status_code != 200:

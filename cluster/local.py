@@ -47,6 +47,13 @@ def render_config(config: Path, data_dir: Path) -> tuple[Path, dict[str, Any]]:
     return out, doc
 
 
+def deployment_options(config: Path) -> dict[str, dict[str, Any]]:
+    """The `deployments:` of a Serve config by name (replicas, autoscaling, queues), so that
+    the benchmarks, which start Serve from Python, run what `make serve` deploys."""
+    doc = yaml.safe_load(config.read_text())
+    return {d["name"]: d for d in doc["applications"][0].get("deployments", [])}
+
+
 def wait_ready(url: str, key: str, timeout: float) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:

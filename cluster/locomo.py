@@ -38,6 +38,7 @@ from typing import Any
 import httpx
 
 from cluster.ingress import ingress_env
+from cluster.local import ROOT, deployment_options
 
 ROOT_KEY = "ek_locomo_root"
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop", 5: "adversarial"}
@@ -413,7 +414,8 @@ def main(argv: list[str] | None = None) -> int:
                                            ("ENGRAM_ROOT_API_KEY", "HF_HUB_OFFLINE", "OMP_NUM_THREADS")}})
         try:
             serve.start(http_options={"host": "127.0.0.1", "port": args.port})
-            serve.run(build_app(config), name="engram", route_prefix="/")
+            serve.run(build_app(config, deployment_options(ROOT / "cluster" / "serve.yaml")),
+                      name="engram", route_prefix="/")
             url = f"http://127.0.0.1:{args.port}"
             with httpx.Client(base_url=url, timeout=30) as probe:
                 while probe.get("/health/ready").status_code != 200:

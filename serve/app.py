@@ -34,8 +34,14 @@ def resolve_config(args: dict[str, Any] | None) -> EngramConfig:
     return cfg
 
 
-def build_app(args: dict[str, Any] | None = None) -> Application:
+def build_app(args: dict[str, Any] | None = None,
+              deployments: dict[str, dict[str, Any]] | None = None) -> Application:
+    """deployments: Serve's options per deployment name, as under `deployments:` in a Serve
+    YAML, for callers that run the app without one (the benchmarks run what `make serve`
+    deploys). `serve run`/`serve deploy` pass only args and apply the YAML themselves."""
     cfg = resolve_config(args)
+    options = {name: {k: v for k, v in opts.items() if k != "name"}
+               for name, opts in (deployments or {}).items()}
     # Refuse fewer shards than the data is spread over before anything starts. Only where
     # the data is: on a cluster Serve may build the app on a node without the storage volume,
     # and the Router (on the storage node) records and checks the count when it starts.
@@ -46,13 +52,14 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
         finally:
             control.close()
     cfg_dict = cfg.model_dump(mode="json")
-    embedder = EmbedderDeployment.options(logging_config=INTERNAL_LOGGING).bind(
-        cfg.embedder.model_dump(mode="json"))
+    embedder = EmbedderDeployment.options(
+        logging_config=INTERNAL_LOGGING, **options.get("Embedder", {})).bind(cfg.embedder.model_dump(mode="json"))
     shards = [
-        ShardDeployment.options(name=f"Shard{i}", logging_config=INTERNAL_LOGGING).bind(i, cfg_dict, embedder)
+        ShardDeployment.options(name=f"Shard{i}", logging_config=INTERNAL_LOGGING,
+                                **options.get(f"Shard{i}", {})).bind(i, cfg_dict, embedder)
         for i in range(cfg.shard_count)
     ]
     # No model configured: no Reranker replica at all, and recall reports reranking unavailable.
-    reranker = (RerankerDeployment.options(logging_config=INTERNAL_LOGGING).bind(
+    reranker = (RerankerDeployment.options(logging_config=INTERNAL_LOGGING, **options.get("Reranker", {})).bind(
         cfg.reranker.model_dump(mode="json")) if cfg.reranker.model else None)
-    return RouterDeployment.bind(cfg_dict, embedder, reranker, *shards)
+    return RouterDeployment.options(**options.get("Router", {})).bind(cfg_dict, embedder, reranker, *shards)

@@ -61,3 +61,18 @@ def test_kuberay_manifest_embeds_the_production_config() -> None:
     embedded = yaml.safe_load(manifest["spec"]["serveConfigV2"])
     production = yaml.safe_load((CLUSTER / "serve.production.yaml").read_text())
     assert embedded == production
+
+
+def test_benchmarks_deploy_what_make_serve_deploys(tmp_path: Path) -> None:
+    """cluster.bench and cluster.locomo start Serve from Python with serve.yaml's deployment
+    options: build_app takes every one of them, and the Router keeps its autoscaling."""
+    from cluster.local import deployment_options
+    from serve.app import build_app
+
+    options = deployment_options(CLUSTER / "serve.yaml")
+    app = build_app({"shard_count": 2, "storage": {"data_dir": str(tmp_path)}}, options)
+    router = app._bound_deployment  # Serve has no public accessor for an Application's root
+    assert router.name == "Router"
+    shipped = options["Router"]["autoscaling_config"]
+    assert router._deployment_config.autoscaling_config.min_replicas == shipped["min_replicas"]
+    assert router._deployment_config.max_queued_requests == options["Router"]["max_queued_requests"]
