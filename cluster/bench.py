@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     import ray
     from ray import serve
 
-    from serve.app import build_app
+    from serve.app import build_app_with
 
     data_dir = Path(tempfile.mkdtemp(prefix="engram-bench-"))
     config = {"shard_count": 2, "storage": {"data_dir": str(data_dir)}}
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
              runtime_env={"env_vars": {k: os.environ[k] for k in ("ENGRAM_ROOT_API_KEY", "HF_HUB_OFFLINE", "OMP_NUM_THREADS")}})
     serve.start(http_options={"host": "127.0.0.1", "port": args.port})
     # What `make serve` deploys: cluster/serve.yaml's replicas, autoscaling and queues.
-    serve.run(build_app(config, deployment_options(ROOT / "cluster" / "serve.yaml")), name="engram", route_prefix="/")
+    serve.run(build_app_with(config, deployment_options(ROOT / "cluster" / "serve.yaml")), name="engram", route_prefix="/")
     url = f"http://127.0.0.1:{args.port}"
     client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ROOT_KEY}"}, timeout=300)
     while client.get("/health/ready").status_code != 200:

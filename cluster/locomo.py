@@ -403,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         import ray
         from ray import serve
 
-        from serve.app import build_app
+        from serve.app import build_app_with
 
         data_dir = Path(tempfile.mkdtemp(prefix="engram-locomo-"))
         config: dict[str, Any] = {"shard_count": 2, "storage": {"data_dir": str(data_dir)}}
@@ -414,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
                                            ("ENGRAM_ROOT_API_KEY", "HF_HUB_OFFLINE", "OMP_NUM_THREADS")}})
         try:
             serve.start(http_options={"host": "127.0.0.1", "port": args.port})
-            serve.run(build_app(config, deployment_options(ROOT / "cluster" / "serve.yaml")),
+            serve.run(build_app_with(config, deployment_options(ROOT / "cluster" / "serve.yaml")),
                       name="engram", route_prefix="/")
             url = f"http://127.0.0.1:{args.port}"
             with httpx.Client(base_url=url, timeout=30) as probe:

@@ -34,11 +34,17 @@ def resolve_config(args: dict[str, Any] | None) -> EngramConfig:
     return cfg
 
 
-def build_app(args: dict[str, Any] | None = None,
-              deployments: dict[str, dict[str, Any]] | None = None) -> Application:
+def build_app(args: dict[str, Any] | None = None) -> Application:
+    """What `serve run`/`serve deploy` call with the YAML's args (Serve wants a builder of
+    exactly one parameter); they apply the YAML's `deployments:` themselves."""
+    return build_app_with(args, None)
+
+
+def build_app_with(args: dict[str, Any] | None,
+                   deployments: dict[str, dict[str, Any]] | None) -> Application:
     """deployments: Serve's options per deployment name, as under `deployments:` in a Serve
-    YAML, for callers that run the app without one (the benchmarks run what `make serve`
-    deploys). `serve run`/`serve deploy` pass only args and apply the YAML themselves."""
+    YAML, for callers that start the app from Python (the benchmarks run what `make serve`
+    deploys)."""
     cfg = resolve_config(args)
     options = {name: {k: v for k, v in opts.items() if k != "name"}
                for name, opts in (deployments or {}).items()}

@@ -67,12 +67,28 @@ def test_benchmarks_deploy_what_make_serve_deploys(tmp_path: Path) -> None:
     """cluster.bench and cluster.locomo start Serve from Python with serve.yaml's deployment
     options: build_app takes every one of them, and the Router keeps its autoscaling."""
     from cluster.local import deployment_options
-    from serve.app import build_app
+    from serve.app import build_app_with
 
     options = deployment_options(CLUSTER / "serve.yaml")
-    app = build_app({"shard_count": 2, "storage": {"data_dir": str(tmp_path)}}, options)
+    app = build_app_with({"shard_count": 2, "storage": {"data_dir": str(tmp_path)}}, options)
     router = app._bound_deployment  # Serve has no public accessor for an Application's root
     assert router.name == "Router"
     shipped = options["Router"]["autoscaling_config"]
     assert router._deployment_config.autoscaling_config.min_replicas == shipped["min_replicas"]
     assert router._deployment_config.max_queued_requests == options["Router"]["max_queued_requests"]
+
+
+@pytest.mark.parametrize("config", ["serve.yaml", "serve.production.yaml"])
+def test_serve_can_call_the_app_builder(config: str, tmp_path: Path) -> None:
+    """The import path the YAML names is called the way `serve deploy` calls it (Serve
+    refuses a builder that takes anything but the one args dict)."""
+    import importlib
+
+    from ray.serve._private.api import call_user_app_builder_with_args_if_necessary
+
+    [app] = yaml.safe_load((CLUSTER / config).read_text())["applications"]
+    module, attr = app["import_path"].split(":")
+    builder = getattr(importlib.import_module(module), attr)
+    args = {**app["args"], "storage": {**app["args"]["storage"], "data_dir": str(tmp_path)}}
+    built = call_user_app_builder_with_args_if_necessary(builder, args)
+    assert built._bound_deployment.name == "Router"
