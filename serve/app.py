@@ -46,8 +46,11 @@ def build_app_with(args: dict[str, Any] | None,
     YAML, for callers that start the app from Python (the benchmarks run what `make serve`
     deploys)."""
     cfg = resolve_config(args)
-    options = {name: {k: v for k, v in opts.items() if k != "name"}
-               for name, opts in (deployments or {}).items()}
+    given = {name: {k: v for k, v in opts.items() if k != "name"} for name, opts in (deployments or {}).items()}
+
+    def options(deployment: str, /, **defaults: Any) -> dict[str, Any]:
+        return {**defaults, **given.get(deployment, {})}  # the caller's options win, as a YAML's do
+
     # Refuse fewer shards than the data is spread over before anything starts. Only where
     # the data is: on a cluster Serve may build the app on a node without the storage volume,
     # and the Router (on the storage node) records and checks the count when it starts.
@@ -58,14 +61,14 @@ def build_app_with(args: dict[str, Any] | None,
         finally:
             control.close()
     cfg_dict = cfg.model_dump(mode="json")
-    embedder = EmbedderDeployment.options(
-        logging_config=INTERNAL_LOGGING, **options.get("Embedder", {})).bind(cfg.embedder.model_dump(mode="json"))
+    embedder = EmbedderDeployment.options(**options("Embedder", logging_config=INTERNAL_LOGGING)).bind(
+        cfg.embedder.model_dump(mode="json"))
     shards = [
-        ShardDeployment.options(name=f"Shard{i}", logging_config=INTERNAL_LOGGING,
-                                **options.get(f"Shard{i}", {})).bind(i, cfg_dict, embedder)
+        ShardDeployment.options(**options(f"Shard{i}", name=f"Shard{i}", logging_config=INTERNAL_LOGGING)).bind(
+            i, cfg_dict, embedder)
         for i in range(cfg.shard_count)
     ]
     # No model configured: no Reranker replica at all, and recall reports reranking unavailable.
-    reranker = (RerankerDeployment.options(logging_config=INTERNAL_LOGGING, **options.get("Reranker", {})).bind(
+    reranker = (RerankerDeployment.options(**options("Reranker", logging_config=INTERNAL_LOGGING)).bind(
         cfg.reranker.model_dump(mode="json")) if cfg.reranker.model else None)
-    return RouterDeployment.options(**options.get("Router", {})).bind(cfg_dict, embedder, reranker, *shards)
+    return RouterDeployment.options(**options("Router")).bind(cfg_dict, embedder, reranker, *shards)
