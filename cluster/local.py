@@ -51,7 +51,8 @@ def deployment_options(config: Path) -> dict[str, dict[str, Any]]:
     """The `deployments:` of a Serve config by name (replicas, autoscaling, queues), so that
     the benchmarks, which start Serve from Python, run what `make serve` deploys."""
     doc = yaml.safe_load(config.read_text())
-    return {d["name"]: d for d in doc["applications"][0].get("deployments", [])}
+    return {d["name"]: {k: v for k, v in d.items() if k != "name"}
+            for d in doc["applications"][0].get("deployments", [])}
 
 
 def wait_ready(url: str, key: str, timeout: float) -> None:

@@ -43,13 +43,12 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
 def build_app_with(args: dict[str, Any] | None,
                    deployments: dict[str, dict[str, Any]] | None) -> Application:
     """deployments: Serve's options per deployment name, as under `deployments:` in a Serve
-    YAML, for callers that start the app from Python (the benchmarks run what `make serve`
-    deploys)."""
+    YAML less each entry's `name` (cluster.local.deployment_options), for callers that start
+    the app from Python (the benchmarks run what `make serve` deploys)."""
     cfg = resolve_config(args)
-    given = {name: {k: v for k, v in opts.items() if k != "name"} for name, opts in (deployments or {}).items()}
 
     def options(deployment: str, /, **defaults: Any) -> dict[str, Any]:
-        return {**defaults, **given.get(deployment, {})}  # the caller's options win, as a YAML's do
+        return {**defaults, **(deployments or {}).get(deployment, {})}  # the caller's win, as a YAML's do
 
     # Refuse fewer shards than the data is spread over before anything starts. Only where
     # the data is: on a cluster Serve may build the app on a node without the storage volume,

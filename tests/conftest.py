@@ -6,7 +6,6 @@ the whole run; tests isolate themselves by namespace (unique names per test).
 from __future__ import annotations
 
 import os
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,15 +15,15 @@ from typing import Any
 import httpx
 import pytest
 
+from cluster.ingress import free_ports, ingress_env
+
 ROOT_KEY = "ek_test_root_" + uuid.uuid4().hex
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
 
 
 class Engram:
@@ -61,7 +60,6 @@ def engram(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engram]:
     import ray
     from ray import serve
 
-    from cluster.ingress import ingress_env
     from serve.app import build_app
 
     data_dir = tmp_path_factory.mktemp("engram-data")
@@ -70,7 +68,7 @@ def engram(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engram]:
     # may run beside); ENGRAM_INGRESS=proxy tests Serve's Python proxy.
     os.environ.update(ingress_env(os.environ.get("ENGRAM_INGRESS", "haproxy"), private_ports=True))
     config = {**SERVICE_CONFIG, "storage": {**SERVICE_CONFIG["storage"], "data_dir": str(data_dir)}}
-    port, dashboard_port = free_port(), free_port()
+    port, dashboard_port = free_ports(2)  # distinct: chosen together
     # address="local": never attach to a cluster a developer's `make serve` is running. The
     # dashboard serves the job API (the backfill test submits a real `ray job`).
     ray.init(address="local", num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1",
