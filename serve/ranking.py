@@ -85,12 +85,29 @@ def channel_weights(vector_weight: float, channels: Sequence[str], cfg: RankingC
     return {ch: weights.get(ch, 0.5) for ch in channels}
 
 
+def asks(content: str) -> bool:
+    """Whether a memory ends by asking ("… What do you all enjoy doing together?")."""
+    return content.rstrip(_CLOSERS).endswith(("?", "\uff1f"))
+
+
+_CLOSERS = " \t\r\n\"'\u201d\u2019)]*_"
+
+
 def fuse(candidates: Sequence[Candidate], *, fusion: str, vector_weight: float,
          cfg: RankingConfig, channels: Sequence[str]) -> list[float]:
-    """Relevance in [0, 1] from the channels' ranks (RRF) or scores (min-max)."""
+    """Relevance in [0, 1] from the channels' ranks (RRF) or scores (min-max).
+
+    A memory that ends by asking a question is weaker evidence than one that states
+    something: it shares the words of the topic and hands the answer to what comes after it
+    (which the session channel brings in). Its relevance is scaled by 1 - question_penalty.
+    """
     weights = channel_weights(vector_weight, channels, cfg)
-    fused = rrf(candidates, cfg.rrf_k, weights) if fusion == "rrf" else minmax(candidates, weights)
-    return spread(fused)
+    fused = spread(rrf(candidates, cfg.rrf_k, weights) if fusion == "rrf"
+                   else minmax(candidates, weights))
+    if cfg.question_penalty <= 0:
+        return fused
+    keep = 1.0 - cfg.question_penalty
+    return spread([v * keep if asks(c.memory.content) else v for c, v in zip(candidates, fused)])
 
 
 def rank(candidates: Sequence[Candidate], *, fusion: str, vector_weight: float, now: float,

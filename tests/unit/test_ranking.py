@@ -4,21 +4,21 @@ from __future__ import annotations
 import pytest
 
 from serve.config import RankingConfig
-from serve.ranking import DAY, half_life_decay, minmax, rank, rrf
+from serve.ranking import DAY, asks, fuse, half_life_decay, minmax, rank, rrf
 from shards.types import Candidate, Memory
 
 NOW = 1_800_000_000.0
 
 
 def memory(mid: str, *, importance: float = 0.5, age_days: float = 0.0,
-           memory_type: str = "episodic", accesses: int = 0) -> Memory:
+           memory_type: str = "episodic", accesses: int = 0, content: str | None = None) -> Memory:
     t = NOW - age_days * DAY
-    return Memory(id=mid, namespace="ns", content=mid, memory_type=memory_type,
+    return Memory(id=mid, namespace="ns", content=content or mid, memory_type=memory_type,
                   importance=importance, tags=(), metadata={}, session_id=None,
                   created_at=t, updated_at=t, event_time=t, access_count=accesses)
 
 
-def cand(mid: str, ranks: dict[str, int], scores: dict[str, float] | None = None, **kw: float) -> Candidate:
+def cand(mid: str, ranks: dict[str, int], scores: dict[str, float] | None = None, **kw: object) -> Candidate:
     return Candidate(memory=memory(mid, **kw), ranks=ranks,  # type: ignore[arg-type]
                      scores=scores or {ch: 1.0 / r for ch, r in ranks.items()})
 
@@ -69,3 +69,23 @@ def test_top_k_is_a_prefix_of_a_longer_answer() -> None:
     full = [s.candidate.memory.id for s in rank(cands, fusion="rrf", vector_weight=0.5, now=NOW, cfg=cfg, channels=["vector"])]
     assert full[:5] == [s.candidate.memory.id for s in rank(cands, fusion="rrf", vector_weight=0.5, now=NOW, cfg=cfg, channels=["vector"])][:5]
     assert len(set(full)) == 20
+
+
+def test_asks_reads_the_end_of_a_memory() -> None:
+    assert asks("Maria: That is cute! What do you all enjoy doing together?")
+    assert asks('He said "why not?"  ')
+    assert asks("これは何ですか？")
+    assert not asks("Why not? Because the order #4521 arrived cracked.")
+    assert not asks("Refund approved for #4521.")
+
+
+def test_a_memory_that_asks_yields_to_one_that_states() -> None:
+    question = cand("q", {"vector": 1}, {"vector": 0.80}, content="What books have you read lately?")
+    answer = cand("a", {"vector": 2}, {"vector": 0.78}, content="I read Dune by Frank Herbert.")
+    low = cand("low", {"vector": 3}, {"vector": 0.10}, content="The weather is nice.")
+    kw = dict(fusion="minmax", vector_weight=1.0, channels=["vector"])
+    plain = fuse([question, answer, low], cfg=RankingConfig(question_penalty=0), **kw)  # type: ignore[arg-type]
+    assert plain[0] > plain[1]
+    fused = fuse([question, answer, low], cfg=RankingConfig(question_penalty=0.3), **kw)  # type: ignore[arg-type]
+    assert fused[1] == pytest.approx(1.0) and fused[0] < fused[1]
+    assert fused[0] > fused[2]  # demoted, not dropped: it still beats an unrelated memory
