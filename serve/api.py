@@ -5,7 +5,6 @@ store); `create_app` binds both, once per router replica.
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -18,7 +17,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from serve import render
+from serve import jsonbody, render
 from serve.auth import (
     Principal,
     authenticate,
@@ -98,13 +97,7 @@ def principal(request: Request) -> Principal:
 
 
 async def parse(request: Request, model: type[M]) -> M:
-    raw = await request.body()
-    try:
-        data = json.loads(raw) if raw.strip() else {}
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise bad_request("body", f"malformed JSON ({exc.__class__.__name__}: {exc})") from None
-    if not isinstance(data, dict):
-        raise bad_request("body", "expected a JSON object")
+    data = jsonbody.decode(await request.body())
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -121,11 +114,18 @@ async def owned(request: Request, model: type[O], needed: str) -> tuple[O, Memor
     return body, svc, ns
 
 
+MAX_OFFSET = 1_000_000_000  # past SQLite's 64-bit integers an offset fails in the store
+
+_TYPE_TAGS = frozenset({"int", "float", "str", "bool", "list", "dict", "none", "json-or-python"})
+
+
 def _validation_error(errors: Any, *, located: bool = False) -> ApiError:
     """The first error as a 400 naming its field. FastAPI's own errors (`located`) open
     their loc with where the value was ("query", "path"); a body field may be named `query`."""
     first = errors[0]
     loc = [str(p) for p in first.get("loc", ())][1 if located else 0:]
+    # A field of several types adds the type it tried ("event_time.int"): not a field.
+    loc = [p for p in loc if p not in _TYPE_TAGS and "[" not in p]
     field = ".".join(loc) or "body"
     for i, part in enumerate(loc):  # memories.3.content → memories[3].content
         if part.isdigit() and i:
@@ -411,7 +411,7 @@ async def session_touch(request: Request, session_id: str) -> JSONResponse:
 @router.get("/v1/sessions")
 async def sessions_list(request: Request, agent_id: str | None = None, namespace: str | None = None,
                         active_only: bool = False, limit: int = Query(100, ge=1),
-                        offset: int = Query(0, ge=0)) -> JSONResponse:
+                        offset: int = Query(0, ge=0, le=MAX_OFFSET)) -> JSONResponse:
     p = principal(request)
     svc = service(request)
     ns = None if agent_id is None and namespace is None else svc.namespace_of(agent_id, namespace)
@@ -427,7 +427,7 @@ async def session_get(request: Request, session_id: str) -> JSONResponse:
 
 @router.get("/v1/sessions/{session_id}/memories")
 async def session_memories(request: Request, session_id: str, limit: int = Query(50, ge=1),
-                           offset: int = Query(0, ge=0),
+                           offset: int = Query(0, ge=0, le=MAX_OFFSET),
                            content_preview_chars: int | None = Query(None, ge=1, le=10_000)) -> JSONResponse:
     p = principal(request)
     return ok(await service(request).session_memories(p, session_id, limit, offset,
@@ -464,7 +464,7 @@ def _agent(request: Request, agent_id: str, needed: str) -> str:
 
 @router.get("/v1/agents/{agent_id}/memories")
 async def agent_memories(request: Request, agent_id: str, memory_type: str | None = None,
-                         limit: int = Query(50, ge=1), offset: int = Query(0, ge=0),
+                         limit: int = Query(50, ge=1), offset: int = Query(0, ge=0, le=MAX_OFFSET),
                          include_derived: bool | None = None,
                          content_preview_chars: int | None = Query(None, ge=1, le=10_000)) -> JSONResponse:
     ns = _agent(request, agent_id, "read")
@@ -475,7 +475,7 @@ async def agent_memories(request: Request, agent_id: str, memory_type: str | Non
 
 @router.get("/v1/agents/{agent_id}/sessions")
 async def agent_sessions(request: Request, agent_id: str, active_only: bool = False,
-                         limit: int = Query(100, ge=1), offset: int = Query(0, ge=0)) -> JSONResponse:
+                         limit: int = Query(100, ge=1), offset: int = Query(0, ge=0, le=MAX_OFFSET)) -> JSONResponse:
     ns = _agent(request, agent_id, "read")
     return ok(await service(request).list_sessions(principal(request), ns, active_only, limit, offset))
 

@@ -123,7 +123,8 @@ class ShardDeployment:
             self._executor, partial(self.shard.call_at_epoch, map_epoch, method, *args, **kwargs))
 
     async def _maintain(self) -> None:
-        """End idle sessions and checkpoint the indexes, off the request path."""
+        """End idle sessions, delete expired memories and checkpoint the indexes, off the
+        request path."""
         period = min(self.cfg.sessions.sweep_seconds, self.cfg.storage.checkpoint_seconds)
         last_sweep = 0.0
         while True:
@@ -133,9 +134,13 @@ class ShardDeployment:
                     last_sweep = time.time()
                     loop = asyncio.get_running_loop()
                     await loop.run_in_executor(self._executor, self.end_idle_sessions_default)
-                await self.call("checkpoint")
+                    await self.call("purge_expired")
             except Exception:  # keep maintaining; the next round retries
-                log.exception("shard maintenance failed", extra={"shard": self.index})
+                log.exception("shard sweep failed", extra={"shard": self.index})
+            try:  # apart: a failed sweep must not hold back the checkpoint
+                await self.call("checkpoint")
+            except Exception:
+                log.exception("shard checkpoint failed", extra={"shard": self.index})
 
     def pid(self) -> int:
         return os.getpid()

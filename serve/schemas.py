@@ -24,7 +24,10 @@ def parse_time(value: Any, field: str) -> float | None:
     if isinstance(value, bool):
         raise bad_request(field, "expected Unix seconds or an RFC 3339 timestamp")
     if isinstance(value, (int, float)):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an integer of hundreds of digits
+            raise bad_request(field, "out of range (1970 to 2286)") from None
     elif isinstance(value, str):
         text = value.strip()
         try:
@@ -136,7 +139,8 @@ class BatchFilter(_Body):
     session_id: StrictStr | None = None
 
     def is_empty(self) -> bool:
-        return all(v is None for v in self.model_dump().values())
+        # `tags: []` names no tag: the filter would match everything (the SDK sends it as is).
+        return all(v is None or v == [] for v in self.model_dump().values())
 
 
 class BatchRecallBody(Owned):

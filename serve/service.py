@@ -233,17 +233,35 @@ class MemoryService:
         if body.content is not None:
             self.check_content(body.content)
             [(vector, sentence_vectors)] = await self.embed_memories([body.content])
+        tags = None if body.tags is None else self._check_tags(body.tags, "tags")
+        shard = self.shard(namespace)
         changes = MemoryChanges(
             content=body.content, vector=vector, sentence_vectors=sentence_vectors,
             importance=body.importance,
             memory_type=body.memory_type,
-            tags=None if body.tags is None else self._check_tags(body.tags, "tags"),
+            tags=tags,
             metadata=None if body.metadata is None else self._check_metadata(body.metadata, "metadata"),
             event_time=parse_time(body.event_time, "event_time"),
-            entities=None if body.content is None else self.entities_of(body.content, body.tags or []),
+            entities=await self._entities_after(shard, namespace, memory_id, body.content, tags),
         )
-        memory = await self.shard(namespace).call("update", namespace, memory_id, changes)
+        memory = await shard.call("update", namespace, memory_id, changes)
         return render.memory_json(memory)
+
+    async def _entities_after(self, shard: ShardClient, namespace: str, memory_id: str,
+                              content: str | None, tags: tuple[str, ...] | None
+                              ) -> tuple[EntityRef, ...] | None:
+        """The memory's entities once an update changes its content or its tags (None: it
+        changes neither). They come from both, so the one the update keeps is read first:
+        a `customer:jane-doe` tag keeps its link when only the text changes."""
+        if content is None and tags is None:
+            return None
+        if content is None or tags is None:
+            found = await shard.call("lookup", memory_id, Scope.of(namespace))
+            if not found:
+                return None  # the update itself answers 404
+            content = found[0].content if content is None else content
+            tags = tuple(found[0].tags) if tags is None else tags
+        return self.entities_of(content, list(tags))
 
     async def forget(self, namespace: str, memory_ids: list[str]) -> dict[str, Any]:
         deleted = await self.shard(namespace).call(

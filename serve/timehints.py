@@ -151,5 +151,12 @@ def relative_hint(query: str, reference: float) -> TimeHint | None:
 
 
 def resolve(query: str, reference: float | None) -> TimeHint | None:
-    """Absolute dates always; relative expressions only against a given reference time."""
-    return absolute_hint(query) or (relative_hint(query, reference) if reference is not None else None)
+    """Absolute dates always; relative expressions only against a given reference time.
+
+    A date that datetime cannot hold ("December 9999", "3000 years ago") is no hint: the
+    query's words still search, and a query never fails for the dates it names."""
+    try:
+        return absolute_hint(query) or (relative_hint(query, reference)
+                                        if reference is not None else None)
+    except (ValueError, OverflowError):
+        return None

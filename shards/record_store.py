@@ -10,6 +10,7 @@ import json
 import sqlite3
 import struct
 import threading
+from dataclasses import replace
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,7 @@ CREATE TABLE IF NOT EXISTS memories (
 CREATE INDEX IF NOT EXISTS memories_by_ns_time ON memories (ns_id, created_at);
 CREATE INDEX IF NOT EXISTS memories_by_session ON memories (session_key);
 CREATE INDEX IF NOT EXISTS memories_by_id ON memories (id);
+CREATE INDEX IF NOT EXISTS memories_expiring ON memories (expires_at) WHERE expires_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS sessions (
     key INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL UNIQUE,
@@ -360,8 +362,11 @@ class SQLiteRecordStore:
                     self._log_session_neighbors(key, CONTEXT_TURNS, 0)
                 self._link_entities(ns_id, key, item.entities)
                 if item.idempotency_key is not None:
+                    # REPLACE: the key may still name a memory deleted since (its retry
+                    # stores it again), and a second INSERT would fail the whole batch.
                     self._db.execute(
-                        "INSERT INTO idempotency (ns_id, idem_key, memory_id) VALUES (?,?,?)",
+                        "INSERT OR REPLACE INTO idempotency (ns_id, idem_key, memory_id)"
+                        " VALUES (?,?,?)",
                         (ns_id, item.idempotency_key, item.id),
                     )
                 memory = Memory(
@@ -527,10 +532,20 @@ class SQLiteRecordStore:
         return deleted, [k for k in dict.fromkeys(reindex) if k not in gone]
 
     def delete_matching(self, namespace: str, flt: RecallFilter) -> tuple[list[tuple[int, Memory]], list[int]]:
-        """Delete every memory of a namespace that matches the filter (batch forget)."""
+        """Delete every memory of a namespace that matches the filter (batch forget),
+        expired ones included: an expired memory is hidden from recall, not gone, and a
+        forget of "every memory tagged pii" must not leave it behind."""
         with self._lock, self._tx():
-            memories, _ = self.listing(namespace, flt, limit=-1, offset=0)
+            memories, _ = self.listing(namespace, replace(flt, now=None), limit=-1, offset=0)
             return self.delete(Scope.of(namespace), [m.id for m in memories], namespace)
+
+    def expired(self, now: float, limit: int) -> list[tuple[str, str]]:
+        """(namespace, memory id) of up to `limit` memories whose expiry has passed."""
+        with self._lock:
+            return [(r[0], r[1]) for r in self._db.execute(
+                "SELECT n.name, m.id FROM memories m JOIN namespaces n USING (ns_id)"
+                " WHERE m.expires_at IS NOT NULL AND m.expires_at <= ? ORDER BY m.expires_at"
+                " LIMIT ?", (now, limit))]
 
     def touch(self, accesses: Sequence[tuple[int, int, float]]) -> None:
         """Add (key, count, last time) accesses; recall boosts frequently used memories."""
@@ -967,6 +982,14 @@ class SQLiteRecordStore:
         return out
 
     # -- index log ----------------------------------------------------------------------
+    def log_all_for_reindex(self) -> list[int]:
+        """Log every memory for the indexes, before they are cleared for a rebuild: a
+        rebuild cut short (a crash, an index server failing) is then finished by the next
+        catch-up, where without the log the memories not yet re-added would stay unfound."""
+        with self._lock, self._tx():
+            self._db.execute("INSERT INTO index_log (key) SELECT key FROM memories")
+            return [r[0] for r in self._db.execute("SELECT key FROM memories ORDER BY key")]
+
     def pending_index_keys(self) -> tuple[int, list[int]]:
         """(highest seq, distinct memory keys) the indexes have not durably absorbed yet."""
         with self._lock:

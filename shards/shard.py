@@ -127,7 +127,7 @@ class Shard:
         "touch_session", "sessions", "all_sessions", "ensure_namespace", "namespaces",
         "namespace_stats", "drop_namespace", "stats", "catch_up_indexes", "rebuild_indexes",
         "checkpoint", "memory_graph", "associated", "memory_entities", "neighborhood",
-        "after_recall", "stored_status", "layout",
+        "after_recall", "stored_status", "layout", "purge_expired",
         # resharding (cluster/reshard.py)
         "routing", "set_routing", "namespace_table", "freeze", "handoff", "export_head",
         "export_memories", "import_head", "import_memories", "activate", "release",
@@ -176,7 +176,9 @@ class Shard:
         if stored and (getattr(keywords, "recreated", False) or keywords.count() == 0
                        or vectors.count() == 0 or stale_context):
             log.warning("rebuilding indexes from the record store", extra={"shard": index})
-            self._apply(self.records.all_keys())
+            # Logged, not applied here: the catch-up below applies the log, and a crash in
+            # between leaves it logged for the next start (the new context format included).
+            self.records.log_all_for_reindex()
         self.records.set_meta("keyword_context", KEYWORD_CONTEXT_FORMAT)
         self.catch_up_indexes()
 
@@ -308,10 +310,10 @@ class Shard:
     def rebuild_indexes(self) -> int:
         """Drop both indexes and rebuild them from the record store alone."""
         with self._lock:
+            keys = self.records.log_all_for_reindex()  # first: a rebuild cut short resumes
             self._exact.clear()
             self.vectors.clear()
             self.keywords.clear()
-            keys = self.records.all_keys()
             self._apply(keys)
             self.vectors.flush()
             self.keywords.flush()
@@ -385,6 +387,25 @@ class Shard:
             deleted, reindex = self.records.delete(scope, memory_ids, namespace)
             self._apply([k for k, _ in deleted] + reindex)
         return [m for _, m in deleted]
+
+    def purge_expired(self, now: float | None = None, limit: int = 1000) -> int:
+        """Delete up to `limit` memories whose expiry has passed (the maintenance loop calls
+        this). Recall already leaves them out, but left in the indexes they would take
+        candidate places from live memories. A namespace being moved keeps them until it
+        has arrived: its copy is counted."""
+        now = time.time() if now is None else now
+        with self._lock:
+            due: dict[str, list[str]] = {}
+            for namespace, memory_id in self.records.expired(now, limit):
+                if namespace not in self._states:
+                    due.setdefault(namespace, []).append(memory_id)
+            purged = 0
+            for namespace, ids in due.items():
+                try:
+                    purged += len(self.delete(Scope.of(namespace), ids, namespace))
+                except (NamespaceMoved, NamespaceMoving):  # not this shard's to change now
+                    continue
+            return purged
 
     def recall_candidates(self, namespace: str, vector: Sequence[float] | None, text: str,
                           flt: RecallFilter, limit: int, query_entities: Sequence[str] = (),
@@ -496,11 +517,13 @@ class Shard:
         """Session-adjacent memories of each given memory (its conversational context)."""
         self._check(namespace, write=False)
         scope = Scope.of(namespace)
+        live = RecallFilter(now=time.time())  # an expired turn is context no more
         out: dict[str, list[Memory]] = {}
         for mid in memory_ids:
             found = self.records.find(mid, scope)
             if found is not None:
-                out[mid] = [m for _, m in self.records.session_neighbor_rows(found[0], before, after)]
+                out[mid] = [m for _, m in self.records.session_neighbor_rows(found[0], before, after)
+                            if live.admits(m)]
         return out
 
     def after_recall(self, namespace: str, memory_ids: Sequence[str], *,
@@ -693,9 +716,10 @@ class Shard:
     def _drop(self, namespace: str) -> int:
         with self._lock:
             keys = self.records.drop_namespace(namespace)
-            self._exact.invalidate_keys(keys)
-            self.vectors.delete(keys)
-            self.keywords.delete(keys)
+            # Counts buffered for these memories must not land on a namespace of the same
+            # name created later.
+            self._accesses = {k: v for k, v in self._accesses.items() if k[0] != namespace}
+            self._apply(keys)  # all gone from the records: removed from both indexes
             return len(keys)
 
     # -- resharding: moving a namespace between shards (cluster/reshard.py) ---------------

@@ -305,3 +305,69 @@ def test_session_channel_reaches_turns_a_few_steps_away(open_shard: OpenShard) -
     session = {c.memory.id: c.scores["session"] for c in found if "session" in c.scores}
     assert {"t1", "t2", "t3"} <= set(session)  # three turns on: the answer to the question
     assert session["t1"] > session["t2"] > session["t3"]
+
+
+def test_a_forget_by_filter_reaches_expired_memories(open_shard: OpenShard) -> None:
+    """Expired is hidden, not gone: "forget every memory tagged pii" must leave none."""
+    shard = open_shard()
+    shard.write([mem("live", "ns", "pii one", tags=("pii",)),
+                 mem("lapsed", "ns", "pii two", tags=("pii",), expires_at=time.time() - 1),
+                 mem("other", "ns", "keep", tags=("ok",))])
+    gone = shard.forget_matching("ns", RecallFilter(tags_all=("pii",), now=time.time()))
+    assert sorted(m.id for m in gone) == ["lapsed", "live"]
+    assert [m.id for m in shard.lookup("lapsed", Scope.of("ns"))] == []
+
+
+def test_an_idempotency_key_outlives_its_deleted_memory(open_shard: OpenShard) -> None:
+    """A retry after a delete stores the memory again instead of failing its whole batch."""
+    shard = open_shard()
+    shard.write([mem("m1", "ns", "keyed", idempotency_key="k1")])
+    shard.delete(Scope.of("ns"), ["m1"], "ns")
+    [(again, created)] = shard.write([mem("m1", "ns", "keyed", idempotency_key="k1")])
+    assert created and again.id == "m1"
+    [(retry, created)] = shard.write([mem("m2", "ns", "keyed", idempotency_key="k1")])
+    assert not created and retry.id == "m1"  # the key names the stored memory again
+
+
+def test_expired_memories_are_purged_from_records_and_indexes(open_shard: OpenShard) -> None:
+    shard = open_shard()
+    s = shard.start_session("ns", "s1", {}, None)
+    shard.write([mem("t1", "ns", "beta first turn", session_id=s.id, seed=1),
+                 mem("t2", "ns", "beta lapsed turn", session_id=s.id, seed=2,
+                     expires_at=time.time() - 1),
+                 mem("t3", "ns", "beta third turn", session_id=s.id, seed=3)])
+    # Before the purge, an expired turn is no longer context either.
+    assert [m.id for m in shard.neighborhood("ns", ["t1"], 0, 1)["t1"]] == []
+    assert shard.purge_expired() == 1 and shard.purge_expired() == 0
+    assert shard.lookup("t2", Scope.of("ns")) == []
+    unfiltered = ids(shard.recall_candidates("ns", vec(2), "beta lapsed", RecallFilter(), 10))
+    assert "t2" not in unfiltered and {"t1", "t3"} <= set(unfiltered)
+    assert [m.id for m in shard.neighborhood("ns", ["t1"], 0, 1)["t1"]] == ["t3"]
+
+
+def test_a_rebuild_cut_short_is_finished_by_the_next_catch_up(open_shard: OpenShard) -> None:
+    shard = open_shard()
+    shard.write([mem(f"m{i}", "ns", f"gamma note {i}", seed=i) for i in range(5)])
+    shard.checkpoint()
+    real_upsert = shard.keywords.upsert
+
+    def failing_upsert(rows: object) -> None:
+        raise ConnectionError("keyword index went away mid-rebuild")
+    shard.keywords.upsert = failing_upsert  # type: ignore[method-assign]
+    with pytest.raises(ConnectionError):
+        shard.rebuild_indexes()
+    shard.keywords.upsert = real_upsert  # type: ignore[method-assign]
+    shard.catch_up_indexes()
+    found = shard.recall_candidates("ns", None, "gamma note", RecallFilter(), 10)
+    assert sorted(c.memory.id for c in found if "bm25" in c.ranks) == [f"m{i}" for i in range(5)]
+
+
+def test_a_dropped_namespace_leaves_no_access_counts_behind(open_shard: OpenShard) -> None:
+    shard = open_shard()
+    shard.write([mem("a", "ns", "first life")])
+    shard.record_access("ns", ["a"])
+    shard.drop_namespace("ns")
+    shard.write([mem("a", "ns", "second life")])
+    shard.checkpoint()
+    [m] = shard.lookup("a", Scope.of("ns"))
+    assert m.access_count == 0

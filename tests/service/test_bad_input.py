@@ -1,6 +1,7 @@
 """Bad input: a 4xx naming the field, and nothing stored changes."""
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -12,6 +13,13 @@ def snapshot(engram: Engram, ns: str) -> list[dict[str, Any]]:
     with engram.http() as c:
         r = c.get(f"/v1/agents/{ns}/memories", params={"limit": 1000})
         return sorted(r.json(), key=lambda m: m["id"]) if r.status_code == 200 else []
+
+
+def nest(depth: int) -> Any:
+    value: Any = "bottom"
+    for _ in range(depth):
+        value = {"a": value}
+    return value
 
 
 BAD_STORES: list[tuple[Any, int, str]] = [
@@ -26,6 +34,14 @@ BAD_STORES: list[tuple[Any, int, str]] = [
     ({"content": "ok", "event_time": "yesterday-ish"}, 400, "event_time"),
     ({"content": "ok", "event_time": -5}, 400, "event_time"),
     ({}, 400, "content"),
+    # json.dumps writes NaN, and "\ud800" for a lone surrogate: what a careless client sends.
+    ({"content": "ok", "metadata": {"score": float("nan")}}, 400, "body"),
+    ({"content": "ok", "metadata": {"score": float("inf")}}, 400, "body"),
+    ({"content": "ok", "metadata": {"note": "half a pair \ud800"}}, 400, "metadata.note"),
+    ({"content": "lone \udfff surrogate"}, 400, "content"),
+    ({"content": "ok", "tags": ["fine", "\ud83d"]}, 400, "tags[1]"),
+    ({"content": "ok", "metadata": {"x": nest(40)}}, 400, "metadata.x"),
+    ({"content": "ok", "event_time": 10**400}, 400, "event_time"),
     ({"content": "🚀" * 25_001}, 413, "content"),  # 100,004 UTF-8 bytes, 25,001 characters
     ({"content": "x" * 100_001}, 413, "content"),
 ]
@@ -37,7 +53,9 @@ def test_bad_store_is_rejected_naming_the_field(engram: Engram, ns: str, body: d
     with engram.http() as c:
         c.post("/v1/memory/store", json={"agent_id": ns, "content": "already here"}).raise_for_status()
         before = snapshot(engram, ns)
-        r = c.post("/v1/memory/store", json={"agent_id": ns, **body})
+        # json.dumps as is: httpx's own encoder refuses NaN before it could reach us.
+        r = c.post("/v1/memory/store", content=json.dumps({"agent_id": ns, **body}),
+                   headers={"Content-Type": "application/json"})
         assert r.status_code == status, r.text
         assert r.json()["field"].startswith(field) and field in r.json()["error"]
     assert snapshot(engram, ns) == before
@@ -94,3 +112,38 @@ def test_hostile_strings_are_data_not_code(engram: Engram, value: str) -> None:
         assert got["content"] == f"hostile value memory {value}"
         batch = c.post("/v1/memories/recall/batch", json={"agent_id": value, "filter": {"tags": [value]}}).json()
         assert [m["id"] for m in batch["memories"]] == [mid]
+
+
+def test_a_field_of_several_types_is_named_alone(engram: Engram, ns: str) -> None:
+    with engram.http() as c:
+        r = c.post("/v1/memory/store", json={"agent_id": ns, "content": "ok", "event_time": [1]})
+        assert r.status_code == 400 and r.json()["field"] == "event_time", r.text
+
+
+def test_an_empty_tag_filter_forgets_nothing(engram: Engram, ns: str) -> None:
+    """`tags: []` names no tag: as a forget filter it would match the whole agent."""
+    with engram.http() as c:
+        c.post("/v1/memory/store", json={"agent_id": ns, "content": "keep me", "tags": ["a"]}).raise_for_status()
+        before = snapshot(engram, ns)
+        r = c.request("DELETE", "/v1/memories/forget/batch", json={"agent_id": ns, "filter": {"tags": []}})
+        assert r.status_code == 400 and r.json()["field"] == "filter", r.text
+    assert snapshot(engram, ns) == before and len(before) == 1
+
+
+def test_dates_beyond_the_calendar_in_a_query_are_words(engram: Engram, ns: str) -> None:
+    with engram.http() as c:
+        c.post("/v1/memory/store", json={"agent_id": ns, "content": "the December launch"}).raise_for_status()
+        for query in ["what happened in December 9999", "news of May 0000", "9999-12-31",
+                      "between 9999-12-30 and 9999-12-31"]:
+            r = c.post("/v1/memory/recall", json={"agent_id": ns, "query": query})
+            assert r.status_code == 200, (query, r.text)
+        r = c.post("/v1/memory/recall", json={"agent_id": ns, "query": "3000 years ago",
+                                               "reference_time": 1_700_000_000})
+        assert r.status_code == 200, r.text
+
+
+def test_an_offset_past_any_store_is_refused(engram: Engram, ns: str) -> None:
+    with engram.http() as c:
+        c.post("/v1/memory/store", json={"agent_id": ns, "content": "one"}).raise_for_status()
+        r = c.get(f"/v1/agents/{ns}/memories", params={"offset": 2**63})
+        assert r.status_code == 400 and r.json()["field"] == "offset", r.text

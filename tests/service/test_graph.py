@@ -77,3 +77,23 @@ def test_extract_route(engram: Engram) -> None:
         keys = {e["key"] for e in out["entities"]}
         assert {"email:jane@example.com", "order:4521", "date:2023-05-08"} <= keys
         assert all({"entity_type", "value", "score"} <= set(e) for e in out["entities"])
+
+
+def test_an_update_keeps_the_entities_of_what_it_does_not_change(engram: Engram, ns: str) -> None:
+    """Entities come from the text and the `key:value` tags: a new text keeps the tags'
+    entities, new tags keep the text's."""
+    def keys(mid: str) -> set[str]:
+        return {e["key"] for e in c.get(f"/v1/memory/entities/{mid}").json()["entities"]}
+    with engram.http() as c:
+        m = c.post("/v1/memory/store", json={"agent_id": ns, "content": "Order #4521 shipped",
+                                             "tags": ["plan:gold"]}).json()["memory"]
+        assert {"order:4521", "tag:plan gold"} <= keys(m["id"])
+        c.put(f"/v1/memory/update/{m['id']}", params={"agent_id": ns},
+              json={"content": "Order #9876 shipped"}).raise_for_status()
+        after_text = keys(m["id"])
+        assert "tag:plan gold" in after_text and "order:9876" in after_text
+        assert "order:4521" not in after_text
+        c.put(f"/v1/memory/update/{m['id']}", params={"agent_id": ns},
+              json={"tags": ["plan:silver"]}).raise_for_status()
+        after_tags = keys(m["id"])
+        assert {"order:9876", "tag:plan silver"} <= after_tags and "tag:plan gold" not in after_tags
