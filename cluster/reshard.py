@@ -4,14 +4,17 @@
 
 Growing: deploy the app with `shard_count: 4` first (the new shards start empty and nothing
 routes to them yet), then run this job. Shrinking: run this job with `--to 2` first, then
-deploy `shard_count: 2`. The service answers throughout: a namespace's writes wait while it
-is copied (its reads go on), and for a moment at the hand-off its reads wait too; a request
-that waits longer than a few seconds gets 503 with Retry-After.
+deploy `shard_count: 2`. The service answers throughout: a namespace takes reads and writes
+while it is copied; its writes wait only while the copy catches up with what they changed
+meanwhile, and for a moment at the hand-off its reads wait too; a request that waits longer
+than a few seconds gets 503 with Retry-After.
 
-Each move: freeze the namespace on its old shard → copy its records page by page (memories
-with their vectors, sessions, entities, idempotency keys, access counts; nothing is embedded
-again) → hand off → activate the copy once it holds every memory → record the move in the
-shard map → delete the old copy. Every step is idempotent: a job that is killed resumes
+Each move: begin a live copy on the old shard (every memory written, changed or deleted from
+then on is logged) → copy its records page by page (memories with their vectors, sessions,
+entities, idempotency keys, access counts; nothing is embedded again) → freeze it → copy
+what the log names, then its sessions, entities and keys again → hand off → activate the
+copy once it holds every memory → record the move in the shard map → delete the old copy.
+Every step is idempotent: a job that is killed resumes
 where it stopped when run again with the same `--to`, and no memory is lost or doubled.
 
 One job moves at a time: the job holds a lease in the shard map (`--lease-seconds`, renewed
@@ -52,6 +55,7 @@ class Tally:
     namespaces: int = 0
     memories: int = 0
     released: int = 0  # old copies deleted by this run after an earlier run moved them
+    caught_up: int = 0  # memories written, changed or deleted during their namespace's copy
     complete: bool = False
 
     def summary(self, before: ShardMap, after: ShardMap | None) -> dict[str, Any]:
@@ -59,7 +63,8 @@ class Tally:
         return {"complete": self.complete, "from_shards": before.count,
                 "to_shards": after.count if after else before.target,
                 "namespaces_moved": self.namespaces, "memories_moved": self.memories,
-                "old_copies_released": self.released, "seconds": round(seconds, 1),
+                "old_copies_released": self.released, "changes_caught_up": self.caught_up,
+                "seconds": round(seconds, 1),
                 "memories_per_s": round(self.memories / seconds, 1)}
 
 
@@ -166,12 +171,15 @@ class Reshard:
             await self.call(source, "release", name)
             self.tally.released += 1
             return
-        expected = await self.call(source, "freeze", name)
-        if expected is None:
+        # Live: the namespace takes writes while it is copied; they wait only for the
+        # catch-up after the freeze. Not live: a killed run left it frozen, or it is gone.
+        live = await self.call(source, "begin_copy", name)
+        expected = None if live else await self.call(source, "freeze", name)
+        if not live and expected is None:
             return  # deleted since it was listed
         head = await self.call(source, "export_head", name)
         # replace_live: a copy that a killed run activated is not in the map yet, so nothing
-        # has written to it; it is rebuilt from the frozen source like a partial one.
+        # has written to it; it is rebuilt from the source like a partial one.
         await self.call(dest, "import_head", head, True)
         cursor = 0
         while cursor != -1:
@@ -179,6 +187,18 @@ class Reshard:
             if rows:
                 await self.call(dest, "import_memories", name, rows)
             self.check_lease()
+        if live:
+            expected = await self.call(source, "freeze", name)
+            changes = 0
+            after: str | None = ""
+            while after is not None:
+                rows, deleted, after = await self.call(source, "export_changes", name, after,
+                                                       self.page_size)
+                if rows or deleted:
+                    changes += await self.call(dest, "import_changes", name, rows, deleted)
+                self.check_lease()
+            await self.call(dest, "refresh_head", await self.call(source, "export_head", name))
+            self.tally.caught_up += changes
         await self.call(source, "handoff", name)
         await self.call(dest, "activate", name, expected)
         await self.router.mark_moved.remote([name], self.job)

@@ -128,6 +128,28 @@ END;
 CREATE TRIGGER IF NOT EXISTS namespace_vectors_delete AFTER DELETE ON memories BEGIN
     DELETE FROM namespace_vectors WHERE ns_id = OLD.ns_id AND key = OLD.key;
 END;
+-- A namespace copied while it takes writes (a reshard's live copy) has a row in `moving`;
+-- every memory written, changed or deleted in it meanwhile is named in `move_log`, so
+-- that the copy can catch up with exactly those once writes stop. Triggers, not code in
+-- each write path: no path can forget to log (access counts and expiry purges included).
+CREATE TABLE IF NOT EXISTS moving (ns_id INTEGER PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS move_log (
+    ns_id INTEGER NOT NULL,
+    memory_id TEXT NOT NULL,
+    PRIMARY KEY (ns_id, memory_id)
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS move_log_insert AFTER INSERT ON memories
+WHEN NEW.ns_id IN (SELECT ns_id FROM moving) BEGIN
+    INSERT OR IGNORE INTO move_log (ns_id, memory_id) VALUES (NEW.ns_id, NEW.id);
+END;
+CREATE TRIGGER IF NOT EXISTS move_log_update AFTER UPDATE ON memories
+WHEN NEW.ns_id IN (SELECT ns_id FROM moving) BEGIN
+    INSERT OR IGNORE INTO move_log (ns_id, memory_id) VALUES (NEW.ns_id, NEW.id);
+END;
+CREATE TRIGGER IF NOT EXISTS move_log_delete AFTER DELETE ON memories
+WHEN OLD.ns_id IN (SELECT ns_id FROM moving) BEGIN
+    INSERT OR IGNORE INTO move_log (ns_id, memory_id) VALUES (OLD.ns_id, OLD.id);
+END;
 """
 
 _MEMORY_COLUMNS = (
@@ -135,6 +157,11 @@ _MEMORY_COLUMNS = (
     "m.session_id, m.created_at, m.updated_at, m.event_time, m.expires_at, "
     "m.access_count, m.last_accessed_at"
 )
+
+
+_EXPORT_COLUMNS = (
+    "key, id, content, memory_type, importance, tags, metadata, session_id, created_at,"
+    " updated_at, event_time, expires_at, access_count, last_accessed_at, vector")
 
 
 def pack_vector(vector: Sequence[float]) -> bytes:
@@ -302,6 +329,8 @@ class SQLiteRecordStore:
             self._db.execute("DELETE FROM memories WHERE ns_id = ?", (ns_id,))
             self._db.execute("DELETE FROM sessions WHERE ns_id = ?", (ns_id,))
             self._db.execute("DELETE FROM idempotency WHERE ns_id = ?", (ns_id,))
+            self._db.execute("DELETE FROM moving WHERE ns_id = ?", (ns_id,))
+            self._db.execute("DELETE FROM move_log WHERE ns_id = ?", (ns_id,))
             self._db.execute("DELETE FROM namespaces WHERE ns_id = ?", (ns_id,))
             return keys
 
@@ -918,17 +947,84 @@ class SQLiteRecordStore:
             if ns_id is None:
                 raise NotFound(f"namespace not found: {name}", "namespace")
             rows = self._db.execute(
-                "SELECT key, id, content, memory_type, importance, tags, metadata, session_id,"
-                " created_at, updated_at, event_time, expires_at, access_count,"
-                " last_accessed_at, vector FROM memories WHERE ns_id = ? AND key > ?"
+                f"SELECT {_EXPORT_COLUMNS} FROM memories WHERE ns_id = ? AND key > ?"
                 " ORDER BY key LIMIT ?", (ns_id, after_key, limit)).fetchall()
-            out = []
-            for row in rows:
-                links = self._db.execute(
-                    "SELECT e.key, me.value, me.score FROM memory_entities me"
-                    " JOIN entities e USING (ent_id) WHERE me.mem_key = ?", (row[0],)).fetchall()
-                out.append((*row[1:], links))
+            out = [self._exported(row) for row in rows]
         return out, (rows[-1][0] if len(rows) == limit else -1)
+
+    def _exported(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        """An export row: the memory's columns after its key, then its entity links."""
+        links = self._db.execute(
+            "SELECT e.key, me.value, me.score FROM memory_entities me"
+            " JOIN entities e USING (ent_id) WHERE me.mem_key = ?", (row[0],)).fetchall()
+        return (*row[1:], links)
+
+    # -- live copies (a reshard moving a namespace that keeps taking writes) ---------------
+    def start_change_log(self, name: str) -> None:
+        """Name every memory of this namespace that changes from now on (afresh: a copy
+        started again forgets what its earlier try logged)."""
+        with self._lock, self._tx():
+            ns_id = self._ns_id(name, create=False)
+            if ns_id is None:
+                raise NotFound(f"namespace not found: {name}", "namespace")
+            self._db.execute("DELETE FROM move_log WHERE ns_id = ?", (ns_id,))
+            self._db.execute("INSERT OR IGNORE INTO moving (ns_id) VALUES (?)", (ns_id,))
+
+    def stop_change_log(self, name: str) -> None:
+        with self._lock, self._tx():
+            ns_id = self._ns_id(name, create=False)
+            if ns_id is not None:
+                self._db.execute("DELETE FROM moving WHERE ns_id = ?", (ns_id,))
+                self._db.execute("DELETE FROM move_log WHERE ns_id = ?", (ns_id,))
+
+    def export_changes(self, name: str, after_id: str, limit: int
+                       ) -> tuple[list[tuple[Any, ...]], list[str], str | None]:
+        """A page of the memories logged since start_change_log, in id order: (export rows
+        of those that exist now, ids of those deleted, the cursor for the next page or None)."""
+        with self._lock:
+            ns_id = self._ns_id(name, create=False)
+            if ns_id is None:
+                raise NotFound(f"namespace not found: {name}", "namespace")
+            logged = [r[0] for r in self._db.execute(
+                "SELECT memory_id FROM move_log WHERE ns_id = ? AND memory_id > ?"
+                " ORDER BY memory_id LIMIT ?", (ns_id, after_id, limit))]
+            rows, deleted = [], []
+            for memory_id in logged:
+                row = self._db.execute(
+                    f"SELECT {_EXPORT_COLUMNS} FROM memories WHERE ns_id = ? AND id = ?",
+                    (ns_id, memory_id)).fetchone()
+                if row is None:
+                    deleted.append(memory_id)
+                else:
+                    rows.append(self._exported(row))
+        return rows, deleted, (logged[-1] if len(logged) == limit else None)
+
+    def refresh_head(self, head: dict[str, Any]) -> None:
+        """Bring a copy's namespace row, sessions, entities (with their document
+        frequencies) and idempotency keys up to the source's, after its memories caught up."""
+        name = head["name"]
+        with self._lock, self._tx():
+            ns_id = self._ns_id(name, create=False)
+            if ns_id is None:
+                raise NotFound(f"namespace not imported: {name}", "namespace")
+            self._db.execute("UPDATE namespaces SET metadata = ? WHERE ns_id = ?",
+                             (head["namespace"][1], ns_id))
+            self._db.executemany(
+                "INSERT INTO sessions (id, ns_id, started_at, last_active_at, ended_at,"
+                " ended_reason, summary, metadata, idle_timeout) VALUES (?,?,?,?,?,?,?,?,?)"
+                " ON CONFLICT (id) DO UPDATE SET started_at = excluded.started_at,"
+                " last_active_at = excluded.last_active_at, ended_at = excluded.ended_at,"
+                " ended_reason = excluded.ended_reason, summary = excluded.summary,"
+                " metadata = excluded.metadata, idle_timeout = excluded.idle_timeout",
+                [(s[0], ns_id, *s[1:]) for s in head["sessions"]])
+            self._db.executemany(
+                "INSERT INTO entities (ns_id, key, type, value, doc_freq) VALUES (?,?,?,?,?)"
+                " ON CONFLICT (ns_id, key) DO UPDATE SET type = excluded.type,"
+                " value = excluded.value, doc_freq = excluded.doc_freq",
+                [(ns_id, *e) for e in head["entities"]])
+            self._db.executemany(
+                "INSERT OR REPLACE INTO idempotency (ns_id, idem_key, memory_id) VALUES (?,?,?)",
+                [(ns_id, *i) for i in head["idempotency"]])
 
     def import_head(self, head: dict[str, Any]) -> None:
         """Start a namespace's copy here (absent until now), in one transaction."""
@@ -951,10 +1047,16 @@ class SQLiteRecordStore:
                 "INSERT INTO idempotency (ns_id, idem_key, memory_id) VALUES (?,?,?)",
                 [(ns_id, *i) for i in head["idempotency"]])
 
-    def import_memories(self, name: str, rows: Sequence[tuple[Any, ...]]) -> list[tuple[int, Memory, bool]]:
+    def import_memories(self, name: str, rows: Sequence[tuple[Any, ...]], replace: bool = False
+                        ) -> tuple[list[tuple[int, Memory, bool]], list[int]]:
         """Add a page of exported memories (after import_head), logged for the indexes like
-        any write; returns (key, memory, True) per row, as insert does."""
+        any write; returns (key, memory, True) per row, as insert does, and the keys of the
+        memories they replaced (`replace`: a live copy catching up with changed memories).
+
+        A live copy's pages may name sessions and entities begun after its head was taken:
+        they are added bare here, and refresh_head fills them in."""
         out: list[tuple[int, Memory, bool]] = []
+        replaced: list[int] = []
         with self._lock, self._tx():
             ns_id = self._ns_id(name, create=False)
             if ns_id is None:
@@ -963,6 +1065,24 @@ class SQLiteRecordStore:
                 "SELECT key, ent_id FROM entities WHERE ns_id = ?", (ns_id,)).fetchall())
             for (mid, content, mtype, imp, tags, meta, sid, created, updated, event, expires,
                  access, last_access, vector, links) in rows:
+                old = self._get(ns_id, mid)
+                if old is not None:
+                    if not replace:
+                        raise Conflict(f"memory already imported: {mid}", "id")
+                    self._db.execute("DELETE FROM memory_entities WHERE mem_key = ?", (old[0],))
+                    self._db.execute("DELETE FROM memories WHERE key = ?", (old[0],))
+                    self._db.execute("INSERT INTO index_log (key) VALUES (?)", (old[0],))
+                    replaced.append(old[0])
+                for ent_key, value, _ in links:
+                    if ent_key not in entity_ids:
+                        cur = self._db.execute(
+                            "INSERT INTO entities (ns_id, key, type, value) VALUES (?,?,?,?)",
+                            (ns_id, ent_key, ent_key.split(":", 1)[0], value))
+                        entity_ids[ent_key] = int(cur.lastrowid or 0)
+                if sid is not None and self._session_key(ns_id, sid) is None:
+                    self._db.execute(
+                        "INSERT INTO sessions (id, ns_id, started_at, last_active_at)"
+                        " VALUES (?,?,?,?)", (sid, ns_id, created, created))
                 session_key = None if sid is None else self._session_key(ns_id, sid)
                 cur = self._db.execute(
                     "INSERT INTO memories (ns_id, id, content, memory_type, importance, tags,"
@@ -979,7 +1099,7 @@ class SQLiteRecordStore:
                 found = self._get(ns_id, mid)
                 assert found is not None
                 out.append((key, found[1], True))
-        return out
+        return out, replaced
 
     # -- index log ----------------------------------------------------------------------
     def log_all_for_reindex(self) -> list[int]:

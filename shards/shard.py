@@ -131,12 +131,14 @@ class Shard:
         # resharding (cluster/reshard.py)
         "routing", "set_routing", "namespace_table", "freeze", "handoff", "export_head",
         "export_memories", "import_head", "import_memories", "activate", "release",
+        "begin_copy", "export_changes", "import_changes", "refresh_head",
     })
     # A namespace on its way in or out (record store `namespace_states`):
-    #   frozen   (source) being copied: reads served, writes wait (NamespaceMoving)
+    #   copying  (source) being copied live: reads and writes served, its changes logged
+    #   frozen   (source) being copied or caught up: reads served, writes wait (NamespaceMoving)
     #   handoff  (source) copied: everything waits until the router's map points elsewhere
     #   incoming (destination) being filled: invisible, nothing served
-    FROZEN, HANDOFF, INCOMING = "frozen", "handoff", "incoming"
+    COPYING, FROZEN, HANDOFF, INCOMING = "copying", "frozen", "handoff", "incoming"
 
     def __init__(self, index: int, shard_count: int, dim: int, records: SQLiteRecordStore,
                  vectors: VectorIndex, keywords: KeywordIndex, *, exact_search_max_rows: int = 20_000,
@@ -215,10 +217,10 @@ class Shard:
 
     def _check(self, namespace: str, write: bool) -> None:
         """Serve this namespace, or say why not: NamespaceMoving (retry shortly) while a
-        reshard copies it, NamespaceMoved (re-read the map) when it lives elsewhere. A
+        reshard has it frozen or handed off, NamespaceMoved (re-read the map) when it lives elsewhere. A
         router with a stale map can therefore never read or write the wrong copy."""
         state = self._states.get(namespace)
-        if state is not None:
+        if state is not None and state != self.COPYING:
             if state != self.FROZEN or write:
                 raise NamespaceMoving(namespace)
             return
@@ -231,6 +233,9 @@ class Shard:
         only = scope.single()
         if only is not None:
             self._check(only, write)
+
+    def _takes_writes(self, namespace: str) -> bool:
+        return self._states.get(namespace) in (None, self.COPYING)
 
     def _visible(self, namespace: str) -> bool:
         """Fan-out answers (lists, lookups by id) leave out a copy still being filled and a
@@ -499,7 +504,7 @@ class Shard:
         """Count recalls of these memories. Buffered: written at the next checkpoint, so a
         recall never waits for an fsync (a crash loses at most a few access counts)."""
         now = time.time() if now is None else now
-        if namespace in self._states:
+        if not self._takes_writes(namespace):
             return  # being moved: its copy is taken; a few access counts are not worth a wait
         with self._lock:
             for mid in memory_ids:
@@ -535,7 +540,7 @@ class Shard:
         self._check(namespace, write=False)
         if record_access and memory_ids:
             self.record_access(namespace, memory_ids)
-        if session_id is not None and namespace not in self._states:
+        if session_id is not None and self._takes_writes(namespace):
             try:
                 self.touch_session(session_id, Scope.of(namespace))
             except NotFound:  # nothing to recall there and nothing to keep alive
@@ -711,6 +716,9 @@ class Shard:
     def drop_namespace(self, namespace: str) -> int:
         with self._lock:
             self._check(namespace, write=True)
+            if self._states.get(namespace) == self.COPYING:
+                # Its copy would come back to life on the new shard: wait for the move.
+                raise NamespaceMoving(namespace)
             return self._drop(namespace)
 
     def _drop(self, namespace: str) -> int:
@@ -723,9 +731,12 @@ class Shard:
             return len(keys)
 
     # -- resharding: moving a namespace between shards (cluster/reshard.py) ---------------
-    # The job drives each move: source.freeze → export → destination.import_head and
-    # import_memories → source.handoff → destination.activate → the shard map records the
-    # move → source.release. Every step is idempotent, so a killed job re-runs from the top.
+    # The job drives each move: source.begin_copy → export → destination.import_head and
+    # import_memories (the namespace still takes writes, logged) → source.freeze →
+    # export_changes → destination.import_changes and refresh_head (writes wait only for
+    # this catch-up) → source.handoff → destination.activate → the shard map records the
+    # move → source.release. Every step is idempotent, so a killed job re-runs from the top
+    # (a source it left frozen is copied whole while frozen).
     def routing(self) -> tuple[int, int | None]:
         return self.routing_count, self.reshard_target
 
@@ -763,17 +774,32 @@ class Shard:
         else:
             self._states[namespace] = state
 
+    def begin_copy(self, namespace: str) -> bool:
+        """Start copying a namespace while it goes on taking writes, each change logged for
+        the catch-up after the freeze. False: there is nothing to copy live (it is gone, or
+        a killed run left it frozen: it is then copied whole, frozen)."""
+        with self._lock:
+            state = self._states.get(namespace)
+            if state not in (None, self.COPYING):
+                return False
+            if self.records.namespace_id(namespace) is None:
+                return False
+            self.records.start_change_log(namespace)  # afresh, also for a copy begun again
+            self._set_state(namespace, self.COPYING)
+            return True
+
     def freeze(self, namespace: str) -> int | None:
-        """Stop writes to a namespace (reads go on) so that it can be copied; returns its
-        memory count. Pending access counts are written first, to travel with it."""
+        """Stop writes to a namespace (reads go on) so that it can be copied, or its copy
+        caught up; returns its memory count. Pending access counts are written first, to
+        travel with it."""
         with self._lock:
             state = self._states.get(namespace)
             if state is None and self.records.namespace_id(namespace) is None:
                 return None  # deleted since the job listed it: nothing to move
-            if state not in (None, self.FROZEN, self.HANDOFF):
+            if state not in (None, self.COPYING, self.FROZEN, self.HANDOFF):
                 raise Conflict(f"cannot move {namespace} from shard {self.index}: "
                                f"{'it is not here' if state is None else state}", "namespace")
-            if state is None:
+            if state in (None, self.COPYING):
                 self._set_state(namespace, self.FROZEN)
             self._flush_accesses()
             return self.records.namespace_size(namespace)
@@ -783,12 +809,13 @@ class Shard:
         with self._lock:
             if self._states.get(namespace) not in (self.FROZEN, self.HANDOFF):
                 raise Conflict(f"{namespace} is not frozen on shard {self.index}", "namespace")
+            self.records.stop_change_log(namespace)  # the copy has caught up
             self._set_state(namespace, self.HANDOFF)
 
     def _check_exportable(self, namespace: str) -> None:
-        if self._states.get(namespace) not in (self.FROZEN, self.HANDOFF):
-            raise Conflict(f"freeze {namespace} before exporting it (writes would be lost)",
-                           "namespace")
+        if self._states.get(namespace) not in (self.COPYING, self.FROZEN, self.HANDOFF):
+            raise Conflict(f"begin_copy or freeze {namespace} before exporting it (writes "
+                           "would be lost)", "namespace")
 
     def export_head(self, namespace: str) -> dict[str, Any]:
         self._check_exportable(namespace)
@@ -818,12 +845,49 @@ class Shard:
 
     def import_memories(self, namespace: str, rows: Sequence[tuple[Any, ...]]) -> int:
         with self._lock:
-            if self._states.get(namespace) != self.INCOMING:
-                raise Conflict(f"{namespace} is not being imported on shard {self.index}",
-                               "namespace")
-            stored = self.records.import_memories(namespace, rows)
+            self._check_incoming(namespace)
+            # replace: during a live copy a memory forgotten and stored again under its id
+            # comes back in a later page (its new key is higher) while the first is here.
+            stored, replaced = self.records.import_memories(namespace, rows, replace=True)
+            self._apply(replaced)  # gone from the records: out of the indexes
             self._index_new(stored)
             return len(stored)
+
+    def _check_incoming(self, namespace: str) -> None:
+        if self._states.get(namespace) != self.INCOMING:
+            raise Conflict(f"{namespace} is not being imported on shard {self.index}",
+                           "namespace")
+
+    def export_changes(self, namespace: str, after_id: str, limit: int
+                       ) -> tuple[list[Any], list[str], str | None]:
+        """What changed in a namespace since begin_copy, once frozen (so the list is final):
+        a page of (changed memories as export rows, deleted ids, next cursor or None)."""
+        if self._states.get(namespace) not in (self.FROZEN, self.HANDOFF):
+            raise Conflict(f"freeze {namespace} before exporting its changes (more could "
+                           "follow)", "namespace")
+        return self.records.export_changes(namespace, after_id, limit)
+
+    def import_changes(self, namespace: str, rows: Sequence[tuple[Any, ...]],
+                       deleted_ids: Sequence[str]) -> int:
+        """Catch a live copy up: changed memories replace their copies, deleted ones go."""
+        with self._lock:
+            self._check_incoming(namespace)
+            stored, replaced = self.records.import_memories(namespace, rows, replace=True)
+            deleted, reindex = self.records.delete(Scope.of(namespace), deleted_ids, namespace)
+            touched = [k for k, _, _ in stored]
+            # Turns around a changed one hold its words as BM25 context.
+            near = [k for key in touched
+                    for k, _ in self.records.session_neighbor_rows(key, CONTEXT_TURNS, CONTEXT_TURNS)]
+            fresh = set(touched)
+            self._apply(touched + replaced + [k for k, _ in deleted],
+                        keywords_only=[k for k in dict.fromkeys(near + reindex) if k not in fresh])
+            return len(stored) + len(deleted)
+
+    def refresh_head(self, head: dict[str, Any]) -> None:
+        """After import_changes: sessions, entities and keys as the frozen source has them."""
+        with self._lock:
+            self._check_incoming(head["name"])
+            self.records.refresh_head(head)
 
     def activate(self, namespace: str, expected_memories: int) -> None:
         """Serve the imported copy, once it holds every memory the source had."""

@@ -7,7 +7,7 @@ import pytest
 from shards.errors import Conflict, NamespaceMoved, NamespaceMoving
 from shards.routing import shard_for
 from shards.shard import Shard
-from shards.types import EntityRef, RecallFilter, Scope
+from shards.types import EntityRef, MemoryChanges, RecallFilter, Scope
 from tests.contract.conftest import OpenShard
 from tests.contract.test_shard_contract import ids, mem, vec
 
@@ -97,6 +97,102 @@ def test_a_namespace_moves_whole(open_shard: OpenShard) -> None:
     assert ids(dest.recall_candidates(MOVING, vec(30), "weather", RecallFilter(), 10))
     # The staying agent never moved.
     assert ids(source.recall_candidates(STAYING, vec(3), "stays", RecallFilter(), 10)) == ["s1"]
+
+
+def everything(shard: Shard) -> tuple[object, ...]:
+    """A namespace's whole state as one shard serves it: memories with every field, their
+    entity links, its sessions."""
+    memories, _ = shard.listing(MOVING, RecallFilter(), 1000, 0)
+    links = {m.id: shard.memory_entities(m.id, Scope.of(MOVING))[1] for m in memories}  # type: ignore[index]
+    sessions = shard.sessions(MOVING, False, 100, 0)
+    return sorted(memories, key=lambda m: m.id), links, sorted(sessions, key=lambda x: x.id)
+
+
+def test_a_namespace_takes_writes_while_it_is_copied(open_shard: OpenShard) -> None:
+    """A live copy: the namespace is written, changed and read between the pages; the
+    freeze waits only for the catch-up, and the copy ends equal to the source."""
+    source, dest = open_shard(index=0), open_shard(index=1)
+    fill(source)
+    for shard in (source, dest):
+        shard.set_routing(1, 2)
+    assert source.begin_copy(MOVING)
+    dest.import_head(source.export_head(MOVING), True)
+    rows, cursor = source.export_memories(MOVING, 0, 3)  # m1, m2, f0 travel first
+    dest.import_memories(MOVING, rows)
+
+    source.start_session(MOVING, "sess-2", {"channel": "mail"})
+    source.write([mem("late", MOVING, "order #9999 arrived late", seed=20, session_id="sess-2",
+                      entities=(order(9999),), idempotency_key="idem-late")])
+    source.update(MOVING, "m1", MemoryChanges(
+        content="customer reported order #4521 arrived dented", vector=vec(21),
+        importance=0.9, entities=(order(4521),)))
+    source.delete(Scope.of(MOVING), ["f0", "f4"], MOVING)  # one copied already, one not yet
+    # Forgotten and stored again under its id: its next page carries it while m2 is here.
+    source.delete(Scope.of(MOVING), ["m2"], MOVING)
+    source.write([mem("m2", MOVING, "refund approved for #4521", seed=2, session_id="sess-1",
+                      entities=(order(4521),))])
+    source.record_access(MOVING, ["m2"])
+    source.end_session("sess-1", Scope.of(MOVING), summary="closed")
+    assert "late" in ids(source.recall_candidates(MOVING, vec(20), "late 9999", RecallFilter(), 10))
+
+    while cursor != -1:
+        rows, cursor = source.export_memories(MOVING, cursor, 3)
+        dest.import_memories(MOVING, rows)
+    expected = source.freeze(MOVING)
+    assert expected == 6
+    with pytest.raises(NamespaceMoving):
+        source.write([mem("later", MOVING, "too late", seed=4)])
+    want = everything(source)
+    after: str | None = ""
+    changed = 0
+    while after is not None:
+        rows, deleted, after = source.export_changes(MOVING, after, 2)
+        changed += dest.import_changes(MOVING, rows, deleted)
+    assert changed == 4  # late, m1, m2 (its access count), f0 (f4 went before its page did)
+    dest.refresh_head(source.export_head(MOVING))
+    source.handoff(MOVING)
+    dest.activate(MOVING, expected)
+    assert source.release(MOVING) == 6
+
+    assert everything(dest) == want
+    session = dest.get_session("sess-2", Scope.of(MOVING))
+    assert session is not None and session.metadata == {"channel": "mail"} and session.memory_count == 1
+    assert "late" in ids(dest.recall_candidates(MOVING, None, "late 9999", RecallFilter(), 10))
+    # m1's new words, and m2 (the next turn of its session) with them as context.
+    assert sorted(ids(dest.recall_candidates(MOVING, None, "dented", RecallFilter(), 10))) == ["m1", "m2"]
+    assert not {"f0", "f4"} & set(ids(dest.recall_candidates(MOVING, vec(10), "weather", RecallFilter(), 10)))
+    nodes, _ = dest.memory_graph("m1", Scope.of(MOVING), depth=1)  # type: ignore[misc]
+    assert {n.memory.id for n in nodes} == {"m1", "m2"}
+    [(retry, created)] = dest.write([mem("x", MOVING, "order #9999 arrived late", seed=20,
+                                         idempotency_key="idem-late")])
+    assert retry.id == "late" and not created
+
+
+def test_a_live_copy_begun_again_starts_afresh(open_shard: OpenShard) -> None:
+    source, dest = open_shard(index=0), open_shard(index=1)
+    fill(source)
+    for shard in (source, dest):
+        shard.set_routing(1, 2)
+    assert source.begin_copy(MOVING)
+    source.write([mem("early", MOVING, "written during the first try", seed=30)])
+    # The job died; its next run begins again and copies everything from the top.
+    assert source.begin_copy(MOVING)
+    dest.import_head(source.export_head(MOVING), True)
+    cursor = 0
+    while cursor != -1:
+        rows, cursor = source.export_memories(MOVING, cursor, 4)
+        dest.import_memories(MOVING, rows)
+    with pytest.raises(NamespaceMoving):  # dropping it now would bring its copy back to life
+        source.drop_namespace(MOVING)
+    expected = source.freeze(MOVING)
+    # A source a killed run left frozen is not copied live: the job copies it whole, frozen.
+    assert not source.begin_copy(MOVING)
+    rows, deleted, after = source.export_changes(MOVING, "", 100)
+    assert (rows, deleted, after) == ([], [], None)  # the first try's log is gone
+    dest.refresh_head(source.export_head(MOVING))
+    source.handoff(MOVING)
+    dest.activate(MOVING, expected)
+    assert expected == 8 and dest.lookup("early", Scope.of(MOVING))
 
 
 def test_every_step_runs_again_after_a_crash(open_shard: OpenShard) -> None:
