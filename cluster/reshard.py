@@ -173,6 +173,7 @@ class Reshard:
             return
         # Live: the namespace takes writes while it is copied; they wait only for the
         # catch-up after the freeze. Not live: a killed run left it frozen, or it is gone.
+        started = time.monotonic()
         live = await self.call(source, "begin_copy", name)
         expected = None if live else await self.call(source, "freeze", name)
         if not live and expected is None:
@@ -188,23 +189,37 @@ class Reshard:
                 await self.call(dest, "import_memories", name, rows)
             self.check_lease()
         if live:
+            # Catch up while writes go on (for as long as the copy took, at most: a namespace
+            # written faster than it can be copied is frozen anyway), then freeze: writes
+            # wait only for the changes made since the last round.
+            seq = await self.catch_up(name, source, dest, 0, time.monotonic() - started)
             expected = await self.call(source, "freeze", name)
-            changes = 0
-            after: str | None = ""
-            while after is not None:
-                rows, deleted, after = await self.call(source, "export_changes", name, after,
-                                                       self.page_size)
-                if rows or deleted:
-                    changes += await self.call(dest, "import_changes", name, rows, deleted)
-                self.check_lease()
+            await self.catch_up(name, source, dest, seq, None)
             await self.call(dest, "refresh_head", await self.call(source, "export_head", name))
-            self.tally.caught_up += changes
         await self.call(source, "handoff", name)
         await self.call(dest, "activate", name, expected)
         await self.router.mark_moved.remote([name], self.job)
         await self.call(source, "release", name)
         self.tally.namespaces += 1
         self.tally.memories += expected
+
+
+    async def catch_up(self, name: str, source: int, dest: int, seq: int,
+                       seconds: float | None) -> int:
+        """Carry the changes logged after `seq` over to the copy, page by page, until a page
+        comes back short (the log is drained) or `seconds` have passed; the seq reached."""
+        deadline = None if seconds is None else time.monotonic() + max(seconds, 1.0)
+        while True:
+            rows, deleted, seq = await self.call(source, "export_changes", name, seq,
+                                                 self.page_size)
+            if rows or deleted:
+                self.tally.caught_up += await self.call(dest, "import_changes", name, rows,
+                                                        deleted)
+            self.check_lease()
+            if len(rows) + len(deleted) < self.page_size:
+                return seq
+            if deadline is not None and time.monotonic() > deadline:
+                return seq
 
 
 async def main_async(args: argparse.Namespace, tally: Tally) -> dict[str, Any]:

@@ -129,26 +129,32 @@ CREATE TRIGGER IF NOT EXISTS namespace_vectors_delete AFTER DELETE ON memories B
     DELETE FROM namespace_vectors WHERE ns_id = OLD.ns_id AND key = OLD.key;
 END;
 -- A namespace copied while it takes writes (a reshard's live copy) has a row in `moving`;
--- every memory written, changed or deleted in it meanwhile is named in `move_log`, so
--- that the copy can catch up with exactly those once writes stop. Triggers, not code in
--- each write path: no path can forget to log (access counts and expiry purges included).
+-- every memory written, changed or deleted in it meanwhile is named in `copy_log` with a
+-- sequence number (the latest change of each memory), so that the copy can catch up with
+-- exactly those: in rounds while writes go on, then once more after they stop. Triggers,
+-- not code in each write path: no path can forget to log (access counts, purges included).
 CREATE TABLE IF NOT EXISTS moving (ns_id INTEGER PRIMARY KEY);
-CREATE TABLE IF NOT EXISTS move_log (
+CREATE TABLE IF NOT EXISTS copy_log (
     ns_id INTEGER NOT NULL,
     memory_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
     PRIMARY KEY (ns_id, memory_id)
 ) WITHOUT ROWID;
-CREATE TRIGGER IF NOT EXISTS move_log_insert AFTER INSERT ON memories
+CREATE INDEX IF NOT EXISTS copy_log_by_seq ON copy_log (ns_id, seq);
+CREATE TRIGGER IF NOT EXISTS copy_log_insert AFTER INSERT ON memories
 WHEN NEW.ns_id IN (SELECT ns_id FROM moving) BEGIN
-    INSERT OR IGNORE INTO move_log (ns_id, memory_id) VALUES (NEW.ns_id, NEW.id);
+    INSERT OR REPLACE INTO copy_log (ns_id, memory_id, seq) VALUES (NEW.ns_id, NEW.id,
+        (SELECT COALESCE(MAX(seq), 0) + 1 FROM copy_log WHERE ns_id = NEW.ns_id));
 END;
-CREATE TRIGGER IF NOT EXISTS move_log_update AFTER UPDATE ON memories
+CREATE TRIGGER IF NOT EXISTS copy_log_update AFTER UPDATE ON memories
 WHEN NEW.ns_id IN (SELECT ns_id FROM moving) BEGIN
-    INSERT OR IGNORE INTO move_log (ns_id, memory_id) VALUES (NEW.ns_id, NEW.id);
+    INSERT OR REPLACE INTO copy_log (ns_id, memory_id, seq) VALUES (NEW.ns_id, NEW.id,
+        (SELECT COALESCE(MAX(seq), 0) + 1 FROM copy_log WHERE ns_id = NEW.ns_id));
 END;
-CREATE TRIGGER IF NOT EXISTS move_log_delete AFTER DELETE ON memories
+CREATE TRIGGER IF NOT EXISTS copy_log_delete AFTER DELETE ON memories
 WHEN OLD.ns_id IN (SELECT ns_id FROM moving) BEGIN
-    INSERT OR IGNORE INTO move_log (ns_id, memory_id) VALUES (OLD.ns_id, OLD.id);
+    INSERT OR REPLACE INTO copy_log (ns_id, memory_id, seq) VALUES (OLD.ns_id, OLD.id,
+        (SELECT COALESCE(MAX(seq), 0) + 1 FROM copy_log WHERE ns_id = OLD.ns_id));
 END;
 """
 
@@ -330,7 +336,7 @@ class SQLiteRecordStore:
             self._db.execute("DELETE FROM sessions WHERE ns_id = ?", (ns_id,))
             self._db.execute("DELETE FROM idempotency WHERE ns_id = ?", (ns_id,))
             self._db.execute("DELETE FROM moving WHERE ns_id = ?", (ns_id,))
-            self._db.execute("DELETE FROM move_log WHERE ns_id = ?", (ns_id,))
+            self._db.execute("DELETE FROM copy_log WHERE ns_id = ?", (ns_id,))
             self._db.execute("DELETE FROM namespaces WHERE ns_id = ?", (ns_id,))
             return keys
 
@@ -967,7 +973,7 @@ class SQLiteRecordStore:
             ns_id = self._ns_id(name, create=False)
             if ns_id is None:
                 raise NotFound(f"namespace not found: {name}", "namespace")
-            self._db.execute("DELETE FROM move_log WHERE ns_id = ?", (ns_id,))
+            self._db.execute("DELETE FROM copy_log WHERE ns_id = ?", (ns_id,))
             self._db.execute("INSERT OR IGNORE INTO moving (ns_id) VALUES (?)", (ns_id,))
 
     def stop_change_log(self, name: str) -> None:
@@ -975,21 +981,22 @@ class SQLiteRecordStore:
             ns_id = self._ns_id(name, create=False)
             if ns_id is not None:
                 self._db.execute("DELETE FROM moving WHERE ns_id = ?", (ns_id,))
-                self._db.execute("DELETE FROM move_log WHERE ns_id = ?", (ns_id,))
+                self._db.execute("DELETE FROM copy_log WHERE ns_id = ?", (ns_id,))
 
-    def export_changes(self, name: str, after_id: str, limit: int
-                       ) -> tuple[list[tuple[Any, ...]], list[str], str | None]:
-        """A page of the memories logged since start_change_log, in id order: (export rows
-        of those that exist now, ids of those deleted, the cursor for the next page or None)."""
+    def export_changes(self, name: str, after_seq: int, limit: int
+                       ) -> tuple[list[tuple[Any, ...]], list[str], int]:
+        """A page of the memories changed since start_change_log, oldest change first after
+        `after_seq`: (export rows of those that exist now, ids of those deleted, the seq to
+        ask after next). Fewer than `limit` changes: the log is drained, for now."""
         with self._lock:
             ns_id = self._ns_id(name, create=False)
             if ns_id is None:
                 raise NotFound(f"namespace not found: {name}", "namespace")
-            logged = [r[0] for r in self._db.execute(
-                "SELECT memory_id FROM move_log WHERE ns_id = ? AND memory_id > ?"
-                " ORDER BY memory_id LIMIT ?", (ns_id, after_id, limit))]
+            logged = self._db.execute(
+                "SELECT memory_id, seq FROM copy_log WHERE ns_id = ? AND seq > ?"
+                " ORDER BY seq LIMIT ?", (ns_id, after_seq, limit)).fetchall()
             rows, deleted = [], []
-            for memory_id in logged:
+            for memory_id, _ in logged:
                 row = self._db.execute(
                     f"SELECT {_EXPORT_COLUMNS} FROM memories WHERE ns_id = ? AND id = ?",
                     (ns_id, memory_id)).fetchone()
@@ -997,7 +1004,7 @@ class SQLiteRecordStore:
                     deleted.append(memory_id)
                 else:
                     rows.append(self._exported(row))
-        return rows, deleted, (logged[-1] if len(logged) == limit else None)
+        return rows, deleted, (logged[-1][1] if logged else after_seq)
 
     def refresh_head(self, head: dict[str, Any]) -> None:
         """Bring a copy's namespace row, sessions, entities (with their document

@@ -732,9 +732,10 @@ class Shard:
 
     # -- resharding: moving a namespace between shards (cluster/reshard.py) ---------------
     # The job drives each move: source.begin_copy → export → destination.import_head and
-    # import_memories (the namespace still takes writes, logged) → source.freeze →
-    # export_changes → destination.import_changes and refresh_head (writes wait only for
-    # this catch-up) → source.handoff → destination.activate → the shard map records the
+    # import_memories (the namespace still takes writes, logged) → export_changes →
+    # destination.import_changes until the log is drained → source.freeze → the last
+    # changes → destination.refresh_head (writes wait only for this last catch-up) →
+    # source.handoff → destination.activate → the shard map records the
     # move → source.release. Every step is idempotent, so a killed job re-runs from the top
     # (a source it left frozen is copied whole while frozen).
     def routing(self) -> tuple[int, int | None]:
@@ -858,14 +859,14 @@ class Shard:
             raise Conflict(f"{namespace} is not being imported on shard {self.index}",
                            "namespace")
 
-    def export_changes(self, namespace: str, after_id: str, limit: int
-                       ) -> tuple[list[Any], list[str], str | None]:
-        """What changed in a namespace since begin_copy, once frozen (so the list is final):
-        a page of (changed memories as export rows, deleted ids, next cursor or None)."""
-        if self._states.get(namespace) not in (self.FROZEN, self.HANDOFF):
-            raise Conflict(f"freeze {namespace} before exporting its changes (more could "
-                           "follow)", "namespace")
-        return self.records.export_changes(namespace, after_id, limit)
+    def export_changes(self, namespace: str, after_seq: int, limit: int
+                       ) -> tuple[list[Any], list[str], int]:
+        """A page of what changed in a namespace since begin_copy, after `after_seq`:
+        (changed memories as export rows, deleted ids, the seq to ask after next). While it
+        still takes writes more can follow; once frozen, a short page is the end."""
+        if self._states.get(namespace) not in (self.COPYING, self.FROZEN, self.HANDOFF):
+            raise Conflict(f"begin_copy {namespace} before exporting its changes", "namespace")
+        return self.records.export_changes(namespace, after_seq, limit)
 
     def import_changes(self, namespace: str, rows: Sequence[tuple[Any, ...]],
                        deleted_ids: Sequence[str]) -> int:
