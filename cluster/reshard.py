@@ -21,11 +21,18 @@ One job moves at a time: the job holds a lease in the shard map (`--lease-second
 every third of it while the job runs), and a second job is refused while that lease is live. A killed job's lease runs
 out, and the next run takes over; taking over fences the job before it (the shards refuse
 its calls), so a job that was only paused cannot come back and undo a move.
+
+`--max-namespaces N` stops a run after N moves (run it again to go on). `--abort` undoes a
+reshard in progress instead of finishing it: moves a killed run left halfway are rolled back
+(a half-filled copy dropped, its source live again), the namespaces already moved are moved
+back the same way (live), new namespaces are created under the old count from the start of
+the abort, and the shard map ends with the old count and no target.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -60,8 +67,9 @@ class Tally:
 
     def summary(self, before: ShardMap, after: ShardMap | None) -> dict[str, Any]:
         seconds = max(time.time() - self.started, 1e-9)
+        going_to = (after.target if after.target is not None else after.count) if after else before.target
         return {"complete": self.complete, "from_shards": before.count,
-                "to_shards": after.count if after else before.target,
+                "to_shards": going_to,
                 "namespaces_moved": self.namespaces, "memories_moved": self.memories,
                 "old_copies_released": self.released, "changes_caught_up": self.caught_up,
                 "seconds": round(seconds, 1),
@@ -70,7 +78,8 @@ class Tally:
 
 class Reshard:
     def __init__(self, router: Any, shards: list[Any], page_size: int, tally: Tally,
-                 lease_seconds: float = 60.0, job: str | None = None) -> None:
+                 lease_seconds: float = 60.0, job: str | None = None,
+                 max_namespaces: int | None = None) -> None:
         self.router = router  # the Router deployment: it keeps the shard map
         self.shards = shards  # Shard0..ShardK-1 handles (K: the shards deployed)
         self.page_size = page_size
@@ -80,6 +89,7 @@ class Reshard:
         self.epoch = 0  # of the map this job works under: shards refuse older ones
         self.renewer: asyncio.Task[None] | None = None
         self.finished = False
+        self.max_namespaces = max_namespaces  # moves in this run; None: all of them
 
     async def call(self, shard: int, method: str, *args: Any) -> Any:
         return await self.shards[shard].call.remote(method, *args, map_epoch=self.epoch)
@@ -103,9 +113,20 @@ class Reshard:
         if shard_map.target is None:  # already at that count (a run that died at the very end)
             await self.set_routing(shard_map)
             return shard_map
+        return await self._leased(self._run(shard_map, target, progress_seconds))
+
+    async def abort(self, progress_seconds: float) -> ShardMap:
+        """Undo the reshard in progress: moves called off halfway are rolled back, moved
+        namespaces go back to their home under the count, and the target is dropped."""
+        shard_map: ShardMap = await self.router.begin_abort.remote(self.job, self.lease_seconds)
+        return await self._leased(self._abort(shard_map, progress_seconds))
+
+    async def _leased(self, work: Any) -> ShardMap:
+        """Run `work` while renewing the lease; on failure, hand the lease back at once."""
         self.renewer = asyncio.create_task(self._renew())
         try:
-            return await self._run(shard_map, target, progress_seconds)
+            result: ShardMap = await work
+            return result
         except Exception as exc:
             self.renewer.cancel()
             if self.finished:  # failed after its own finish: there is no lease left
@@ -140,6 +161,12 @@ class Reshard:
                 break
             for name, source in moves:
                 self.check_lease()
+                if self.max_namespaces is not None and self.tally.namespaces >= self.max_namespaces:
+                    log.info("moved %d namespaces, as --max-namespaces asked: run the job again "
+                             "to go on, or with --abort to undo", self.tally.namespaces)
+                    now_map: ShardMap = await self.router.shard_map.remote()
+                    await self._release_lease()
+                    return now_map
                 await self.move(name, source, shard_for(name, target))
                 if time.monotonic() - last_report >= progress_seconds:
                     last_report = time.monotonic()
@@ -149,6 +176,62 @@ class Reshard:
         self.finished = True
         await self.set_routing(finished)
         return finished
+
+    async def _abort(self, shard_map: ShardMap, progress_seconds: float) -> ShardMap:
+        count, target = shard_map.count, shard_map.target
+        assert target is not None
+        # From here on every shard creates new namespaces at their home under the count.
+        await self.set_routing(dataclasses.replace(shard_map, target=None))
+        await self.settle(shard_map, target)
+        last_report = time.monotonic()
+        while True:  # until the map lists nothing moved
+            shard_map = await self.router.shard_map.remote()
+            if not shard_map.moved:
+                break
+            for name in sorted(shard_map.moved):
+                self.check_lease()
+                await self.move_back(name, shard_for(name, target), shard_for(name, count))
+                if time.monotonic() - last_report >= progress_seconds:
+                    last_report = time.monotonic()
+                    log.info("moved %d namespaces (%d memories) back so far",
+                             self.tally.namespaces, self.tally.memories)
+        finished: ShardMap = await self.router.finish_abort.remote(self.job)
+        self.finished = True
+        await self.set_routing(finished)
+        return finished
+
+    async def settle(self, shard_map: ShardMap, target: int) -> None:
+        """Roll back the moves a killed run left halfway: a copy being filled, or activated
+        but never in the map, is dropped; its source, still the namespace's home in the
+        map, takes writes again; an old copy whose move the map recorded is released."""
+        tables = await asyncio.gather(*(self.call(i, "namespace_table")
+                                        for i in range(len(self.shards))))
+        for i, table in enumerate(tables):
+            for name, state in table:
+                if state is None:
+                    continue
+                home = shard_map.home(name)
+                homes = {shard_for(name, shard_map.count), shard_for(name, target)}
+                if state == INCOMING:
+                    await self.call(i, "discard", name)
+                elif i != home:  # handed off, and the map points to its successor
+                    await self.call(i, "release", name)
+                else:  # the map still points here: the move never happened
+                    for other in homes - {i}:
+                        await self.call(other, "discard", name, True)
+                    await self.call(i, "thaw", name)
+                self.check_lease()
+
+    async def move_back(self, name: str, source: int, dest: int) -> None:
+        expected = await self.copy(name, source, dest)
+        if expected is not None:
+            await self.call(source, "handoff", name)
+            await self.call(dest, "activate", name, expected)
+        await self.router.unmark_moved.remote([name], self.job)
+        if expected is not None:
+            await self.call(source, "release", name)
+            self.tally.namespaces += 1
+            self.tally.memories += expected
 
     async def set_routing(self, shard_map: ShardMap) -> None:
         self.epoch = shard_map.epoch
@@ -171,13 +254,27 @@ class Reshard:
             await self.call(source, "release", name)
             self.tally.released += 1
             return
+        expected = await self.copy(name, source, dest)
+        if expected is None:
+            return  # deleted since it was listed
+        await self.call(source, "handoff", name)
+        await self.call(dest, "activate", name, expected)
+        await self.router.mark_moved.remote([name], self.job)
+        await self.call(source, "release", name)
+        self.tally.namespaces += 1
+        self.tally.memories += expected
+
+
+    async def copy(self, name: str, source: int, dest: int) -> int | None:
+        """Copy a namespace from its home to a shard that will serve it; the memory count
+        the copy must hold (None: the namespace is gone). The source is left frozen."""
         # Live: the namespace takes writes while it is copied; they wait only for the
         # catch-up after the freeze. Not live: a killed run left it frozen, or it is gone.
         started = time.monotonic()
         live = await self.call(source, "begin_copy", name)
         expected = None if live else await self.call(source, "freeze", name)
         if not live and expected is None:
-            return  # deleted since it was listed
+            return None  # deleted since it was listed
         head = await self.call(source, "export_head", name)
         # replace_live: a copy that a killed run activated is not in the map yet, so nothing
         # has written to it; it is rebuilt from the source like a partial one.
@@ -196,13 +293,7 @@ class Reshard:
             expected = await self.call(source, "freeze", name)
             await self.catch_up(name, source, dest, seq, None)
             await self.call(dest, "refresh_head", await self.call(source, "export_head", name))
-        await self.call(source, "handoff", name)
-        await self.call(dest, "activate", name, expected)
-        await self.router.mark_moved.remote([name], self.job)
-        await self.call(source, "release", name)
-        self.tally.namespaces += 1
-        self.tally.memories += expected
-
+        return expected
 
     async def catch_up(self, name: str, source: int, dest: int, seq: int,
                        seconds: float | None) -> int:
@@ -228,23 +319,34 @@ async def main_async(args: argparse.Namespace, tally: Tally) -> dict[str, Any]:
     router = serve.get_deployment_handle("Router", app_name=args.app)
     before: ShardMap = await router.shard_map.remote()
     deployed = await router.deployed_shards.remote()
-    if args.to > deployed:
+    if args.to is not None and args.to > deployed:
         raise SystemExit(f"app {args.app!r} runs {deployed} shards: deploy it with "
                          f"shard_count: {args.to} first, then run this job again")
     shards = [serve.get_deployment_handle(f"Shard{i}", app_name=args.app) for i in range(deployed)]
-    job = Reshard(router, shards, args.page_size, tally, args.lease_seconds)
-    log.info("reshard job %s: to %d shards", job.job, args.to)
-    after = await job.run(args.to, args.progress_seconds)
-    tally.complete = True
-    if after.count < deployed:
+    job = Reshard(router, shards, args.page_size, tally, args.lease_seconds,
+                  max_namespaces=args.max_namespaces)
+    if args.abort:
+        log.info("reshard job %s: undoing the reshard to %s shards", job.job, before.target)
+        after = await job.abort(args.progress_seconds)
+    else:
+        log.info("reshard job %s: to %d shards", job.job, args.to)
+        after = await job.run(args.to, args.progress_seconds)
+    tally.complete = after.target is None
+    if tally.complete and after.count < deployed:
         log.info("done: deploy the app with shard_count: %d to stop the empty shards %d-%d",
                  after.count, after.count, deployed - 1)
-    return tally.summary(before, after)
+    return {**tally.summary(before, after), "aborted": bool(args.abort)}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--to", type=int, required=True, help="the new shard count")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--to", type=int, help="the new shard count")
+    what.add_argument("--abort", action="store_true",
+                      help="undo the reshard in progress: moved namespaces go back")
+    parser.add_argument("--max-namespaces", type=int, default=None,
+                        help="move at most this many namespaces in this run, then stop (run "
+                             "again to go on); e.g. to spread a reshard over quiet hours")
     parser.add_argument("--app", default="engram")
     parser.add_argument("--page-size", type=int, default=500,
                         help="memories per copy call (each carries its vector)")
@@ -254,8 +356,10 @@ def main(argv: list[str] | None = None) -> int:
                              "third of it); a killed job's next run waits at most this long")
     parser.add_argument("--report", type=Path, default=None, help="write the summary here as JSON")
     args = parser.parse_args(argv)
-    if args.to < 1:
+    if args.to is not None and args.to < 1:
         parser.error("--to must be at least 1")
+    if args.max_namespaces is not None and args.max_namespaces < 1:
+        parser.error("--max-namespaces must be at least 1")
     if args.lease_seconds <= 0:
         parser.error("--lease-seconds must be above 0 (60 by default)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)

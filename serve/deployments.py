@@ -219,6 +219,18 @@ class RouterDeployment:
         self.control.finish_reshard(job)
         return await self.service.router.refresh()
 
+    async def begin_abort(self, job: str, lease_seconds: float) -> ShardMap:
+        self.control.begin_abort(job, lease_seconds)
+        return await self.service.router.refresh()
+
+    async def unmark_moved(self, names: list[str], job: str) -> ShardMap:
+        self.control.unmark_moved(names, job)
+        return await self.service.router.refresh()
+
+    async def finish_abort(self, job: str) -> ShardMap:
+        self.control.finish_abort(job)
+        return await self.service.router.refresh()
+
     def __serve_build_asgi_app__(self) -> Any:
         # Built in the replica, after __init__: Serve would otherwise pickle a frozen copy
         # of a module-level app, and state set on the module's app would never be seen.

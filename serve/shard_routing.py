@@ -109,7 +109,7 @@ class ShardRouter:
             if current.home(namespace) != sent.home(namespace) or current.epoch != sent.epoch:
                 continue  # the map has caught up: call the (new) home at once
             if isinstance(moved, NamespaceMoved) and current.target is not None \
-                    and namespace not in current.moved:
+                    and not current.aborting and namespace not in current.moved:
                 # Not on its old home and not moved: a namespace new during a reshard is
                 # created where it will end up, so a write records it there. A read asks
                 # that home without recording anything (reads of names that exist nowhere

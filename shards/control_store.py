@@ -115,7 +115,8 @@ class SQLiteControlStore:
         moved = frozenset(r[0] for r in self._db.execute("SELECT name FROM moved_namespaces"))
         return ShardMap(int(count), None if target is None else int(target), moved,
                         int(self._meta("shard_map_version") or 0),
-                        int(self._meta("shard_map_epoch") or 0))
+                        int(self._meta("shard_map_epoch") or 0),
+                        aborting=self._meta("reshard_aborting") is not None)
 
     def check_deployed_shards(self, deployed: int) -> ShardMap:
         """Record the shard count on first start; afterwards refuse to run fewer Shard
@@ -144,21 +145,43 @@ class SQLiteControlStore:
         with self._lock, _immediate(self._db):
             count = int(self._meta("shard_count") or 0)
             current = self._meta("reshard_target")
+            if self._meta("reshard_aborting") is not None:
+                raise Conflict(f"the reshard to {current} shards is being undone: run "
+                               "`cluster.reshard --abort` to its end before resharding again",
+                               "target")
             if current is not None and int(current) != target:
                 raise Conflict(f"a reshard to {current} shards is in progress: run it to the "
                                f"end (--to {current}) before starting another", "target")
             if current is None and target == count:
                 return self._read_map_in_tx()
-            holder, until = self._lease()
-            if holder not in (None, job) and until > now:
-                raise Conflict(f"reshard job {holder} is running (its lease has {until - now:.0f} s "
-                               "left): wait for it to end; if it was killed, run again once its "
-                               "lease has run out", "job")
+            self._take_lease(job, lease_seconds, now)
             if current is None:
                 self._set_meta("reshard_target", str(target))
-            if holder != job:
-                self._bump_version(epoch=True)
-            self._set_lease(job, now + lease_seconds)
+            return self._read_map_in_tx()
+
+    def _take_lease(self, job: str, lease_seconds: float, now: float) -> None:
+        """Make `job` the one mover; a job taking over bumps the epoch (fencing the last)."""
+        holder, until = self._lease()
+        if holder not in (None, job) and until > now:
+            raise Conflict(f"reshard job {holder} is running (its lease has {until - now:.0f} s "
+                           "left): wait for it to end; if it was killed, run again once its "
+                           "lease has run out", "job")
+        if holder != job:
+            self._bump_version(epoch=True)
+        self._set_lease(job, now + lease_seconds)
+
+    def begin_abort(self, job: str, lease_seconds: float, now: float | None = None) -> ShardMap:
+        """Undo the reshard in progress: from now on new namespaces are created at their
+        home under the current count, and `job` moves the moved ones back (unmark_moved),
+        then finish_abort. Run again, it resumes; the lease rules of begin_reshard hold."""
+        now = time.time() if now is None else now
+        with self._lock, _immediate(self._db):
+            if self._meta("reshard_target") is None:
+                raise Conflict("no reshard in progress: nothing to abort", "target")
+            self._take_lease(job, lease_seconds, now)
+            if self._meta("reshard_aborting") is None:
+                self._set_meta("reshard_aborting", "1")
+                self._bump_version(epoch=True)  # shards must learn where new ones now go
             return self._read_map_in_tx()
 
     def renew_reshard_lease(self, job: str, lease_seconds: float, now: float | None = None) -> None:
@@ -194,10 +217,20 @@ class SQLiteControlStore:
             self._bump_version()
             return self._read_map_in_tx()
 
-    def place(self, namespace: str) -> ShardMap:
-        """A namespace first used during a reshard lives at its new home (no-op after one)."""
+    def unmark_moved(self, names: list[str], job: str) -> ShardMap:
+        """While aborting: these namespaces are back at their home under the count."""
         with self._lock, _immediate(self._db):
-            if self._meta("reshard_target") is not None:
+            self._check_holder(job)
+            self._db.executemany("DELETE FROM moved_namespaces WHERE name = ?",
+                                 [(n,) for n in names])
+            self._bump_version()
+            return self._read_map_in_tx()
+
+    def place(self, namespace: str) -> ShardMap:
+        """A namespace first used during a reshard lives at its new home (no-op after one,
+        and while the reshard is being undone: new ones then live under the count)."""
+        with self._lock, _immediate(self._db):
+            if self._meta("reshard_target") is not None and self._meta("reshard_aborting") is None:
                 self._db.execute("INSERT OR IGNORE INTO moved_namespaces (name) VALUES (?)",
                                  (namespace,))
                 self._bump_version()
@@ -209,10 +242,28 @@ class SQLiteControlStore:
             target = self._meta("reshard_target")
             if target is not None:
                 self._check_holder(job)
+                if self._meta("reshard_aborting") is not None:
+                    raise Conflict("the reshard is being undone: finish the abort", "target")
                 self._set_meta("shard_count", target)
                 self._set_meta("reshard_target", None)
                 self._set_lease(None, None)
                 self._db.execute("DELETE FROM moved_namespaces")
+                self._bump_version(epoch=True)
+            return self._read_map_in_tx()
+
+    def finish_abort(self, job: str) -> ShardMap:
+        """Every moved namespace is back: the count stays, the reshard is gone (idempotent)."""
+        with self._lock, _immediate(self._db):
+            if self._meta("reshard_target") is not None:
+                self._check_holder(job)
+                if self._meta("reshard_aborting") is None:
+                    raise Conflict("the reshard in progress is not being aborted", "target")
+                if self._db.execute("SELECT COUNT(*) FROM moved_namespaces").fetchone()[0]:
+                    raise Conflict("namespaces are still at their new home: move them back "
+                                   "first", "target")
+                self._set_meta("reshard_target", None)
+                self._set_meta("reshard_aborting", None)
+                self._set_lease(None, None)
                 self._bump_version(epoch=True)
             return self._read_map_in_tx()
 

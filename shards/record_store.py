@@ -995,7 +995,7 @@ class SQLiteRecordStore:
             logged = self._db.execute(
                 "SELECT memory_id, seq FROM copy_log WHERE ns_id = ? AND seq > ?"
                 " ORDER BY seq LIMIT ?", (ns_id, after_seq, limit)).fetchall()
-            rows, deleted = [], []
+            found, deleted = [], []
             for memory_id, _ in logged:
                 row = self._db.execute(
                     f"SELECT {_EXPORT_COLUMNS} FROM memories WHERE ns_id = ? AND id = ?",
@@ -1003,7 +1003,10 @@ class SQLiteRecordStore:
                 if row is None:
                     deleted.append(memory_id)
                 else:
-                    rows.append(self._exported(row))
+                    found.append(row)
+            # In storage order: memories stored together (one created_at) reach the copy in
+            # the order they were stored, which is how a session orders its turns.
+            rows = [self._exported(row) for row in sorted(found, key=lambda r: r[0])]
         return rows, deleted, (logged[-1][1] if logged else after_seq)
 
     def refresh_head(self, head: dict[str, Any]) -> None:
@@ -1058,12 +1061,15 @@ class SQLiteRecordStore:
                         ) -> tuple[list[tuple[int, Memory, bool]], list[int]]:
         """Add a page of exported memories (after import_head), logged for the indexes like
         any write; returns (key, memory, True) per row, as insert does, and the keys of the
-        memories they replaced (`replace`: a live copy catching up with changed memories).
+        turns around the memories they replaced, whose keyword context changed (`replace`: a
+        live copy catching up with changed memories).
 
+        A replaced memory keeps its key here: a session orders its turns by (created_at, key),
+        and a turn re-inserted under a new key would jump behind the turns stored with it.
         A live copy's pages may name sessions and entities begun after its head was taken:
         they are added bare here, and refresh_head fills them in."""
         out: list[tuple[int, Memory, bool]] = []
-        replaced: list[int] = []
+        reindex: list[int] = []
         with self._lock, self._tx():
             ns_id = self._ns_id(name, create=False)
             if ns_id is None:
@@ -1076,10 +1082,9 @@ class SQLiteRecordStore:
                 if old is not None:
                     if not replace:
                         raise Conflict(f"memory already imported: {mid}", "id")
+                    reindex += self._log_session_neighbors(old[0])
                     self._db.execute("DELETE FROM memory_entities WHERE mem_key = ?", (old[0],))
                     self._db.execute("DELETE FROM memories WHERE key = ?", (old[0],))
-                    self._db.execute("INSERT INTO index_log (key) VALUES (?)", (old[0],))
-                    replaced.append(old[0])
                 for ent_key, value, _ in links:
                     if ent_key not in entity_ids:
                         cur = self._db.execute(
@@ -1092,12 +1097,13 @@ class SQLiteRecordStore:
                         " VALUES (?,?,?,?)", (sid, ns_id, created, created))
                 session_key = None if sid is None else self._session_key(ns_id, sid)
                 cur = self._db.execute(
-                    "INSERT INTO memories (ns_id, id, content, memory_type, importance, tags,"
-                    " metadata, session_id, session_key, created_at, updated_at, event_time,"
-                    " expires_at, access_count, last_accessed_at, vector)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (ns_id, mid, content, mtype, imp, tags, meta, sid, session_key, created,
-                     updated, event, expires, access, last_access, vector))
+                    "INSERT INTO memories (key, ns_id, id, content, memory_type, importance,"
+                    " tags, metadata, session_id, session_key, created_at, updated_at,"
+                    " event_time, expires_at, access_count, last_accessed_at, vector)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (None if old is None else old[0], ns_id, mid, content, mtype, imp, tags,
+                     meta, sid, session_key, created, updated, event, expires, access,
+                     last_access, vector))
                 key = int(cur.lastrowid or 0)
                 self._db.execute("INSERT INTO index_log (key) VALUES (?)", (key,))
                 self._db.executemany(
@@ -1106,7 +1112,7 @@ class SQLiteRecordStore:
                 found = self._get(ns_id, mid)
                 assert found is not None
                 out.append((key, found[1], True))
-        return out, replaced
+        return out, [k for k in dict.fromkeys(reindex) if k not in {o[0] for o in out}]
 
     # -- index log ----------------------------------------------------------------------
     def log_all_for_reindex(self) -> list[int]:

@@ -50,6 +50,9 @@ class ShardMap:
     # older epoch, so a router that slept through a reshard re-reads the map before it is
     # served, and a job that another has taken over from is refused outright.
     epoch: int = 0
+    # The reshard is being undone: the job moves the `moved` namespaces back to their home
+    # under `count`, and new namespaces are created there (not recorded in `moved`).
+    aborting: bool = False
 
     def home(self, namespace: str) -> int:
         if self.target is not None and namespace in self.moved:

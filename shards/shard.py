@@ -131,7 +131,7 @@ class Shard:
         # resharding (cluster/reshard.py)
         "routing", "set_routing", "namespace_table", "freeze", "handoff", "export_head",
         "export_memories", "import_head", "import_memories", "activate", "release",
-        "begin_copy", "export_changes", "import_changes", "refresh_head",
+        "begin_copy", "export_changes", "import_changes", "refresh_head", "thaw", "discard",
     })
     # A namespace on its way in or out (record store `namespace_states`):
     #   copying  (source) being copied live: reads and writes served, its changes logged
@@ -849,9 +849,9 @@ class Shard:
             self._check_incoming(namespace)
             # replace: during a live copy a memory forgotten and stored again under its id
             # comes back in a later page (its new key is higher) while the first is here.
-            stored, replaced = self.records.import_memories(namespace, rows, replace=True)
-            self._apply(replaced)  # gone from the records: out of the indexes
+            stored, context_changed = self.records.import_memories(namespace, rows, replace=True)
             self._index_new(stored)
+            self._apply([], keywords_only=context_changed)
             return len(stored)
 
     def _check_incoming(self, namespace: str) -> None:
@@ -873,15 +873,17 @@ class Shard:
         """Catch a live copy up: changed memories replace their copies, deleted ones go."""
         with self._lock:
             self._check_incoming(namespace)
-            stored, replaced = self.records.import_memories(namespace, rows, replace=True)
+            stored, context_changed = self.records.import_memories(namespace, rows, replace=True)
             deleted, reindex = self.records.delete(Scope.of(namespace), deleted_ids, namespace)
             touched = [k for k, _, _ in stored]
-            # Turns around a changed one hold its words as BM25 context.
+            # Turns around a changed one hold its words as BM25 context: where it is now, and
+            # (context_changed, reindex) where it or a deleted one was.
             near = [k for key in touched
                     for k, _ in self.records.session_neighbor_rows(key, CONTEXT_TURNS, CONTEXT_TURNS)]
-            fresh = set(touched)
-            self._apply(touched + replaced + [k for k, _ in deleted],
-                        keywords_only=[k for k in dict.fromkeys(near + reindex) if k not in fresh])
+            fresh = set(touched) | {k for k, _ in deleted}
+            self._apply(touched + [k for k, _ in deleted],
+                        keywords_only=[k for k in dict.fromkeys(near + context_changed + reindex)
+                                       if k not in fresh])
             return len(stored) + len(deleted)
 
     def refresh_head(self, head: dict[str, Any]) -> None:
@@ -901,6 +903,32 @@ class Shard:
                 raise Conflict(f"copy of {namespace} on shard {self.index} holds {held} of "
                                f"{expected_memories} memories; import it again", "namespace")
             self._set_state(namespace, None)
+
+    # -- undoing a move (cluster/reshard.py --abort) ---------------------------------------
+    def thaw(self, namespace: str) -> None:
+        """A move of this namespace is called off: it is live here again, as before it began
+        (the map still points here). Idempotent."""
+        with self._lock:
+            if self._states.get(namespace) not in (self.COPYING, self.FROZEN, self.HANDOFF):
+                return
+            self.records.stop_change_log(namespace)
+            self._set_state(namespace, None)
+
+    def discard(self, namespace: str, unrouted: bool = False) -> int:
+        """Drop a copy that a called-off move left here: one being filled, or (`unrouted`,
+        which only the job can know from the map) one activated that the map never
+        pointed to, so nothing has written to it. Idempotent."""
+        with self._lock:
+            state = self._states.get(namespace)
+            present = self.records.namespace_id(namespace) is not None
+            if state == self.INCOMING or (state is None and present and unrouted):
+                dropped = self._drop(namespace) if present else 0
+                self._set_state(namespace, None)
+                return dropped
+            if state is None and not present:
+                return 0
+            raise Conflict(f"{namespace} is {state or 'live'} on shard {self.index}: not a "
+                           "copy to discard", "namespace")
 
     def release(self, namespace: str) -> int:
         """Delete the source's copy once the map points at the new shard."""

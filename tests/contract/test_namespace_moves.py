@@ -256,3 +256,41 @@ def test_routing_survives_a_restart(open_shard: OpenShard) -> None:
         reopened.write([mem("b", MOVING, "a write during the move", seed=2)])
     reopened.set_routing(2, None)
     assert reopened.routing() == (2, None)
+
+
+def test_a_live_copy_keeps_session_order_and_keyword_context(open_shard: OpenShard) -> None:
+    """Turns stored together keep their order on the copy when one changes during it, and
+    the turns around a replaced one lose its old words as context there too."""
+    source, dest = open_shard(index=0), open_shard(index=1)
+    source.start_session(MOVING, "s", {}, now=100.0)
+    source.write([mem(f"t{i}", MOVING, f"turn {i} word{i}", seed=i, session_id="s")
+                  for i in range(6)], now=200.0)
+    for shard in (source, dest):
+        shard.set_routing(1, 2)
+    assert source.begin_copy(MOVING)
+    dest.import_head(source.export_head(MOVING), True)
+    cursor = 0
+    while cursor != -1:
+        rows, cursor = source.export_memories(MOVING, cursor, 2)
+        dest.import_memories(MOVING, rows)
+    source.update(MOVING, "t0", MemoryChanges(importance=0.9))
+    source.delete(Scope.of(MOVING), ["t2"], MOVING)
+    source.write([mem("t2", MOVING, "turn 2 said again", seed=2, session_id="s")], now=300.0)
+    # Stored together during the copy, the second changed after: order must still hold.
+    source.write([mem("u1", MOVING, "first of a pair", seed=7, session_id="s"),
+                  mem("u2", MOVING, "second of a pair", seed=8, session_id="s")], now=400.0)
+    source.update(MOVING, "u1", MemoryChanges(importance=0.8))
+    expected = source.freeze(MOVING)
+    def around(shard: Shard) -> dict[str, list[str]]:
+        near = shard.neighborhood(MOVING, ["t0", "t3", "u1"], 2, 2)
+        return {k: [m.id for m in v] for k, v in near.items()}
+    def word2(shard: Shard) -> list[str]:
+        return sorted(ids(shard.recall_candidates(MOVING, None, "word2", RecallFilter(), 10)))
+    want_around, want_word2 = around(source), word2(source)
+    assert want_word2 == []  # t2's old words are gone, context around it included
+    drain(source, dest, 0)
+    dest.refresh_head(source.export_head(MOVING))
+    source.handoff(MOVING)
+    dest.activate(MOVING, expected or 0)
+    assert around(dest) == want_around
+    assert word2(dest) == want_word2

@@ -39,8 +39,10 @@ def deploy(config: dict[str, Any], engram: Engram) -> None:
     raise TimeoutError(f"app {APP} did not become ready")
 
 
-def reshard(engram: Engram, to: int) -> str:
-    job_id = submit_job(engram, f"{sys.executable} -m cluster.reshard --app {APP} --to {to} --page-size 7")
+def reshard(engram: Engram, to: int | str) -> str:
+    """Run the job to `to` shards (or with these arguments) and return its logs."""
+    what = f"--to {to}" if isinstance(to, int) else to
+    job_id = submit_job(engram, f"{sys.executable} -m cluster.reshard --app {APP} {what} --page-size 7")
     status = wait(engram, job_id, timeout=600)
     logs = job_client(engram).get_job_logs(job_id)
     assert status == "SUCCEEDED", logs[-4000:]
@@ -140,6 +142,34 @@ def check_contents(engram: Engram, stored: dict[str, set[str]], sessions: dict[s
             assert retry.status_code == 200 and retry.json()["memory"]["id"] == f"{ns}-idem", ns
 
 
+def fill(engram: Engram, namespaces: list[str], stored: dict[str, set[str]],
+         sessions: dict[str, str]) -> None:
+    """Each namespace: a session of three linked memories, nine fillers, an idempotent
+    store, and a recall (its access count must travel too)."""
+    with httpx.Client(base_url=f"{engram.url}{PREFIX}", timeout=60,
+                      headers={"Authorization": f"Bearer {engram.root_key}"}) as c:
+        for ns in namespaces:
+            sid = c.post("/v1/sessions/start", json={"agent_id": ns}).json()["session"]["id"]
+            sessions[ns] = sid
+            batch = c.post("/v1/memories/store/batch", json={"agent_id": ns, "memories": [
+                {"id": f"{ns}-invoice", "content": f"Invoice total {ns} came to $412.50",
+                 "session_id": sid, "importance": 0.9},
+                {"id": f"{ns}-order", "content": f"Customer opened order #ORD-{ns} for a lamp",
+                 "session_id": sid},
+                {"id": f"{ns}-refund", "content": f"Refund approved for #ORD-{ns}",
+                 "session_id": sid},
+            ] + [{"id": f"{ns}-filler-{k}", "content": f"Weather note {k}: light rain"}
+                 for k in range(9)]})
+            assert batch.status_code == 200, batch.text
+            idem = c.post("/v1/memory/store", headers={"Idempotency-Key": f"idem-{ns}"},
+                          json={"agent_id": ns, "content": f"idempotent note for {ns}",
+                                "id": f"{ns}-idem"})
+            assert idem.status_code == 200, idem.text
+            stored[ns] |= {m["id"] for m in batch.json()["stored"]} | {f"{ns}-idem"}
+            # A recalled memory's access count travels with it.
+            c.post("/v1/memory/recall", json={"agent_id": ns, "query": "invoice", "top_k": 1})
+
+
 def test_reshard_grows_and_shrinks_while_serving(engram: Engram, tmp_path: Path) -> None:
     config = {**SERVICE_CONFIG, "shard_count": 2,
               "storage": {**SERVICE_CONFIG["storage"], "data_dir": str(tmp_path / "data")}}
@@ -149,29 +179,7 @@ def test_reshard_grows_and_shrinks_while_serving(engram: Engram, tmp_path: Path)
     stored: dict[str, set[str]] = {ns: set() for ns in namespaces}
     sessions: dict[str, str] = {}
     try:
-        with httpx.Client(base_url=f"{engram.url}{PREFIX}", timeout=60,
-                          headers={"Authorization": f"Bearer {engram.root_key}"}) as c:
-            for ns in namespaces:
-                sid = c.post("/v1/sessions/start", json={"agent_id": ns}).json()["session"]["id"]
-                sessions[ns] = sid
-                batch = c.post("/v1/memories/store/batch", json={"agent_id": ns, "memories": [
-                    {"id": f"{ns}-invoice", "content": f"Invoice total {ns} came to $412.50",
-                     "session_id": sid, "importance": 0.9},
-                    {"id": f"{ns}-order", "content": f"Customer opened order #ORD-{ns} for a lamp",
-                     "session_id": sid},
-                    {"id": f"{ns}-refund", "content": f"Refund approved for #ORD-{ns}",
-                     "session_id": sid},
-                ] + [{"id": f"{ns}-filler-{k}", "content": f"Weather note {k}: light rain"}
-                     for k in range(9)]})
-                assert batch.status_code == 200, batch.text
-                idem = c.post("/v1/memory/store", headers={"Idempotency-Key": f"idem-{ns}"},
-                              json={"agent_id": ns, "content": f"idempotent note for {ns}",
-                                    "id": f"{ns}-idem"})
-                assert idem.status_code == 200, idem.text
-                stored[ns] |= {m["id"] for m in batch.json()["stored"]} | {f"{ns}-idem"}
-                # A recalled memory's access count travels with it.
-                c.post("/v1/memory/recall", json={"agent_id": ns, "query": "invoice", "top_k": 1})
-
+        fill(engram, namespaces, stored, sessions)
         # Grow 2 → 3: deploy three shards (the third starts empty), then move.
         deploy({**config, "shard_count": 3}, engram)
         check_contents(engram, stored, sessions)
@@ -197,5 +205,36 @@ def test_reshard_grows_and_shrinks_while_serving(engram: Engram, tmp_path: Path)
                           headers={"Authorization": f"Bearer {engram.root_key}"},
                           json={"agent_id": namespaces[0], "query": "invoice", "top_k": 1}).json()
         assert hits["memories"][0]["access_count"] >= 1  # counted before the moves, kept
+    finally:
+        serve.delete(APP)
+
+
+def test_a_reshard_stopped_halfway_is_undone_while_serving(engram: Engram, tmp_path: Path) -> None:
+    """A run stopped after a few moves (--max-namespaces), then `--abort`: the moved
+    namespaces come back with what they took meanwhile, and the map is as before."""
+    config = {**SERVICE_CONFIG, "shard_count": 2,
+              "storage": {**SERVICE_CONFIG["storage"], "data_dir": str(tmp_path / "data")}}
+    deploy(config, engram)
+    tag = uuid.uuid4().hex[:6]
+    names = [f"ab-{tag}-{i}" for i in range(200)]
+    # Four that a reshard to 3 moves (the run stops after two), six that stay.
+    namespaces = [n for n in names if shard_for(n, 3) != shard_for(n, 2)][:4] + \
+                 [n for n in names if shard_for(n, 3) == shard_for(n, 2)][:6]
+    stored: dict[str, set[str]] = {ns: set() for ns in namespaces}
+    sessions: dict[str, str] = {}
+    try:
+        fill(engram, namespaces, stored, sessions)
+        deploy({**config, "shard_count": 3}, engram)
+        with Traffic(engram, namespaces, stored) as traffic:
+            logs = reshard(engram, "--to 3 --max-namespaces 2")
+            assert '"complete": false' in logs and '"namespaces_moved": 2' in logs, logs[-2000:]
+            time.sleep(1)
+            logs = reshard(engram, "--abort")
+            time.sleep(1)
+        assert traffic.requests > 20 and not traffic.failures, traffic.failures[:5]
+        assert '"complete": true' in logs and '"to_shards": 2' in logs, logs[-2000:]
+        check_placement(2, 3, namespaces)
+        deploy(config, engram)  # back to two shards: the map needs no third
+        check_contents(engram, stored, sessions)
     finally:
         serve.delete(APP)

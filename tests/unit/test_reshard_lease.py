@@ -87,6 +87,15 @@ class RouterStandIn:
     async def finish_reshard(self, job: str) -> Any:
         return self.control.finish_reshard(job)
 
+    async def begin_abort(self, job: str, lease_seconds: float) -> Any:
+        return self.control.begin_abort(job, lease_seconds)
+
+    async def unmark_moved(self, names: list[str], job: str) -> Any:
+        return self.control.unmark_moved(names, job)
+
+    async def finish_abort(self, job: str) -> Any:
+        return self.control.finish_abort(job)
+
 
 class StalledShard:
     """A shard whose `import_head` blocks its caller's whole event loop at a gate, as a
