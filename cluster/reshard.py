@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -118,6 +119,11 @@ class Reshard:
     async def abort(self, progress_seconds: float) -> ShardMap:
         """Undo the reshard in progress: moves called off halfway are rolled back, moved
         namespaces go back to their home under the count, and the target is dropped."""
+        current: ShardMap = await self.router.shard_map.remote()
+        if current.target is None:  # nothing in progress (or an abort that died at its end)
+            log.info("no reshard in progress: the map is at %d shards", current.count)
+            await self.set_routing(current)
+            return current
         shard_map: ShardMap = await self.router.begin_abort.remote(self.job, self.lease_seconds)
         return await self._leased(self._abort(shard_map, progress_seconds))
 
@@ -128,7 +134,7 @@ class Reshard:
             result: ShardMap = await work
             return result
         except Exception as exc:
-            self.renewer.cancel()
+            await self._stop_renewing()
             if self.finished:  # failed after its own finish: there is no lease left
                 raise
             lost = await self._release_lease()
@@ -138,11 +144,19 @@ class Reshard:
         finally:
             self.renewer.cancel()
 
+    async def _stop_renewing(self) -> None:
+        if self.renewer is not None:
+            self.renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.renewer
+
     async def _release_lease(self) -> str | None:
-        """Renew for 0 s, so the next run can start at once; None when done, or why this job
-        no longer holds the lease."""
+        """Stop renewing and give the lease up, so the next run can start at once (a renewal
+        still in flight is refused, not taken back); None when done, or why this job no
+        longer holds the lease."""
+        await self._stop_renewing()
         try:
-            await self.router.renew_reshard_lease.remote(self.job, 0.0)
+            await self.router.release_reshard_lease.remote(self.job)
         except Exception as exc:
             refused = shard_error_in(exc)
             if isinstance(refused, Conflict):
@@ -161,12 +175,8 @@ class Reshard:
                 break
             for name, source in moves:
                 self.check_lease()
-                if self.max_namespaces is not None and self.tally.namespaces >= self.max_namespaces:
-                    log.info("moved %d namespaces, as --max-namespaces asked: run the job again "
-                             "to go on, or with --abort to undo", self.tally.namespaces)
-                    now_map: ShardMap = await self.router.shard_map.remote()
-                    await self._release_lease()
-                    return now_map
+                if self.enough():
+                    return await self.stop_here("or with --abort to undo")
                 await self.move(name, source, shard_for(name, target))
                 if time.monotonic() - last_report >= progress_seconds:
                     last_report = time.monotonic()
@@ -177,6 +187,16 @@ class Reshard:
         await self.set_routing(finished)
         return finished
 
+    def enough(self) -> bool:
+        return self.max_namespaces is not None and self.tally.namespaces >= self.max_namespaces
+
+    async def stop_here(self, how_else: str) -> ShardMap:
+        log.info("moved %d namespaces, as --max-namespaces asked: run the job again to go on, "
+                 "%s", self.tally.namespaces, how_else)
+        now_map: ShardMap = await self.router.shard_map.remote()
+        await self._release_lease()
+        return now_map
+
     async def _abort(self, shard_map: ShardMap, progress_seconds: float) -> ShardMap:
         count, target = shard_map.count, shard_map.target
         assert target is not None
@@ -186,10 +206,18 @@ class Reshard:
         last_report = time.monotonic()
         while True:  # until the map lists nothing moved
             shard_map = await self.router.shard_map.remote()
+            # Names recorded at their new home that are not there (a first write that never
+            # came, a namespace deleted since) have nothing to bring back: home at once, or
+            # they would wait for their turn below, unanswerable.
+            absent = await self.absent_at_new_home(shard_map, target)
+            if absent:
+                shard_map = await self.router.unmark_moved.remote(sorted(absent), self.job)
             if not shard_map.moved:
                 break
             for name in sorted(shard_map.moved):
                 self.check_lease()
+                if self.enough():
+                    return await self.stop_here("with --abort")
                 await self.move_back(name, shard_for(name, target), shard_for(name, count))
                 if time.monotonic() - last_report >= progress_seconds:
                     last_report = time.monotonic()
@@ -222,7 +250,16 @@ class Reshard:
                     await self.call(i, "thaw", name)
                 self.check_lease()
 
+    async def absent_at_new_home(self, shard_map: ShardMap, target: int) -> set[str]:
+        homes = {shard_for(name, target) for name in shard_map.moved}
+        tables = dict(zip(homes, await asyncio.gather(
+            *(self.call(i, "namespace_table") for i in homes))))
+        return {name for name in shard_map.moved
+                if name not in {n for n, _ in tables[shard_for(name, target)]}}
+
     async def move_back(self, name: str, source: int, dest: int) -> None:
+        if source == dest:  # cannot be (a moved name's two homes differ): never copy onto itself
+            raise RuntimeError(f"{name}: its home under both counts is shard {source}")
         expected = await self.copy(name, source, dest)
         if expected is not None:
             await self.call(source, "handoff", name)
@@ -233,10 +270,21 @@ class Reshard:
             self.tally.namespaces += 1
             self.tally.memories += expected
 
-    async def set_routing(self, shard_map: ShardMap) -> None:
+    async def set_routing(self, shard_map: ShardMap, attempts: int = 5) -> None:
+        """Every shard learns the map's counts and epoch. Retried: until all have it, a
+        shard left behind places new namespaces by the map before."""
         self.epoch = shard_map.epoch
-        await asyncio.gather(*(self.call(i, "set_routing", shard_map.count, shard_map.target,
-                                         shard_map.epoch) for i in range(len(self.shards))))
+        for attempt in range(attempts):
+            try:
+                await asyncio.gather(*(self.call(i, "set_routing", shard_map.count,
+                                                 shard_map.target, shard_map.epoch)
+                                       for i in range(len(self.shards))))
+                return
+            except Exception as exc:
+                if attempt == attempts - 1 or shard_error_in(exc) is not None:
+                    raise  # refused (a newer job, a conflict): no retry changes that
+                log.warning("a shard did not take the shard map (%s); trying again", exc)
+                await asyncio.sleep(2 ** attempt)
 
     async def pending_moves(self, target: int) -> list[tuple[str, int]]:
         """(namespace, shard holding it) of every namespace not yet at its new home."""

@@ -211,6 +211,9 @@ class RouterDeployment:
     def renew_reshard_lease(self, job: str, lease_seconds: float) -> None:
         self.control.renew_reshard_lease(job, lease_seconds)
 
+    def release_reshard_lease(self, job: str) -> None:
+        self.control.release_reshard_lease(job)
+
     async def mark_moved(self, names: list[str], job: str) -> ShardMap:
         self.control.mark_moved(names, job)
         return await self.service.router.refresh()

@@ -192,6 +192,13 @@ class SQLiteControlStore:
             self._check_holder(job)
             self._set_lease(job, now + lease_seconds)
 
+    def release_reshard_lease(self, job: str) -> None:
+        """`job` stops here: the next run may start at once, and a renewal `job` still had in
+        flight is refused rather than taking the lease back."""
+        with self._lock, _immediate(self._db):
+            self._check_holder(job)
+            self._set_lease(None, None)
+
     def _lease(self) -> tuple[str | None, float]:
         return self._meta("reshard_job"), float(self._meta("reshard_lease_until") or 0)
 

@@ -23,6 +23,7 @@ from tests.unit.test_reshard_lease import Remote, RouterStandIn
 
 GOING = [n for n in (f"agent-{i}" for i in range(200)) if shard_for(n, 2) == 1][:3]
 NEW = next(n for n in (f"new-{i}" for i in range(200)) if shard_for(n, 2) == 1)
+GHOST = next(n for n in (f"ghost-{i}" for i in range(200)) if shard_for(n, 2) == 1)
 
 
 def test_the_control_store_undoes_a_reshard(tmp_path: Path) -> None:
@@ -70,8 +71,10 @@ def test_an_abort_rolls_back_every_kind_of_half_move(tmp_path: Path) -> None:
     part = asyncio.run(Reshard(router, handles, 2, Tally(), job="part", max_namespaces=1).run(2, 60))
     assert part.target == 2 and part.moved == {first}
     shards[1].write([mem(f"{first}-new", first, "written at its new home", seed=50)])
-    # A namespace new during the reshard, at its new home.
+    # A namespace new during the reshard, at its new home, and one recorded there whose
+    # first write never came.
     control.place(NEW)
+    control.place(GHOST)
     shards[1].write([mem(f"{NEW}-m0", NEW, "a namespace born during the reshard", seed=60)])
     # A killed run's half moves: one copy half filled (its source copying live), one copy
     # activated whose move the map never recorded (its source handed off).
@@ -109,3 +112,13 @@ def test_an_abort_rolls_back_every_kind_of_half_move(tmp_path: Path) -> None:
     assert shards[0].lookup(f"{half}-live", Scope.of(half))
     for s in shards:
         s.close()
+
+
+def test_a_released_lease_refuses_the_renewal_still_in_flight(tmp_path: Path) -> None:
+    control = SQLiteControlStore(tmp_path / "control.db")
+    control.check_deployed_shards(2)
+    control.begin_reshard(3, "job-a", 30)
+    control.release_reshard_lease("job-a")  # --max-namespaces reached, or the job failed
+    with pytest.raises(Conflict, match="lost its lease"):
+        control.renew_reshard_lease("job-a", 30)  # sent before the release, landing after
+    assert control.begin_abort("job-b", 30).aborting  # the next run need not wait

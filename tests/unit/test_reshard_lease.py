@@ -81,6 +81,9 @@ class RouterStandIn:
     async def renew_reshard_lease(self, job: str, lease_seconds: float) -> None:
         self.control.renew_reshard_lease(job, lease_seconds)
 
+    async def release_reshard_lease(self, job: str) -> None:
+        self.control.release_reshard_lease(job)
+
     async def mark_moved(self, names: list[str], job: str) -> Any:
         return self.control.mark_moved(names, job)
 
