@@ -67,7 +67,7 @@ class StoreBody(Owned):
     session_id: StrictStr | None = None
     tags: list[StrictStr] | None = None
     ttl_seconds: int | None = Field(None, ge=1, le=100 * 365 * 86_400)
-    expires_at: Number | None = None
+    expires_at: Number | StrictStr | None = None  # Unix seconds or RFC 3339, as event_time
     event_time: Number | StrictStr | None = None
 
 

@@ -122,6 +122,10 @@ class MemoryService:
                    idempotency_key: str | None, field: str = "",
                    sentence_vectors: tuple[tuple[float, ...], ...] = ()) -> NewMemory:
         expires = parse_time(body.expires_at, f"{field}expires_at")
+        if expires is not None and expires <= now:
+            # Stored, it would be hidden at once and purged by the next sweep.
+            raise bad_request(f"{field}expires_at", "is in the past: give a future time, or "
+                              "ttl_seconds")
         if expires is None and body.ttl_seconds is not None:
             expires = now + body.ttl_seconds
         event_time = parse_time(body.event_time, f"{field}event_time")

@@ -42,6 +42,9 @@ BAD_STORES: list[tuple[Any, int, str]] = [
     ({"content": "ok", "tags": ["fine", "\ud83d"]}, 400, "tags[1]"),
     ({"content": "ok", "metadata": {"x": nest(40)}}, 400, "metadata.x"),
     ({"content": "ok", "event_time": 10**400}, 400, "event_time"),
+    ({"content": "ok", "expires_at": 1_000_000}, 400, "expires_at"),  # 1970: in the past
+    ({"content": "ok", "expires_at": "2024"}, 400, "expires_at"),  # a year is not a time
+    ({"content": "ok", "expires_at": "next week"}, 400, "expires_at"),
     ({"content": "🚀" * 25_001}, 413, "content"),  # 100,004 UTF-8 bytes, 25,001 characters
     ({"content": "x" * 100_001}, 413, "content"),
 ]
@@ -147,3 +150,10 @@ def test_an_offset_past_any_store_is_refused(engram: Engram, ns: str) -> None:
         c.post("/v1/memory/store", json={"agent_id": ns, "content": "one"}).raise_for_status()
         r = c.get(f"/v1/agents/{ns}/memories", params={"offset": 2**63})
         assert r.status_code == 400 and r.json()["field"] == "offset", r.text
+
+
+def test_expires_at_takes_an_rfc3339_time(engram: Engram, ns: str) -> None:
+    with engram.http() as c:
+        r = c.post("/v1/memory/store", json={"agent_id": ns, "content": "expires in 2100",
+                                             "expires_at": "2100-01-01T00:00:00Z"})
+        assert r.status_code == 200 and r.json()["memory"]["expires_at"] == 4_102_444_800, r.text
