@@ -20,6 +20,7 @@ class LimitsConfig(_Strict):
     max_top_k: int = Field(100, ge=1)
     max_batch_items: int = Field(1000, ge=1)
     max_metadata_fields: int = Field(100, ge=1)
+    max_metadata_bytes: int = Field(65_536, ge=2)  # a memory's metadata as UTF-8 JSON
     max_namespace_bytes: int = Field(4096, ge=1)
     max_tags: int = Field(100, ge=1)
     max_tag_bytes: int = Field(4096, ge=1)

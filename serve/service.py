@@ -6,6 +6,7 @@ same logic runs behind Serve and in-process (benchmarks).
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Sequence
@@ -93,6 +94,11 @@ class MemoryService:
         metadata = metadata or {}
         if len(metadata) > self.cfg.limits.max_metadata_fields:
             raise bad_request(field, f"at most {self.cfg.limits.max_metadata_fields} fields")
+        size = len(json.dumps(metadata, ensure_ascii=False).encode("utf-8"))
+        if size > self.cfg.limits.max_metadata_bytes:
+            raise too_large(field, f"{size} bytes of JSON is over the limit of "
+                            f"{self.cfg.limits.max_metadata_bytes}: keep large data elsewhere "
+                            "and store a reference to it")
         return metadata
 
     async def dimension(self) -> int:

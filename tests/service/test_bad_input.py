@@ -47,6 +47,7 @@ BAD_STORES: list[tuple[Any, int, str]] = [
     ({"content": "ok", "expires_at": "next week"}, 400, "expires_at"),
     ({"content": "🚀" * 25_001}, 413, "content"),  # 100,004 UTF-8 bytes, 25,001 characters
     ({"content": "x" * 100_001}, 413, "content"),
+    ({"content": "ok", "metadata": {"blob": "y" * 70_000}}, 413, "metadata"),
 ]
 
 
