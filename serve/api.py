@@ -25,7 +25,7 @@ from serve.auth import (
     dakera_namespace,
     valid_grant,
 )
-from serve.errors import ApiError, bad_request, from_exception, not_found
+from serve.errors import ApiError, bad_request, from_exception, not_found, too_large
 from serve.metrics import observe, render_metrics
 from serve.schemas import (
     ExtractBody,
@@ -96,8 +96,25 @@ def principal(request: Request) -> Principal:
     return authenticate(control(request), request.headers.get("authorization"))
 
 
+async def read_body(request: Request) -> bytes:
+    """The body, refused with 413 once it passes `limits.max_body_bytes` (a body that says
+    its length up front is refused before any of it is read)."""
+    limit = service(request).cfg.limits.max_body_bytes
+    refusal = f"over the limit of {limit} bytes: send fewer memories per batch"
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large("body", f"{declared} bytes is {refusal}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large("body", refusal)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def parse(request: Request, model: type[M]) -> M:
-    data = jsonbody.decode(await request.body())
+    data = jsonbody.decode(await read_body(request))
     try:
         return model.model_validate(data)
     except ValidationError as exc:

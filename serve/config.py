@@ -17,6 +17,9 @@ class _Strict(BaseModel):
 
 class LimitsConfig(_Strict):
     max_content_bytes: int = Field(100_000, ge=1)  # UTF-8 bytes of one memory's content
+    # One request body: read no further than this (a full batch of 1,000 memories at the
+    # content and metadata limits is ~170 MB of JSON).
+    max_body_bytes: int = Field(200_000_000, ge=1_000)
     max_top_k: int = Field(100, ge=1)
     max_batch_items: int = Field(1000, ge=1)
     max_metadata_fields: int = Field(100, ge=1)

@@ -52,6 +52,7 @@ SERVICE_CONFIG: dict[str, Any] = {
     "shard_count": 2,
     "sessions": {"idle_timeout_seconds": 14400, "sweep_seconds": 1},
     "storage": {"checkpoint_seconds": 1},
+    "limits": {"max_body_bytes": 4_000_000},  # small, so that a test can pass it
 }
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -158,3 +159,22 @@ def test_expires_at_takes_an_rfc3339_time(engram: Engram, ns: str) -> None:
         r = c.post("/v1/memory/store", json={"agent_id": ns, "content": "expires in 2100",
                                              "expires_at": "2100-01-01T00:00:00Z"})
         assert r.status_code == 200 and r.json()["memory"]["expires_at"] == 4_102_444_800, r.text
+
+
+def test_a_body_past_the_limit_is_refused_unread(engram: Engram, ns: str) -> None:
+    """The test app reads at most 4 MB of a body (limits.max_body_bytes)."""
+    before = snapshot(engram, ns)
+    memories = [{"content": "z" * 90_000} for _ in range(50)]  # ~4.5 MB of JSON
+    with engram.http() as c:
+        r = c.post("/v1/memories/store/batch", json={"agent_id": ns, "memories": memories})
+        assert r.status_code == 413 and r.json()["field"] == "body", r.text[:300]
+
+        def chunked() -> Iterator[bytes]:  # no Content-Length: refused while it streams
+            yield b'{"agent_id": "' + ns.encode() + b'", "memories": ['
+            for i in range(50):
+                yield (b"," if i else b"") + b'{"content": "' + b"z" * 90_000 + b'"}'
+            yield b"]}"
+        r = c.post("/v1/memories/store/batch", content=chunked(),
+                   headers={"Content-Type": "application/json"})
+        assert r.status_code == 413 and r.json()["field"] == "body", r.text[:300]
+    assert snapshot(engram, ns) == before
