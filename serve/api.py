@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serve import jsonbody, render
 from serve.auth import (
+    SCOPES,
     Principal,
     authenticate,
     canonical_namespace,
@@ -46,7 +47,7 @@ from serve.schemas import (
     UpdateBody,
 )
 from serve.service import MemoryService
-from shards.control_store import SQLiteControlStore
+from shards.control_store import ApiKey, SQLiteControlStore
 
 VERSION = "0.1.0"
 MAX_GRANTS = 100  # namespaces entries per key
@@ -538,6 +539,8 @@ async def key_create(request: Request) -> JSONResponse:
                        "a key can only grant namespaces its creator's own grants cover",
                        field="namespaces")
     expires = None if body.expires_in_days is None else time.time() + body.expires_in_days * 86_400
+    if p.key.expires_at is not None:  # a key outlives neither its creator's expiry
+        expires = p.key.expires_at if expires is None else min(expires, p.key.expires_at)
     key, secret = control(request).create_key(body.name, body.scope, body.namespaces, expires,
                                               created_by=p.key.key_id)
     out = render.key_json(key)
@@ -545,15 +548,22 @@ async def key_create(request: Request) -> JSONResponse:
     return ok(out, 201)
 
 
-def _manageable(p: Principal, namespaces: tuple[str, ...] | None) -> bool:
-    return p.key.scope == "super_admin" or p.covers_grants(None if namespaces is None else list(namespaces))
+def _manageable(p: Principal, key: ApiKey) -> bool:
+    """A key the caller may see and delete: no higher in scope than its own, reaching no
+    namespace the caller's grants do not (a key granted nothing belongs to no tenant: only
+    an unrestricted caller manages it)."""
+    if SCOPES[key.scope] > p.level:
+        return False
+    if key.namespaces is not None and not key.namespaces:
+        return p.scope.everything
+    return p.covers_grants(None if key.namespaces is None else list(key.namespaces))
 
 
 @router.get("/admin/keys")
 async def keys_list(request: Request) -> JSONResponse:
     p = principal(request)
     p.require_level("admin")
-    keys = [render.key_json(k) for k in control(request).keys() if _manageable(p, k.namespaces)]
+    keys = [render.key_json(k) for k in control(request).keys() if _manageable(p, k)]
     return ok({"keys": keys, "total": len(keys)})
 
 
@@ -566,7 +576,7 @@ async def key_delete(request: Request, key_id: str) -> JSONResponse:
         key = store.get_key(key_id)
     except Exception:
         raise not_found("api_key", key_id) from None
-    if not _manageable(p, key.namespaces):
+    if not _manageable(p, key):
         raise not_found("api_key", key_id)  # keys outside the caller's reach do not exist for it
     if key.key_id == "root":
         raise bad_request("key_id", "the root key comes from ENGRAM_ROOT_API_KEY; change it there")

@@ -186,6 +186,10 @@ class RouterDeployment:
         root = os.environ.get(config.auth.root_key_env)
         if root:
             self.control.ensure_root_key(root)
+        else:  # unsetting the variable is how an operator revokes the root key
+            log.warning("%s is not set: no root key (the one recorded before is revoked)",
+                        config.auth.root_key_env)
+            self.control.revoke_root_key()
         clients: list[ShardClient] = [ServeShardClient(h) for h in shards]
         self.service = MemoryService(
             config, clients, await query_embedder(config, ServeEmbedderClient(embedder), embedder),

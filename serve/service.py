@@ -157,6 +157,12 @@ class MemoryService:
         batch = len(bodies) > 1
         for i, body in enumerate(bodies):
             self.check_content(body.content, f"memories[{i}].content" if batch else "content")
+            if batch and (body.agent_id is not None or body.namespace is not None):
+                field = f"memories[{i}].{'agent_id' if body.agent_id is not None else 'namespace'}"
+                if self.namespace_of(body.agent_id, body.namespace, field) != namespace:
+                    # A batch goes to one agent (the request's, which the key was checked for).
+                    raise bad_request(field, f"differs from the batch's agent {namespace!r}: "
+                                      "send one batch per agent")
         t0 = time.perf_counter()
         embedded = await self.embed_memories([b.content for b in bodies])
         embed_ms = int((time.perf_counter() - t0) * 1000)

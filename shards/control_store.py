@@ -301,6 +301,11 @@ class SQLiteControlStore:
                                  key_id="root")
         return key
 
+    def revoke_root_key(self) -> None:
+        """No root key in the environment: the one recorded before stops working."""
+        with self._lock:
+            self._db.execute("DELETE FROM api_keys WHERE key_id = 'root'")
+
     def by_secret(self, secret: str) -> ApiKey | None:
         with self._lock:
             row = self._db.execute(

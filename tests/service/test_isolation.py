@@ -108,3 +108,43 @@ def test_keys_are_stored_hashed(engram: Engram, tenants: dict[str, str]) -> None
     raw = (engram.data_dir / "control.db").read_bytes()
     for secret in (tenants["acme_write"], tenants["acme_read"], engram.root_key):
         assert secret.encode() not in raw
+
+
+def test_key_managers_reach_only_keys_within_their_scope_and_grants(engram: Engram,
+                                                                    tenants: dict[str, str]) -> None:
+    u = tenants["u"]
+    bolt_key = engram.create_key("write", [f"bolt-{u}*"], name="bolt-writer")
+    acme_su = engram.create_key("super_admin", [f"acme-{u}*"], name="acme-su")
+    nothing = engram.create_key("read", [], name="grants-nothing")
+    with engram.http() as root:
+        ids = {k["name"]: k["key_id"] for k in root.get("/admin/keys").json()["keys"]}
+    with engram.http(acme_su) as c:  # a super_admin of one tenant is no one's admin elsewhere
+        listed = {k["key_id"] for k in c.get("/admin/keys").json()["keys"]}
+        assert ids["bolt-writer"] not in listed and ids["grants-nothing"] not in listed
+        assert c.delete(f"/admin/keys/{ids['bolt-writer']}").status_code == 404
+    with engram.http(tenants["acme_admin"]) as c:  # an admin cannot remove a super_admin
+        assert ids["acme-su"] not in {k["key_id"] for k in c.get("/admin/keys").json()["keys"]}
+        assert c.delete(f"/admin/keys/{ids['acme-su']}").status_code == 404
+    for key in (bolt_key, acme_su, nothing):
+        with engram.http(key) as still:
+            assert still.get("/v1/auth/whoami").status_code == 200
+
+
+def test_a_key_expires_no_later_than_the_key_that_made_it(engram: Engram, tenants: dict[str, str]) -> None:
+    u = tenants["u"]
+    with engram.http() as root:
+        made = root.post("/admin/keys", json={"name": "short", "scope": "admin",
+                                              "namespaces": [f"acme-{u}*"], "expires_in_days": 1})
+        short, short_expiry = made.json()["key"], made.json()["expires_at"]
+    with engram.http(short) as c:
+        child = c.post("/admin/keys", json={"name": "child", "scope": "read",
+                                            "namespaces": [f"acme-{u}*"]}).json()
+        assert child["expires_at"] is not None and child["expires_at"] <= short_expiry
+
+
+def test_a_batch_names_one_agent(engram: Engram, tenants: dict[str, str]) -> None:
+    acme, bolt = tenants["acme"], tenants["bolt"]
+    with engram.http(tenants["acme_write"]) as c:
+        r = c.post("/v1/memories/store/batch", json={"agent_id": acme, "memories": [
+            {"content": "fine", "agent_id": acme}, {"content": "misfiled", "agent_id": bolt}]})
+        assert r.status_code == 400 and r.json()["field"] == "memories[1].agent_id", r.text
