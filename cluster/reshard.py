@@ -77,6 +77,19 @@ class Tally:
                 "memories_per_s": round(self.memories / seconds, 1)}
 
 
+class Progress:
+    """Logs how far the job has got, at most every `seconds`."""
+
+    def __init__(self, tally: Tally, seconds: float) -> None:
+        self.tally, self.seconds, self.last = tally, seconds, time.monotonic()
+
+    def report(self, direction: str) -> None:
+        if time.monotonic() - self.last >= self.seconds:
+            self.last = time.monotonic()
+            log.info("moved %d namespaces (%d memories)%s so far", self.tally.namespaces,
+                     self.tally.memories, direction)
+
+
 class Reshard:
     def __init__(self, router: Any, shards: list[Any], page_size: int, tally: Tally,
                  lease_seconds: float = 60.0, job: str | None = None,
@@ -168,7 +181,7 @@ class Reshard:
     async def _run(self, shard_map: ShardMap, target: int, progress_seconds: float) -> ShardMap:
         # From here on every shard creates new namespaces only at their new home.
         await self.set_routing(shard_map)
-        last_report = time.monotonic()
+        progress = Progress(self.tally, progress_seconds)
         while True:  # until a pass finds nothing left to move
             moves = await self.pending_moves(target)
             if not moves:
@@ -178,10 +191,7 @@ class Reshard:
                 if self.enough():
                     return await self.stop_here("or with --abort to undo")
                 await self.move(name, source, shard_for(name, target))
-                if time.monotonic() - last_report >= progress_seconds:
-                    last_report = time.monotonic()
-                    log.info("moved %d namespaces (%d memories) so far",
-                             self.tally.namespaces, self.tally.memories)
+                progress.report("")
         finished: ShardMap = await self.router.finish_reshard.remote(self.job)
         self.finished = True
         await self.set_routing(finished)
@@ -203,7 +213,7 @@ class Reshard:
         # From here on every shard creates new namespaces at their home under the count.
         await self.set_routing(dataclasses.replace(shard_map, target=None))
         await self.settle(shard_map, target)
-        last_report = time.monotonic()
+        progress = Progress(self.tally, progress_seconds)
         while True:  # until the map lists nothing moved
             shard_map = await self.router.shard_map.remote()
             # Names recorded at their new home that are not there (a first write that never
@@ -219,10 +229,7 @@ class Reshard:
                 if self.enough():
                     return await self.stop_here("with --abort")
                 await self.move_back(name, shard_for(name, target), shard_for(name, count))
-                if time.monotonic() - last_report >= progress_seconds:
-                    last_report = time.monotonic()
-                    log.info("moved %d namespaces (%d memories) back so far",
-                             self.tally.namespaces, self.tally.memories)
+                progress.report(" back")
         finished: ShardMap = await self.router.finish_abort.remote(self.job)
         self.finished = True
         await self.set_routing(finished)

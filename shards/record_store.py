@@ -1112,7 +1112,8 @@ class SQLiteRecordStore:
                 found = self._get(ns_id, mid)
                 assert found is not None
                 out.append((key, found[1], True))
-        return out, [k for k in dict.fromkeys(reindex) if k not in {o[0] for o in out}]
+        imported = {key for key, _, _ in out}
+        return out, [k for k in dict.fromkeys(reindex) if k not in imported]
 
     # -- index log ----------------------------------------------------------------------
     def log_all_for_reindex(self) -> list[int]:

@@ -139,6 +139,7 @@ class Shard:
     #   handoff  (source) copied: everything waits until the router's map points elsewhere
     #   incoming (destination) being filled: invisible, nothing served
     COPYING, FROZEN, HANDOFF, INCOMING = "copying", "frozen", "handoff", "incoming"
+    LEAVING = (COPYING, FROZEN, HANDOFF)  # the states of a namespace on its way out
 
     def __init__(self, index: int, shard_count: int, dim: int, records: SQLiteRecordStore,
                  vectors: VectorIndex, keywords: KeywordIndex, *, exact_search_max_rows: int = 20_000,
@@ -797,7 +798,7 @@ class Shard:
             state = self._states.get(namespace)
             if state is None and self.records.namespace_id(namespace) is None:
                 return None  # deleted since the job listed it: nothing to move
-            if state not in (None, self.COPYING, self.FROZEN, self.HANDOFF):
+            if state is not None and state not in self.LEAVING:
                 raise Conflict(f"cannot move {namespace} from shard {self.index}: "
                                f"{'it is not here' if state is None else state}", "namespace")
             if state in (None, self.COPYING):
@@ -814,7 +815,7 @@ class Shard:
             self._set_state(namespace, self.HANDOFF)
 
     def _check_exportable(self, namespace: str) -> None:
-        if self._states.get(namespace) not in (self.COPYING, self.FROZEN, self.HANDOFF):
+        if self._states.get(namespace) not in self.LEAVING:
             raise Conflict(f"begin_copy or freeze {namespace} before exporting it (writes "
                            "would be lost)", "namespace")
 
@@ -864,7 +865,7 @@ class Shard:
         """A page of what changed in a namespace since begin_copy, after `after_seq`:
         (changed memories as export rows, deleted ids, the seq to ask after next). While it
         still takes writes more can follow; once frozen, a short page is the end."""
-        if self._states.get(namespace) not in (self.COPYING, self.FROZEN, self.HANDOFF):
+        if self._states.get(namespace) not in self.LEAVING:
             raise Conflict(f"begin_copy {namespace} before exporting its changes", "namespace")
         return self.records.export_changes(namespace, after_seq, limit)
 
@@ -909,7 +910,7 @@ class Shard:
         """A move of this namespace is called off: it is live here again, as before it began
         (the map still points here). Idempotent."""
         with self._lock:
-            if self._states.get(namespace) not in (self.COPYING, self.FROZEN, self.HANDOFF):
+            if self._states.get(namespace) not in self.LEAVING:
                 return
             self.records.stop_change_log(namespace)
             self._set_state(namespace, None)

@@ -108,6 +108,16 @@ def everything(shard: Shard) -> tuple[object, ...]:
     return sorted(memories, key=lambda m: m.id), links, sorted(sessions, key=lambda x: x.id)
 
 
+def copy_live(source: Shard, dest: Shard, page: int) -> None:
+    """Begin a live copy (again, if begun before) and carry every page over, as the job does."""
+    assert source.begin_copy(MOVING)
+    dest.import_head(source.export_head(MOVING), True)
+    cursor = 0
+    while cursor != -1:
+        rows, cursor = source.export_memories(MOVING, cursor, page)
+        dest.import_memories(MOVING, rows)
+
+
 def drain(source: Shard, dest: Shard, seq: int) -> tuple[int, set[str]]:
     """Carry the changes logged after `seq` over, two per page, as the job does: the seq
     reached and the ids carried."""
@@ -190,12 +200,7 @@ def test_a_live_copy_begun_again_starts_afresh(open_shard: OpenShard) -> None:
     assert source.begin_copy(MOVING)
     source.write([mem("early", MOVING, "written during the first try", seed=30)])
     # The job died; its next run begins again and copies everything from the top.
-    assert source.begin_copy(MOVING)
-    dest.import_head(source.export_head(MOVING), True)
-    cursor = 0
-    while cursor != -1:
-        rows, cursor = source.export_memories(MOVING, cursor, 4)
-        dest.import_memories(MOVING, rows)
+    copy_live(source, dest, page=4)
     with pytest.raises(NamespaceMoving):  # dropping it now would bring its copy back to life
         source.drop_namespace(MOVING)
     expected = source.freeze(MOVING)
@@ -267,12 +272,7 @@ def test_a_live_copy_keeps_session_order_and_keyword_context(open_shard: OpenSha
                   for i in range(6)], now=200.0)
     for shard in (source, dest):
         shard.set_routing(1, 2)
-    assert source.begin_copy(MOVING)
-    dest.import_head(source.export_head(MOVING), True)
-    cursor = 0
-    while cursor != -1:
-        rows, cursor = source.export_memories(MOVING, cursor, 2)
-        dest.import_memories(MOVING, rows)
+    copy_live(source, dest, page=2)
     source.update(MOVING, "t0", MemoryChanges(importance=0.9))
     source.delete(Scope.of(MOVING), ["t2"], MOVING)
     source.write([mem("t2", MOVING, "turn 2 said again", seed=2, session_id="s")], now=300.0)

@@ -11,15 +11,12 @@ from pathlib import Path
 import pytest
 
 from cluster.reshard import Reshard, Tally
-from serve.clients import LocalShardClient
-from shards.config import EmbeddedStorageConfig
 from shards.control_store import SQLiteControlStore
 from shards.errors import Conflict
 from shards.routing import shard_for
-from shards.shard import Shard
 from shards.types import RecallFilter, Scope
-from tests.contract.test_shard_contract import DIM, mem
-from tests.unit.test_reshard_lease import Remote, RouterStandIn
+from tests.contract.test_shard_contract import mem
+from tests.unit.test_reshard_lease import Remote, two_shards
 
 GOING = [n for n in (f"agent-{i}" for i in range(200)) if shard_for(n, 2) == 1][:3]
 NEW = next(n for n in (f"new-{i}" for i in range(200)) if shard_for(n, 2) == 1)
@@ -55,15 +52,7 @@ def test_the_control_store_undoes_a_reshard(tmp_path: Path) -> None:
 
 
 def test_an_abort_rolls_back_every_kind_of_half_move(tmp_path: Path) -> None:
-    cfg = EmbeddedStorageConfig(data_dir=tmp_path)
-    shards = [Shard.open_embedded(i, 1, DIM, cfg) for i in range(2)]
-    control = SQLiteControlStore(tmp_path / "control.db")
-    control.check_deployed_shards(1)
-    for n, ns in enumerate(GOING):
-        shards[0].write([mem(f"{ns}-m{i}", ns, f"note {i} of {ns}", seed=n * 10 + i)
-                         for i in range(5)])
-    clients = [LocalShardClient(s) for s in shards]
-    router = Remote(RouterStandIn(control))
+    shards, control, clients, router = two_shards(tmp_path, GOING)
     handles = [Remote(c) for c in clients]
 
     # A run that moves one namespace and stops (--max-namespaces 1).

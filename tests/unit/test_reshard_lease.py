@@ -116,16 +116,22 @@ class StalledShard:
         return await self.client.call(method, *args, **kwargs)
 
 
-def test_a_stalled_job_is_taken_over_and_fenced(tmp_path: Path) -> None:
+def two_shards(tmp_path: Path, namespaces: list[str]
+               ) -> tuple[list[Shard], SQLiteControlStore, list[LocalShardClient], Remote]:
+    """Shards 0 and 1 under a map of one shard, five notes in each namespace on shard 0, the
+    control store, the shards' in-process clients, and the Router's reshard methods."""
     cfg = EmbeddedStorageConfig(data_dir=tmp_path)
     shards = [Shard.open_embedded(i, 1, DIM, cfg) for i in range(2)]
     control = SQLiteControlStore(tmp_path / "control.db")
     control.check_deployed_shards(1)
-    for n, ns in enumerate(MOVING):
+    for n, ns in enumerate(namespaces):
         shards[0].write([mem(f"{ns}-m{i}", ns, f"note {i} of {ns}", seed=n * 10 + i)
                          for i in range(5)])
-    clients = [LocalShardClient(s) for s in shards]
-    router = Remote(RouterStandIn(control))
+    return shards, control, [LocalShardClient(s) for s in shards], Remote(RouterStandIn(control))
+
+
+def test_a_stalled_job_is_taken_over_and_fenced(tmp_path: Path) -> None:
+    shards, control, clients, router = two_shards(tmp_path, MOVING)
 
     # The stalled job runs in its own thread and event loop (its own process, in life).
     stalled_shard = StalledShard(clients[1])
