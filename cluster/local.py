@@ -43,6 +43,7 @@ def render_config(config: Path, data_dir: Path) -> tuple[Path, dict[str, Any]]:
     app = doc["applications"][0]
     app.setdefault("args", {}).setdefault("storage", {})["data_dir"] = str(data_dir)
     out = data_dir / ".serve.yaml"
+    data_dir.mkdir(parents=True, exist_ok=True)  # a --data-dir that does not exist yet
     out.write_text(yaml.safe_dump(doc, sort_keys=False))
     return out, doc
 

@@ -76,6 +76,9 @@ class RouterConfig(_Strict):
     # vLLM. router: always in the Router (each replica loads its own copy of the model).
     # embedder: always on the Embedder.
     query_embedding: Literal["auto", "router", "embedder"] = "auto"
+    # Recalls' access counts reach the shards in one call per shard this often, not one call
+    # per recall (serve/access_counts.py): a count shows this much later.
+    access_flush_seconds: float = Field(0.5, gt=0, le=60)
 
 
 class AuthConfig(_Strict):

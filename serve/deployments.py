@@ -45,15 +45,23 @@ class EmbedderDeployment:
     def __init__(self, cfg: dict[str, Any]) -> None:
         self.cfg = EmbedderConfig.model_validate(cfg)
         self.model = build_embedder(self.cfg)
+        # Forward passes run off the event loop (which also runs Serve's own work when user
+        # code shares the replica's loop, see cluster/ingress.py): texts that arrive during
+        # a pass queue for the next one instead of waiting for the loop.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
         self.embed_one.set_max_batch_size(self.cfg.max_batch_size)
         self.embed_one.set_batch_wait_timeout_s(self.cfg.batch_wait_timeout_s)
 
+    async def _embed(self, texts: list[str]) -> list[list[float]]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.model.embed, texts)
+
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005)
     async def embed_one(self, texts: list[str]) -> list[list[float]]:
-        return self.model.embed(texts)
+        return await self._embed(texts)
 
     async def embed_many(self, texts: list[str]) -> list[list[float]]:
-        return self.model.embed(texts)
+        return await self._embed(texts)
 
     async def embed_query(self, text: str) -> list[float]:
         result: list[float] = await self.embed_one(self.cfg.query_prefix + text)
@@ -237,6 +245,16 @@ class RouterDeployment:
     async def finish_abort(self, job: str) -> ShardMap:
         self.control.finish_abort(job)
         return await self.service.router.refresh()
+
+    async def __del__(self) -> None:
+        """Serve calls this on a graceful shutdown (a redeploy, a scale-down): the access
+        counts gathered since the last flush go to the shards first. Bounded: when the whole
+        app is going away its shards may be gone already, and a few counts are not worth a
+        stalled shutdown."""
+        try:
+            await asyncio.wait_for(self.service.access_counts.flush(), timeout=2.0)
+        except Exception:  # TimeoutError, or shards already gone
+            log.warning("access counts not flushed at shutdown", exc_info=True)
 
     def __serve_build_asgi_app__(self) -> Any:
         # Built in the replica, after __init__: Serve would otherwise pickle a frozen copy

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from serve import render
+from serve.access_counts import AccessCounts
 from serve.clients import EmbedderClient, RerankerClient, ShardClient
 from serve.config import EngramConfig
 from serve.errors import bad_request, too_large
@@ -30,11 +31,12 @@ class Reranked:
 
 class Recaller:
     def __init__(self, cfg: EngramConfig, embedder: EmbedderClient, reranker: RerankerClient | None,
-                 extractor: Any) -> None:
+                 extractor: Any, access_counts: AccessCounts) -> None:
         self.cfg = cfg
         self.embedder = embedder
         self.reranker = reranker
         self.extractor = extractor
+        self.access_counts = access_counts
 
     def query_entities(self, query: str) -> list[str]:
         return [e.key for e in self.extractor.extract(query)]
@@ -56,10 +58,16 @@ class Recaller:
         vector = await self.embedder.embed_query(body.query) if "vector" in channels else None
         t1 = time.perf_counter()
         limit = max(self.cfg.ranking.candidates, body.top_k)
+        mode = self._neighborhood_mode(full)
+        # One shard call: the candidates come with their session neighbours (the results'
+        # context, whichever of them rank first), and a recall in a session touches it.
         candidates: list[Candidate] = await shard.call(
             "recall_candidates", namespace, vector, keyword_text if "bm25" in channels else "",
             flt, limit, self.query_entities(body.query) if "graph" in channels else [],
-            "graph" in channels, "session" in channels)
+            "graph" in channels, "session" in channels,
+            neighbors=None if mode == "off" else (self.cfg.ranking.neighborhood_before,
+                                                  self.cfg.ranking.neighborhood_after),
+            touch_session=full.session_id if full is not None else None)
         fusion = full.fusion if full and full.fusion else self.cfg.ranking.fusion
         vector_weight = (full.vector_weight if full and full.vector_weight is not None
                          else self.cfg.ranking.vector_weight)
@@ -85,15 +93,9 @@ class Recaller:
         }
         if hint is not None:
             out["time_window"] = {"start": int(hint.start), "end": int(hint.end)}
-        mode = self._neighborhood_mode(full)
-        session_id = full.session_id if full is not None else None
-        if session_id is not None or (ranked and (track_access or mode != "off")):
-            before, after = self.cfg.ranking.neighborhood_before, self.cfg.ranking.neighborhood_after
-            around = await shard.call(
-                "after_recall", namespace, ids, neighbors=None if mode == "off" else (before, after),
-                # Recalling within a session is activity in it (Dakera): it keeps it from idling.
-                session_id=session_id, record_access=track_access)
-            self._context(mode, ids, around, out)
+        if track_access:
+            self.access_counts.add(namespace, ids)
+        self._context(mode, [s.candidate for s in ranked], out)
         if full is not None and full.include_associated:
             out["associated_memories"] = await self._associated(shard, namespace, full, ids, flt)
         return out
@@ -136,18 +138,18 @@ class Recaller:
         return body.neighborhood_mode or self.cfg.ranking.neighborhood_mode
 
     @staticmethod
-    def _context(mode: str, ids: list[str], around: dict[str, list[Any]], out: dict[str, Any]) -> None:
+    def _context(mode: str, results: list[Candidate], out: dict[str, Any]) -> None:
         if mode == "off":
             return
-        seen = set(ids)
+        seen = {c.memory.id for c in results}
         context = []
-        for mid in ids:
-            for m in around.get(mid, []):
+        for result in results:
+            for m in result.context:
                 if m.id in seen:
                     continue
                 seen.add(m.id)
                 context.append({**render.memory_json(m), "score": 0.0, "retrieval": "neighborhood",
-                                "context_of": mid})
+                                "context_of": result.memory.id})
         if mode == "inline":
             out["memories"].extend(context)
         else:

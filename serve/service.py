@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from serve import render
+from serve.access_counts import AccessCounts
 from serve.auth import Principal, canonical_namespace, dakera_namespace
 from serve.clients import EmbedderClient, RerankerClient, ShardClient
 from serve.config import EngramConfig
@@ -47,7 +48,8 @@ class MemoryService:
         self.embedder = embedder
         self.reranker = reranker  # None: no cross-encoder configured; recall says so
         self.extractor = build_extractor(cfg.entities)
-        self.recaller = Recaller(cfg, embedder, reranker, self.extractor)
+        self.access_counts = AccessCounts(self.router, cfg.router.access_flush_seconds)
+        self.recaller = Recaller(cfg, embedder, reranker, self.extractor, self.access_counts)
         self._dimension: int | None = None
 
     # -- helpers ------------------------------------------------------------------------

@@ -57,7 +57,10 @@ CREATE TABLE IF NOT EXISTS memories (
     UNIQUE (ns_id, id)
 );
 CREATE INDEX IF NOT EXISTS memories_by_ns_time ON memories (ns_id, created_at);
-CREATE INDEX IF NOT EXISTS memories_by_session ON memories (session_key);
+-- Session order (created_at, key) within a session: a turn's neighbours in O(log n), however
+-- long the session (it replaced memories_by_session, an index on session_key alone).
+CREATE INDEX IF NOT EXISTS memories_by_session_order ON memories (session_key, created_at, key);
+DROP INDEX IF EXISTS memories_by_session;
 CREATE INDEX IF NOT EXISTS memories_by_id ON memories (id);
 CREATE INDEX IF NOT EXISTS memories_expiring ON memories (expires_at) WHERE expires_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS sessions (
@@ -774,6 +777,32 @@ class SQLiteRecordStore:
             earlier = self._session_side(row[0], row[1], key, "<", "DESC", before) if before else []
             later = self._session_side(row[0], row[1], key, ">", "ASC", after) if after else []
         return [_memory(r) for r in reversed(earlier)], [_memory(r) for r in later]
+
+    def session_neighbor_keys(self, keys: Sequence[int], before: int, after: int) -> dict[int, list[int]]:
+        """Each key's session neighbours, keys only, in session order: up to `before` turns
+        before it and `after` after it (a recall hydrates them once for all its results)."""
+        out: dict[int, list[int]] = {}
+        with self._lock:
+            for start in range(0, len(keys), 500):
+                chunk = list(keys[start:start + 500])
+                marks = ",".join("?" * len(chunk))
+                places = self._db.execute(
+                    f"SELECT key, session_key, created_at FROM memories WHERE key IN ({marks})"
+                    " AND session_key IS NOT NULL", chunk).fetchall()
+                for key, session_key, created in places:
+                    earlier = self._session_side_keys(session_key, created, key, "<", "DESC", before)
+                    later = self._session_side_keys(session_key, created, key, ">", "ASC", after)
+                    out[key] = earlier[::-1] + later
+        return out
+
+    def _session_side_keys(self, session_key: int, created: float, key: int, op: str, order: str,
+                           limit: int) -> list[int]:
+        if not limit:
+            return []
+        return [r[0] for r in self._db.execute(
+            f"SELECT key FROM memories WHERE session_key = ? AND (created_at, key) {op} (?, ?)"
+            f" ORDER BY created_at {order}, key {order} LIMIT ?",
+            (session_key, created, key, limit))]
 
     def _session_side(self, session_key: int, created: float, key: int, op: str, order: str,
                       limit: int) -> list[Any]:

@@ -127,7 +127,7 @@ class Shard:
         "touch_session", "sessions", "all_sessions", "ensure_namespace", "namespaces",
         "namespace_stats", "drop_namespace", "stats", "catch_up_indexes", "rebuild_indexes",
         "checkpoint", "memory_graph", "associated", "memory_entities", "neighborhood",
-        "after_recall", "stored_status", "layout", "purge_expired",
+        "record_accesses", "stored_status", "layout", "purge_expired",
         # resharding (cluster/reshard.py)
         "routing", "set_routing", "namespace_table", "freeze", "handoff", "export_head",
         "export_memories", "import_head", "import_memories", "activate", "release",
@@ -415,15 +415,24 @@ class Shard:
 
     def recall_candidates(self, namespace: str, vector: Sequence[float] | None, text: str,
                           flt: RecallFilter, limit: int, query_entities: Sequence[str] = (),
-                          graph: bool = True, session: bool = True) -> list[Candidate]:
+                          graph: bool = True, session: bool = True, *,
+                          neighbors: tuple[int, int] | None = None,
+                          touch_session: str | None = None) -> list[Candidate]:
         """Vector, keyword, graph and session candidates, hydrated and filtered.
 
         The graph channel finds memories that name the query's entities, and memories that
         share rare entities with the best vector/keyword hits (what similarity misses). The
         session channel brings the turns just before and after the best hits: an answer is
         often the reply to the message that matched.
+
+        neighbors=(before, after): each candidate carries its session neighbours as
+        `context`, so the router shows the results' conversational context without a
+        second call once it has ranked them. touch_session: the recall is activity in that
+        session (Dakera), which keeps it from idling.
         """
         self._check(namespace, write=False)
+        if touch_session is not None:
+            self._keep_alive(namespace, touch_session)
         ns_id = self.records.namespace_id(namespace)
         if ns_id is None:
             return []
@@ -460,12 +469,10 @@ class Shard:
             for rank, hit in enumerate(hits, start=1):
                 ranks.setdefault(hit.key, {})[channel] = rank
                 scores.setdefault(hit.key, {})[channel] = hit.score
-        memories = self.records.by_keys(namespace, ranks)
-        return [
-            Candidate(memory=m, ranks=ranks[k], scores=scores[k])
-            for k, m in memories.items()
-            if flt.admits(m)
-        ]
+        admitted = {k: m for k, m in self.records.by_keys(namespace, ranks).items() if flt.admits(m)}
+        context = self._session_context(namespace, admitted, *neighbors) if neighbors else {}
+        return [Candidate(memory=m, ranks=ranks[k], scores=scores[k], context=context.get(k, ()))
+                for k, m in admitted.items()]
 
     def _vector_search(self, vector: Sequence[float], flt: IndexFilter, limit: int) -> list[Hit]:
         """Exact search for a namespace small enough (the usual tenant), HNSW otherwise."""
@@ -518,35 +525,44 @@ class Shard:
                    if (found := self.records.find(mid, Scope.of(ns))) is not None]
         self.records.touch(touched)
 
+    def record_accesses(self, accesses: Sequence[tuple[str, Sequence[str]]]) -> None:
+        """Access counts a router gathered over its recalls, in one call. A namespace this
+        shard no longer serves (moved meanwhile) is skipped, as record_access skips one in a
+        move: a few access counts are not worth a retry."""
+        for namespace, memory_ids in accesses:
+            try:
+                self._check(namespace, write=False)
+            except (NamespaceMoved, NamespaceMoving):
+                continue
+            self.record_access(namespace, memory_ids)
+
     def neighborhood(self, namespace: str, memory_ids: Sequence[str], before: int = 1,
                      after: int = 1) -> dict[str, list[Memory]]:
         """Session-adjacent memories of each given memory (its conversational context)."""
         self._check(namespace, write=False)
         scope = Scope.of(namespace)
-        live = RecallFilter(now=time.time())  # an expired turn is context no more
-        out: dict[str, list[Memory]] = {}
-        for mid in memory_ids:
-            found = self.records.find(mid, scope)
-            if found is not None:
-                out[mid] = [m for _, m in self.records.session_neighbor_rows(found[0], before, after)
-                            if live.admits(m)]
-        return out
+        found = dict(f for mid in memory_ids if (f := self.records.find(mid, scope)) is not None)
+        context = self._session_context(namespace, found, before, after)
+        return {m.id: list(context.get(k, ())) for k, m in found.items()}
 
-    def after_recall(self, namespace: str, memory_ids: Sequence[str], *,
-                     neighbors: tuple[int, int] | None, session_id: str | None,
-                     record_access: bool) -> dict[str, list[Memory]]:
-        """What a recall does once its results are ranked, in one call (one hop from the
-        router, not three): count the accesses, keep the recall's session alive, and fetch
-        each result's session neighbours (before, after) when asked."""
-        self._check(namespace, write=False)
-        if record_access and memory_ids:
-            self.record_access(namespace, memory_ids)
-        if session_id is not None and self._takes_writes(namespace):
-            try:
-                self.touch_session(session_id, Scope.of(namespace))
-            except NotFound:  # nothing to recall there and nothing to keep alive
-                pass
-        return self.neighborhood(namespace, memory_ids, *neighbors) if neighbors else {}
+    def _session_context(self, namespace: str, known: dict[int, Memory], before: int,
+                         after: int) -> dict[int, tuple[Memory, ...]]:
+        """key → its live session neighbours (before, after), hydrated once for all keys. A
+        neighbour that is itself in `known` is that same object, so a reply pickles it once."""
+        around = self.records.session_neighbor_keys(list(known), before, after)
+        missing = {n for keys in around.values() for n in keys} - known.keys()
+        pool = {**known, **self.records.by_keys(namespace, missing)}
+        live = RecallFilter(now=time.time())  # an expired turn is context no more
+        return {k: tuple(pool[n] for n in keys if n in pool and live.admits(pool[n]))
+                for k, keys in around.items()}
+
+    def _keep_alive(self, namespace: str, session_id: str) -> None:
+        if not self._takes_writes(namespace):
+            return  # frozen for a move: the session's clock is not worth a wait
+        try:
+            self.touch_session(session_id, Scope.of(namespace))
+        except NotFound:  # nothing to recall there and nothing to keep alive
+            pass
 
     # -- knowledge graph ----------------------------------------------------------------
     def _max_doc_freq(self, namespace_size: int) -> int:

@@ -191,6 +191,7 @@ class Candidate:
     memory: Memory
     ranks: dict[str, int]
     scores: dict[str, float]
+    context: tuple[Memory, ...] = ()  # its session neighbours, when the recall asked for them
 
 
 @dataclass(frozen=True)

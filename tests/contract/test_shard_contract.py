@@ -212,20 +212,39 @@ def test_accesses_are_counted_at_checkpoint(open_shard: OpenShard) -> None:
     assert m.access_count == 3 and m.last_accessed_at == 123.0
 
 
-def test_after_recall_counts_touches_and_fetches_neighbours_in_one_call(open_shard: OpenShard) -> None:
+def test_candidates_carry_their_session_neighbours_and_touch_the_session(open_shard: OpenShard) -> None:
+    """One call serves a recall: each candidate comes with its session context, and a
+    recall in a session keeps it alive."""
     shard = open_shard()
     s = shard.start_session("ns", "s1", {}, None, now=100.0)
-    shard.write([mem(f"t{i}", "ns", f"turn {i}", session_id=s.id, seed=i) for i in range(1, 5)])
-    around = shard.after_recall("ns", ["t2"], neighbors=(1, 1), session_id=s.id, record_access=True)
-    assert [m.id for m in around["t2"]] == ["t1", "t3"]
+    shard.write([mem(f"t{i}", "ns", f"turn {i} about kites" if i == 2 else f"turn {i}",
+                     session_id=s.id, seed=i) for i in range(1, 5)]
+                + [mem("loose", "ns", "kites without a session", seed=9)])
+    found = shard.recall_candidates("ns", None, "kites", RecallFilter(), 10, graph=False,
+                                    session=False, neighbors=(1, 1), touch_session=s.id)
+    context = {c.memory.id: [m.id for m in c.context] for c in found}
+    # (The other turns match too: a turn's indexed text carries its neighbours' words.)
+    assert (context["t2"], context["t1"], context["loose"]) == (["t1", "t3"], ["t2"], [])
     assert shard.get_session(s.id, Scope.of("ns")).last_active_at > 100.0  # type: ignore[union-attr]
-    assert shard.after_recall("other", ["t2"], neighbors=(1, 1), session_id=s.id,
-                              record_access=True) == {}  # another namespace reaches nothing
-    assert shard.after_recall("ns", ["t2"], neighbors=None, session_id="sess_missing",
-                              record_access=False) == {}  # a missing session is no error
+    wider = shard.recall_candidates("ns", None, "kites", RecallFilter(), 10, graph=False,
+                                    session=False, neighbors=(2, 0))
+    assert {c.memory.id: [m.id for m in c.context] for c in wider}["t2"] == ["t1"]
+    assert all(c.context == () for c in shard.recall_candidates(
+        "ns", None, "kites", RecallFilter(), 10, graph=False, session=False))  # not asked
+    # A missing session is no error, and another namespace's session is not touched.
+    shard.recall_candidates("ns", None, "kites", RecallFilter(), 10, touch_session="sess_missing")
+    before = shard.get_session(s.id, Scope.of("ns")).last_active_at  # type: ignore[union-attr]
+    shard.recall_candidates("other", None, "kites", RecallFilter(), 10, touch_session=s.id)
+    assert shard.get_session(s.id, Scope.of("ns")).last_active_at == before  # type: ignore[union-attr]
+
+
+def test_gathered_accesses_count_only_where_the_namespace_is(open_shard: OpenShard) -> None:
+    shard = open_shard()
+    shard.write([mem("a", "ns", "accessed memory"), mem("b", "ns", "another")])
+    shard.record_accesses([("ns", ["a", "b", "a"]), ("other", ["a"]), ("ghost", ["x"])])
     shard.checkpoint()
-    [m] = shard.lookup("t2", Scope.of("ns"))
-    assert m.access_count == 1
+    counts = {m.id: m.access_count for i in ("a", "b") for m in shard.lookup(i, Scope.of("ns"))}
+    assert counts == {"a": 2, "b": 1}
 
 
 def test_a_failed_index_write_is_reapplied_before_the_log_is_trimmed(open_shard: OpenShard,

@@ -5,7 +5,7 @@ import socket
 
 import pytest
 
-from cluster.ingress import busy_ports, ingress_env
+from cluster.ingress import ONE_LOOP_REPLICAS, busy_ports, ingress_env
 
 
 def test_haproxy_is_switched_on_with_a_short_drain() -> None:
@@ -16,7 +16,14 @@ def test_haproxy_is_switched_on_with_a_short_drain() -> None:
 
 
 def test_the_proxy_switches_haproxy_off() -> None:
-    assert ingress_env("proxy", {}) == {"RAY_SERVE_ENABLE_HA_PROXY": "0"}
+    assert ingress_env("proxy", {})["RAY_SERVE_ENABLE_HA_PROXY"] == "0"
+
+
+@pytest.mark.parametrize("kind", ["haproxy", "proxy"])
+def test_replicas_run_on_one_event_loop_unless_the_operator_says_otherwise(kind: str) -> None:
+    assert ingress_env(kind, {}).items() >= ONE_LOOP_REPLICAS.items()
+    env = ingress_env(kind, {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "1"})
+    assert "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD" not in env
 
 
 def test_what_the_operator_set_wins() -> None:
