@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 
@@ -20,7 +20,15 @@ class EmbedderConfig(BaseModel):
     # less latency and ~2x batch throughput; vectors stay within cosine 0.996 of float32's);
     # float32 on other CPUs, where bfloat16 would be emulated and slower.
     precision: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    # One torch thread per replica: two replicas with two threads each collapse on 2 cores.
+    # What runs the transformer. auto, on CPU: ONNX Runtime (models/onnx_transformer.py,
+    # exported at start from the loaded model, float32 vectors) for passes of up to 3 texts
+    # (a query, a lone store: ~25-40 % faster than torch here), torch in `precision` for
+    # larger passes where that is bfloat16 (faster there), ONNX Runtime for all where it is
+    # float32. On CUDA, or with precision float16: torch. onnxruntime: every pass, float32,
+    # CPU only. torch: every pass.
+    runtime: Literal["auto", "torch", "onnxruntime"] = "auto"
+    # One thread per replica (torch's, or ONNX Runtime's): two replicas with two threads
+    # each collapse on 2 cores.
     torch_threads: int = Field(1, ge=1)
     max_batch_size: int = Field(64, ge=1)
     # 0: a lone query is embedded at once (@serve.batch otherwise waits the whole timeout for
@@ -34,6 +42,12 @@ class EmbedderConfig(BaseModel):
     # (models/sentences.py): the vector channel alone went from R@10 0.513 to 0.625 on LoCoMo
     # dev, for about twice the tokens embedded per store. False: one vector per memory.
     sentence_vectors: bool = True
+
+    @model_validator(mode="after")
+    def _onnxruntime_on_cpu(self) -> EmbedderConfig:
+        if self.runtime == "onnxruntime" and self.device == "cuda":
+            raise ValueError("runtime: onnxruntime runs on CPU only: set device: cpu, or runtime: torch")
+        return self
 
 
 class RerankerConfig(BaseModel):

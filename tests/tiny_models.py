@@ -1,6 +1,8 @@
 """Tiny models the tests build themselves: no weights can be downloaded here.
 
-`tiny_cross_encoder(directory)` writes a 2-layer BERT sequence classifier and its WordPiece
+`tiny_sentence_model(directory)` does the same for a sentence-transformers bi-encoder (a
+2-layer BERT and mean pooling), which `SentenceTransformer(path)` loads as any model saved
+with `save`. `tiny_cross_encoder(directory)` writes a 2-layer BERT sequence classifier and its WordPiece
 tokenizer with `save_pretrained`, so `CrossEncoder(path)` loads it exactly as it loads a real
 model from disk. Its weights are random (seeded, so every build is the same model): good for
 wiring, order and batching tests, not for relevance. Training it to prefer passages that
@@ -46,3 +48,26 @@ def tiny_cross_encoder(directory: Path, seed: int = 0) -> Path:
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+def tiny_sentence_model(directory: Path, seed: int = 0) -> Path:
+    """Build and save a tiny random sentence-transformers model (32-d) under `directory`."""
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    encoder = directory / "encoder"
+    encoder.mkdir(parents=True, exist_ok=True)
+    (encoder / "vocab.txt").write_text("\n".join(SPECIAL_TOKENS + WORDS) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizerFast.from_pretrained(str(encoder), model_max_length=MAX_LENGTH)
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64,
+                        max_position_embeddings=MAX_LENGTH)
+    BertModel(config).eval().save_pretrained(encoder)
+    tokenizer.save_pretrained(encoder)
+    transformer = models.Transformer(str(encoder), max_seq_length=MAX_LENGTH)
+    dim = getattr(transformer, "get_embedding_dimension", transformer.get_word_embedding_dimension)()
+    pooling = models.Pooling(dim, pooling_mode="mean")
+    SentenceTransformer(modules=[transformer, pooling], device="cpu").save(str(directory / "model"))
+    return directory / "model"
