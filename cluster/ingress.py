@@ -26,8 +26,11 @@ HAPROXY_SIDE_PORTS = {"RAY_SERVE_HAPROXY_STATS_PORT": 8404, "RAY_SERVE_HAPROXY_M
 # Every replica runs its requests, its handles' routing and Serve's own work on one event loop
 # (Ray's defaults give each its own thread). On two cores every hop between those threads
 # waited for the GIL: one loop took a recall at 1 client from p50 32 to 24 ms (2k memories).
-# Engram's replicas keep blocking work off the loop (shards, forward passes, control store
-# reads of ~0.1 ms aside), which is what sharing it asks.
+# Engram's replicas keep blocking work off the loop (shards and forward passes run on executor
+# threads; the Router's control-store reads take ~0.1 ms, its rare writes during a reshard a
+# few ms), which is what sharing it asks. Every process of the cluster reads these, drivers
+# too: there a handle must be called inside an event loop (`await handle.m.remote()`, as the
+# ray jobs do); a plain `.result()` outside one raises "No event loop running".
 ONE_LOOP_REPLICAS = {
     "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
     "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",

@@ -66,11 +66,14 @@ def percentiles(seconds: list[float]) -> dict[str, float]:
 
 
 def measure(shard: Shard, namespaces: int, queries: int, rng: np.random.Generator) -> dict[str, Any]:
+    from models.entities import build_extractor
+    from serve.access_counts import AccessCounts
     from serve.app import resolve_config
     from serve.clients import LocalShardClient
     from serve.recall import Recaller
     from serve.schemas import RecallBody
-    from models.entities import build_extractor
+    from serve.shard_routing import FixedShardMap, ShardRouter
+    from shards.routing import ShardMap
 
     cfg = resolve_config({"shard_count": 1})
     vectors = rng.standard_normal((queries, DIM)).astype(np.float32)
@@ -84,8 +87,9 @@ def measure(shard: Shard, namespaces: int, queries: int, rng: np.random.Generato
             return self.next
 
     embedder = GivenVector()
-    recaller = Recaller(cfg, embedder, None, build_extractor(cfg.entities))  # type: ignore[arg-type]
     client = LocalShardClient(shard)
+    counts = AccessCounts(ShardRouter([client], FixedShardMap(1), ShardMap(1)), cfg.router.access_flush_seconds)
+    recaller = Recaller(cfg, embedder, None, build_extractor(cfg.entities), counts)  # type: ignore[arg-type]
     shard._exact.clear()  # the first pass meets each namespace cold, as after a restart
     times: dict[str, list[float]] = {"cold": [], "shard": [], "recall": []}
     jobs = [(f"tenant-{k * 7919 % namespaces:04d}",

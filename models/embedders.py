@@ -79,6 +79,9 @@ def pick_runtime(runtime: str, device: str, precision: str) -> str:
     (models/onnx_transformer.py), beside torch where the CPU computes bfloat16 natively;
     torch on CUDA or for float16."""
     if runtime != "auto":
+        if runtime == "onnxruntime" and device != "cpu":
+            raise ValueError(f"embedder.runtime onnxruntime runs on CPU only, and this replica "
+                             f"embeds on {device}: set device: cpu, or runtime: torch")
         if runtime == "onnxruntime" and not onnxruntime_available():
             raise ImportError("embedder.runtime: onnxruntime needs the onnxruntime and onnx "
                               "packages: pip install onnxruntime onnx, or set runtime: torch")
@@ -110,9 +113,11 @@ class SentenceTransformerEmbedder:
             self._model.max_seq_length = cfg.max_seq_length
         self._batch_size = cfg.max_batch_size
         self._onnx: OnnxTransformer | None = None
+        self._onnx_tail: list[Any] = []
+        self.name = Path(path).name if Path(path).exists() else cfg.model
         self.runtime = pick_runtime(cfg.runtime, self.device, cfg.precision)
-        if self.runtime != "torch":
-            self._use_onnxruntime(cfg.torch_threads)  # from the float32 weights, before any cast
+        if self.runtime != "torch":  # from the float32 weights, before any cast
+            self._use_onnxruntime(cfg.torch_threads, required=cfg.runtime == "onnxruntime")
         # torch's number format, for the passes torch runs (none when runtime is onnxruntime).
         self.precision = ("float32" if self.runtime == "onnxruntime"
                           else pick_precision(cfg.precision, self.device))
@@ -121,19 +126,35 @@ class SentenceTransformerEmbedder:
             self._model.to(getattr(torch, self.precision))
         dim = getattr(self._model, "get_embedding_dimension", self._model.get_sentence_embedding_dimension)()
         self.dim = int(dim or 0)
-        self.name = Path(path).name if Path(path).exists() else cfg.model
         self.max_seq_length = int(self._model.max_seq_length or 0)
         self._query_prefix = cfg.query_prefix
 
-    def _use_onnxruntime(self, threads: int) -> None:
-        """Run the transformer on ONNX Runtime, if its vectors match torch's on a probe."""
-        self._onnx = OnnxTransformer(self._model, threads)
-        probe = ["An export probe: order #4521 shipped to Jane Doe on Friday.", "short"]
-        cosine = min(a @ b for a, b in zip(self._encode(probe), self._model.encode(
-            probe, convert_to_tensor=True, normalize_embeddings=True).float()))
+    def _use_onnxruntime(self, threads: int, required: bool) -> None:
+        """Run the transformer on ONNX Runtime, if it exports and its vectors match torch's
+        on a probe; else torch (logged), unless ONNX Runtime was asked for by name."""
+        import copy
+
+        try:
+            self._onnx = OnnxTransformer(self._model, threads)
+            # The modules after the transformer (pooling, dense, normalize), kept in float32
+            # for the ONNX path whatever precision torch's own passes take later.
+            self._onnx_tail = [copy.deepcopy(m) for m in list(self._model)[1:]]
+            probe = ["An export probe: order #4521 shipped to Jane Doe on Friday.", "short"]
+            cosine = float(min(a @ b for a, b in zip(self._encode(probe), self._model.encode(
+                probe, convert_to_tensor=True, normalize_embeddings=True).float())))
+        except Exception as exc:
+            if required:
+                raise RuntimeError(f"embedder.runtime onnxruntime: cannot export {self.name}: "
+                                   f"{exc}; set runtime: torch") from exc
+            log.warning("cannot export %s to ONNX (%s): embedding in torch", self.name, exc)
+            self._onnx, self.runtime = None, "torch"
+            return
         if cosine < MIN_PROBE_COSINE:
+            if required:
+                raise RuntimeError(f"embedder.runtime onnxruntime: the export of {self.name} "
+                                   f"gives vectors off torch's (cosine {cosine:.5f}); set runtime: torch")
             log.warning("the ONNX export of %s gives vectors off torch's (cosine %.5f): "
-                        "embedding in torch instead", self._model, cosine)
+                        "embedding in torch instead", self.name, cosine)
             self._onnx, self.runtime = None, "torch"
 
     def _encode(self, texts: list[str]) -> Any:
@@ -151,7 +172,7 @@ class SentenceTransformerEmbedder:
             features = preprocess([texts[i] for i in batch])
             features["token_embeddings"] = self._onnx(features)
             with torch.no_grad():
-                for module in list(self._model)[1:]:
+                for module in self._onnx_tail:
                     features = module(features)
             for i, row in zip(batch, features["sentence_embedding"]):
                 rows[i] = row

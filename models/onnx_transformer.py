@@ -12,6 +12,7 @@ cosine 0.99999 of torch float32's (bfloat16: 0.996).
 """
 from __future__ import annotations
 
+import inspect
 import tempfile
 import warnings
 from pathlib import Path
@@ -42,7 +43,9 @@ class OnnxTransformer:
         transformer = model[0]
         preprocess = getattr(model, "preprocess", None) or model.tokenize
         probe = preprocess(["An export probe: order #4521 shipped to Jane Doe."])
-        self.input_names = [n for n in INPUT_NAMES if n in probe]
+        # The inputs the tokenizer gives that the model's forward also takes.
+        accepted = inspect.signature(transformer.auto_model.forward).parameters
+        self.input_names = [n for n in INPUT_NAMES if n in probe and n in accepted]
         wrapper = _by_keyword(transformer.auto_model, self.input_names)
         # The exporter warns about tracing and advanced indexing at every start; what counts
         # is whether the export computes what torch does, which the embedder's probe checks.
@@ -54,12 +57,15 @@ class OnnxTransformer:
                 input_names=self.input_names, output_names=["token_embeddings"],
                 dynamic_axes={n: {0: "batch", 1: "tokens"} for n in [*self.input_names, "token_embeddings"]},
                 opset_version=17, dynamo=False)
-            model_bytes = exported.read_bytes()
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads  # as torch_threads: one per replica by default
-        options.inter_op_num_threads = 1
-        self._session = onnxruntime.InferenceSession(
-            model_bytes, options, providers=["CPUExecutionProvider"])
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = threads  # as torch_threads: one per replica by default
+            options.inter_op_num_threads = 1
+            # Loaded from the path while the folder exists: a model over 2 GB is exported
+            # with its weights in files beside the graph.
+            self._session = onnxruntime.InferenceSession(
+                str(exported), options, providers=["CPUExecutionProvider"])
+        # What the exported graph takes (the exporter drops an input the model ignores).
+        self.input_names = [i.name for i in self._session.get_inputs()]
 
     def __call__(self, features: dict[str, Any]) -> Any:
         import torch

@@ -35,8 +35,11 @@ class AccessCounts:
             self._flusher = asyncio.get_running_loop().create_task(self._flush_soon())
 
     async def _flush_soon(self) -> None:
-        await asyncio.sleep(self._flush_seconds)
-        await self.flush()
+        # Counts added while a flush waits on the shards find this task still running (and
+        # start none): go round again until nothing is pending.
+        while self._pending:
+            await asyncio.sleep(self._flush_seconds)
+            await self.flush()
 
     async def flush(self) -> None:
         """Send what is pending, one call per shard (also on the Router's shutdown)."""

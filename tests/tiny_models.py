@@ -50,8 +50,9 @@ def tiny_cross_encoder(directory: Path, seed: int = 0) -> Path:
     return directory
 
 
-def tiny_sentence_model(directory: Path, seed: int = 0) -> Path:
-    """Build and save a tiny random sentence-transformers model (32-d) under `directory`."""
+def tiny_sentence_model(directory: Path, seed: int = 0, dense: int | None = None) -> Path:
+    """Build and save a tiny random sentence-transformers model (32-d) under `directory`;
+    dense: a Dense layer to that size after the pooling (as LaBSE-style models have)."""
     import torch
     from sentence_transformers import SentenceTransformer, models
     from transformers import BertConfig, BertModel, BertTokenizerFast
@@ -69,5 +70,8 @@ def tiny_sentence_model(directory: Path, seed: int = 0) -> Path:
     transformer = models.Transformer(str(encoder), max_seq_length=MAX_LENGTH)
     dim = getattr(transformer, "get_embedding_dimension", transformer.get_word_embedding_dimension)()
     pooling = models.Pooling(dim, pooling_mode="mean")
-    SentenceTransformer(modules=[transformer, pooling], device="cpu").save(str(directory / "model"))
+    modules = [transformer, pooling]
+    if dense is not None:
+        modules.append(models.Dense(in_features=dim, out_features=dense))
+    SentenceTransformer(modules=modules, device="cpu").save(str(directory / "model"))
     return directory / "model"

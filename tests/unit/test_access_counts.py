@@ -76,3 +76,39 @@ def test_a_failing_shard_loses_its_counts_only(tmp_path: Path) -> None:
     [m] = shards[1].lookup("a", Scope.of(ON[1]))
     assert m.access_count == 1
     shards[1].close()
+
+
+class HeldClient(CountingClient):
+    """Holds the first call until released: counts arrive while a flush waits on the shard."""
+
+    def __init__(self, shard: Any) -> None:
+        super().__init__(shard)
+        self.release = asyncio.Event()
+
+    async def call(self, method: str, *args: Any, map_epoch: int | None = None, **kwargs: Any) -> Any:
+        if not self.calls:
+            self.calls.append(method)
+            await self.release.wait()
+            return await LocalShardClient.call(self, method, *args, map_epoch=map_epoch, **kwargs)
+        return await super().call(method, *args, map_epoch=map_epoch, **kwargs)
+
+
+def test_counts_added_during_a_flush_are_sent_by_the_next_one(tmp_path: Path) -> None:
+    shard = Shard.open_embedded(0, 1, 8, EmbeddedStorageConfig(data_dir=tmp_path))
+    shard.write([mem("a", "ns", "first")])
+    client = HeldClient(shard)
+    counts = AccessCounts(ShardRouter([client], FixedShardMap(1), ShardMap(1)), flush_seconds=0.1)
+
+    async def scenario() -> None:
+        counts.add("ns", ["a"])
+        await asyncio.sleep(0.2)  # the first flush is now waiting on the shard
+        counts.add("ns", ["a"])  # no recall follows this one
+        client.release.set()
+        await asyncio.sleep(0.4)
+        assert client.calls == ["record_accesses", "record_accesses"]
+
+    asyncio.run(scenario())
+    shard.checkpoint()
+    [m] = shard.lookup("a", Scope.of("ns"))
+    assert m.access_count == 2
+    shard.close()

@@ -77,3 +77,32 @@ def test_choosing_the_runtime_is_configuration() -> None:
     assert (plain.runtime, plain.precision) == ("torch", "bfloat16")
     with pytest.raises(ValidationError, match="CPU only"):
         EmbedderConfig(runtime="onnxruntime", device="cuda")
+
+
+def test_layers_after_pooling_stay_float32_beside_a_bfloat16_model(tmp_path: Path) -> None:
+    """A Dense layer after the pooling: small passes (ONNX Runtime, float32 token embeddings)
+    and large ones (torch, in bfloat16 where the CPU has it) both go through it."""
+    path = tiny_sentence_model(tmp_path / "dense", dense=16)
+    auto = build_embedder(EmbedderConfig(model=str(path), device="cpu", precision="bfloat16"))
+    reference = build_embedder(EmbedderConfig(model=str(path), device="cpu", runtime="torch",
+                                              precision="float32"))
+    assert auto.runtime == "onnxruntime+torch" and auto.dim == 16
+    texts = ["red apple on monday", "the cat and the dog", "refund", "blue car", "owl at night"]
+    assert cosines(auto.embed(texts[:1]), reference.embed(texts[:1]))[0] > 0.9999
+    assert min(cosines(auto.embed(texts), reference.embed(texts))) > 0.98
+
+
+def test_a_model_that_does_not_export_stays_on_torch_unless_onnxruntime_was_asked_for(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import models.embedders
+
+    def no_export(*args: object) -> None:  # stands in for an exporter failure (not under test)
+        raise RuntimeError("unsupported operator")
+
+    monkeypatch.setattr(models.embedders, "OnnxTransformer", no_export)
+    fallback = build_embedder(EmbedderConfig(device="cpu"))
+    assert fallback.runtime == "torch" and len(fallback.embed(["still embeds"])[0]) == 384
+    with pytest.raises(RuntimeError, match="unsupported operator.*runtime: torch"):
+        build_embedder(EmbedderConfig(device="cpu", runtime="onnxruntime"))
+    with pytest.raises(ValueError, match="CPU only"):
+        pick_runtime("onnxruntime", "cuda", "auto")  # device auto that resolved to a GPU
