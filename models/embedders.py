@@ -142,20 +142,18 @@ class SentenceTransformerEmbedder:
             probe = ["An export probe: order #4521 shipped to Jane Doe on Friday.", "short"]
             cosine = float(min(a @ b for a, b in zip(self._encode(probe), self._model.encode(
                 probe, convert_to_tensor=True, normalize_embeddings=True).float())))
+            problem = (None if cosine >= MIN_PROBE_COSINE
+                       else f"its vectors are off torch's (cosine {cosine:.5f})")
+            cause: Exception | None = None
         except Exception as exc:
-            if required:
-                raise RuntimeError(f"embedder.runtime onnxruntime: cannot export {self.name}: "
-                                   f"{exc}; set runtime: torch") from exc
-            log.warning("cannot export %s to ONNX (%s): embedding in torch", self.name, exc)
-            self._onnx, self.runtime = None, "torch"
+            problem, cause = f"it does not export: {exc}", exc
+        if problem is None:
             return
-        if cosine < MIN_PROBE_COSINE:
-            if required:
-                raise RuntimeError(f"embedder.runtime onnxruntime: the export of {self.name} "
-                                   f"gives vectors off torch's (cosine {cosine:.5f}); set runtime: torch")
-            log.warning("the ONNX export of %s gives vectors off torch's (cosine %.5f): "
-                        "embedding in torch instead", self.name, cosine)
-            self._onnx, self.runtime = None, "torch"
+        if required:
+            raise RuntimeError(f"embedder.runtime onnxruntime: {self.name}: {problem}; "
+                               "set runtime: torch") from cause
+        log.warning("ONNX Runtime cannot run %s (%s): embedding in torch", self.name, problem)
+        self._onnx, self.runtime = None, "torch"
 
     def _encode(self, texts: list[str]) -> Any:
         """Unit vectors, one row per text, through ONNX Runtime, then the model's own

@@ -774,14 +774,16 @@ class SQLiteRecordStore:
                 "SELECT session_key, created_at FROM memories WHERE key = ?", (key,)).fetchone()
             if row is None or row[0] is None:
                 return [], []
-            earlier = self._session_side(row[0], row[1], key, "<", "DESC", before) if before else []
-            later = self._session_side(row[0], row[1], key, ">", "ASC", after) if after else []
+            earlier = self._session_side(row[0], row[1], key, "<", before, _MEMORY_COLUMNS)
+            later = self._session_side(row[0], row[1], key, ">", after, _MEMORY_COLUMNS)
         return [_memory(r) for r in reversed(earlier)], [_memory(r) for r in later]
 
-    def session_neighbor_keys(self, keys: Sequence[int], before: int, after: int) -> dict[int, list[int]]:
-        """Each key's session neighbours, keys only, in session order: up to `before` turns
-        before it and `after` after it (a recall hydrates them once for all its results)."""
-        out: dict[int, list[int]] = {}
+    def session_side_keys(self, keys: Sequence[int], before: int, after: int
+                          ) -> dict[int, tuple[list[int], list[int]]]:
+        """session_sides for many keys, keys only: key → (up to `before` keys before it,
+        nearest last; up to `after` after it, nearest first). Keys outside a session are
+        left out."""
+        out: dict[int, tuple[list[int], list[int]]] = {}
         with self._lock:
             for start in range(0, len(keys), 500):
                 chunk = list(keys[start:start + 500])
@@ -790,24 +792,25 @@ class SQLiteRecordStore:
                     f"SELECT key, session_key, created_at FROM memories WHERE key IN ({marks})"
                     " AND session_key IS NOT NULL", chunk).fetchall()
                 for key, session_key, created in places:
-                    earlier = self._session_side_keys(session_key, created, key, "<", "DESC", before)
-                    later = self._session_side_keys(session_key, created, key, ">", "ASC", after)
-                    out[key] = earlier[::-1] + later
+                    earlier = self._session_side(session_key, created, key, "<", before, "m.key")
+                    later = self._session_side(session_key, created, key, ">", after, "m.key")
+                    out[key] = ([r[0] for r in reversed(earlier)], [r[0] for r in later])
         return out
 
-    def _session_side_keys(self, session_key: int, created: float, key: int, op: str, order: str,
-                           limit: int) -> list[int]:
+    def session_neighbor_keys(self, keys: Sequence[int], before: int, after: int) -> dict[int, list[int]]:
+        """Each key's session neighbours in session order (a recall hydrates them once for
+        all its results)."""
+        return {k: earlier + later for k, (earlier, later) in self.session_side_keys(keys, before, after).items()}
+
+    def _session_side(self, session_key: int, created: float, key: int, op: str, limit: int,
+                      columns: str) -> list[Any]:
+        """Up to `limit` turns of the session on one side of this one (op "<": before it,
+        nearest first; ">": after it), as `columns` of memories m and namespaces n."""
         if not limit:
             return []
-        return [r[0] for r in self._db.execute(
-            f"SELECT key FROM memories WHERE session_key = ? AND (created_at, key) {op} (?, ?)"
-            f" ORDER BY created_at {order}, key {order} LIMIT ?",
-            (session_key, created, key, limit))]
-
-    def _session_side(self, session_key: int, created: float, key: int, op: str, order: str,
-                      limit: int) -> list[Any]:
+        order = "DESC" if op == "<" else "ASC"
         return self._db.execute(
-            f"SELECT {_MEMORY_COLUMNS} FROM memories m JOIN namespaces n USING (ns_id)"
+            f"SELECT {columns} FROM memories m JOIN namespaces n USING (ns_id)"
             f" WHERE m.session_key = ? AND (m.created_at, m.key) {op} (?, ?)"
             f" ORDER BY m.created_at {order}, m.key {order} LIMIT ?",
             (session_key, created, key, limit),

@@ -602,9 +602,10 @@ class Shard:
         1 and fading by `session_decay` per turn beyond (an answer is often a few turns on)."""
         scores: dict[int, float] = {}
         window = self.session_window
+        sides = self.records.session_side_keys(list(seeds), window, window)
         for key, strength in seeds.items():
-            earlier, later = self.records.session_sides(key, window, window)
-            for distance, (neighbor, _) in [*enumerate(reversed(earlier), 1), *enumerate(later, 1)]:
+            earlier, later = sides.get(key, ([], []))
+            for distance, neighbor in [*enumerate(reversed(earlier), 1), *enumerate(later, 1)]:
                 score = 0.5 * strength * self.session_decay ** (distance - 1)
                 scores[neighbor] = max(scores.get(neighbor, 0.0), score)
         ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
