@@ -47,7 +47,7 @@ from serve.schemas import (
     UpdateBody,
 )
 from serve.service import MemoryService
-from shards.control_store import ApiKey, SQLiteControlStore
+from shards.control_store import ApiKey, ControlStore
 
 VERSION = "0.1.0"
 MAX_GRANTS = 100  # namespaces entries per key
@@ -88,8 +88,8 @@ def service(request: Request) -> MemoryService:
     return svc
 
 
-def control(request: Request) -> SQLiteControlStore:
-    store: SQLiteControlStore = request.app.state.control
+def control(request: Request) -> ControlStore:
+    store: ControlStore = request.app.state.control
     return store
 
 
@@ -584,7 +584,7 @@ async def key_delete(request: Request, key_id: str) -> JSONResponse:
     return ok({"success": True, "message": f"key {key_id} deleted"})
 
 
-def create_app(svc: MemoryService, store: SQLiteControlStore) -> FastAPI:
+def create_app(svc: MemoryService, store: ControlStore) -> FastAPI:
     """A FastAPI app bound to one service; each router replica builds its own."""
     api = FastAPI(title="Engram", version=VERSION, docs_url="/docs", redoc_url=None)
     api.add_exception_handler(ApiError, _api_error)  # type: ignore[arg-type]

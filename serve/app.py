@@ -51,9 +51,10 @@ def build_app_with(args: dict[str, Any] | None,
         return {**defaults, **(deployments or {}).get(deployment, {})}  # the caller's win, as a YAML's do
 
     # Refuse fewer shards than the data is spread over before anything starts. Only where
-    # the data is: on a cluster Serve may build the app on a node without the storage volume,
-    # and the Router (on the storage node) records and checks the count when it starts.
-    if (cfg.data_dir / "control.db").exists():
+    # the data is: on a cluster Serve may build the app on a node without the storage volume
+    # (or control data on Elasticsearch), and the Router records and checks the count when
+    # it starts.
+    if cfg.storage.record_store == "sqlite" and (cfg.data_dir / "control.db").exists():
         control = SQLiteControlStore(cfg.data_dir / "control.db")
         try:
             control.check_deployed_shards(cfg.shard_count)

@@ -5,7 +5,7 @@ import time
 from dataclasses import dataclass
 
 from serve.errors import ApiError
-from shards.control_store import ApiKey, SQLiteControlStore
+from shards.control_store import ApiKey, ControlStore
 from shards.types import Scope
 
 SCOPES = {"read": 1, "write": 2, "admin": 3, "super_admin": 4}
@@ -81,7 +81,7 @@ class Principal:
         return True
 
 
-def authenticate(control: SQLiteControlStore, authorization: str | None) -> Principal:
+def authenticate(control: ControlStore, authorization: str | None) -> Principal:
     if not authorization:
         raise ApiError(401, "AUTHENTICATION_REQUIRED",
                        "send your API key as `Authorization: Bearer <key>`")

@@ -27,7 +27,7 @@ from serve.clients import (
 from serve.config import EngramConfig
 from serve.service import MemoryService
 from serve.shard_routing import ControlShardMap, ShardRouter
-from shards.control_store import SQLiteControlStore
+from shards.control_store import open_control_store
 from shards.errors import InvalidInput
 from shards.routing import ShardMap
 from shards.shard import Shard
@@ -185,7 +185,7 @@ class RouterDeployment:
     async def __init__(self, cfg: dict[str, Any], embedder: Any, reranker: Any, *shards: Any) -> None:
         """reranker: the Reranker's handle, or None when no reranker.model is configured."""
         config = EngramConfig.from_args(cfg)
-        self.control = SQLiteControlStore(config.data_dir / "control.db")
+        self.control = open_control_store(config.storage)
         shard_map = self.control.check_deployed_shards(config.shard_count)  # recorded on first start
         if config.shard_count > shard_map.shards_needed:
             log.warning("shards %d-%d hold nothing until `python -m cluster.reshard --to %d` "

@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class MilvusServerConfig(BaseModel):
@@ -34,7 +34,9 @@ class MilvusServerConfig(BaseModel):
 
 class ElasticsearchConfig(BaseModel):
     """An Elasticsearch cluster holding the shards' BM25 indexes, one index per shard
-    (`<index_prefix>shard_<index>_keywords`, explicit mappings)."""
+    (`<index_prefix>shard_<index>_keywords`, explicit mappings), and with
+    `record_store: elasticsearch` their records too (`<index_prefix>shard_<index>_memories`,
+    `_sessions`, `_namespaces`, `_control`)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -60,13 +62,18 @@ class ElasticsearchConfig(BaseModel):
 
 
 class EmbeddedStorageConfig(BaseModel):
-    """SQLite + Milvus Lite + tantivy under one data directory: no server needed. With
-    `milvus_server` set, the vectors live on that server instead (records and keywords stay)."""
+    """SQLite + Milvus Lite + tantivy under one data directory: no server needed. Each part
+    can move to a server by configuration: vectors to `milvus_server`, BM25 to `elasticsearch`,
+    and with `record_store: elasticsearch` the records too, which leaves a shard nothing on
+    local disk (data_dir then holds only what is still local)."""
 
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["embedded"] = "embedded"
     data_dir: Path = Path("data")
+    # The source of truth (memories, sessions, graph): SQLite in data_dir, or the
+    # `elasticsearch` cluster (shards/es_record_store.py).
+    record_store: Literal["sqlite", "elasticsearch"] = "sqlite"
     # FULL fsyncs every commit: an acknowledged store survives power loss, not only a crash.
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     milvus_flush_every: int = Field(256, ge=1)  # Milvus Lite: a server persists on its own
@@ -83,6 +90,19 @@ class EmbeddedStorageConfig(BaseModel):
     exact_search_max_rows: int = Field(20_000, ge=0)
     # 1 GiB holds ~700 namespaces of 1k MiniLM vectors; a miss reads one range of SQLite.
     exact_cache_bytes: int = Field(2**30, ge=0)
+
+    @model_validator(mode="after")
+    def _records_need_their_cluster(self) -> EmbeddedStorageConfig:
+        if self.record_store == "elasticsearch" and self.elasticsearch is None:
+            raise ValueError("storage.record_store: elasticsearch needs storage.elasticsearch "
+                             "(the cluster's url, credentials and index_prefix)")
+        return self
+
+    @property
+    def all_remote(self) -> bool:
+        """Whether every part of a shard lives on a server (nothing in data_dir)."""
+        return (self.record_store == "elasticsearch" and self.milvus_server is not None
+                and self.elasticsearch is not None)
 
 
 StorageConfig = EmbeddedStorageConfig

@@ -14,15 +14,13 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from shards.errors import LayoutMismatch, ShardError, StorageUnavailable
+from shards.es_client import guarded
+from shards.errors import LayoutMismatch, StorageUnavailable
 from shards.indexes import IndexFilter, IndexRow
 from shards.tantivy_index import CONTEXT_BOOST, query_terms
 from shards.types import Hit
 
 log = logging.getLogger(__name__)
-
-# Statuses a busy or restarting cluster answers: the client retries them with backoff.
-RETRY_STATUSES = (429, 502, 503, 504)
 
 MAPPINGS: dict[str, Any] = {
     "dynamic": "strict",  # a typo in a field name fails loudly instead of mapping a new field
@@ -36,19 +34,6 @@ MAPPINGS: dict[str, Any] = {
         "context": {"type": "text", "analyzer": "english"},
     },
 }
-
-
-def connect(hosts: str | list[str], api_key: str | None = None, *, request_timeout: float = 30.0,
-            max_retries: int = 5, ca_certs: str | None = None) -> Any:
-    """A client that retries 429/5xx and timeouts with backoff, across the given nodes."""
-    try:
-        from elasticsearch import Elasticsearch
-    except ImportError as exc:  # pragma: no cover - the service extra installs it
-        raise ImportError("the Elasticsearch backends need `pip install 'elasticsearch>=8.13,<9'`") from exc
-    tls: dict[str, Any] = {"ca_certs": ca_certs} if ca_certs else {}
-    return Elasticsearch(hosts, api_key=api_key or None, request_timeout=request_timeout,
-                         max_retries=max_retries, retry_on_status=RETRY_STATUSES, retry_on_timeout=True,
-                         **tls)
 
 
 class ElasticsearchKeywordIndex:
@@ -161,18 +146,4 @@ class ElasticsearchKeywordIndex:
                 self._es.close()
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        from elasticsearch import ApiError, TransportError
-
-        try:
-            return fn(*args, **kwargs)
-        except TransportError as exc:  # unreachable, timed out: worth a retry later
-            raise StorageUnavailable(f"keyword index {self.index}: Elasticsearch unreachable: {exc}",
-                                     "keywords") from exc
-        except ApiError as exc:
-            if exc.meta.status in RETRY_STATUSES:  # still busy after the client's own retries
-                raise StorageUnavailable(f"keyword index {self.index}: Elasticsearch busy: {exc}",
-                                         "keywords") from exc
-            # 400/401/403/...: configuration or mapping, which no retry fixes
-            raise ShardError(f"keyword index {self.index}: Elasticsearch refused the request "
-                             f"({exc.meta.status}): {exc}; check storage.elasticsearch (url, "
-                             "credentials in $ENGRAM_ES_API_KEY, index_prefix)", "keywords") from exc
+        return guarded(f"keyword index {self.index}", "keywords", fn, *args, **kwargs)

@@ -189,6 +189,17 @@ def unpack_vector(blob: bytes) -> tuple[float, ...]:
     return struct.unpack(f"<{len(blob) // 4}f", blob)
 
 
+def stats_by_type(rows: Sequence[Sequence[Any]]) -> dict[str, Any]:
+    """A namespace's memory stats from (type, count, importance sum, oldest, newest) rows."""
+    total = sum(r[1] for r in rows)
+    return {
+        "by_type": {r[0]: r[1] for r in rows},
+        "avg_importance": (sum(r[2] for r in rows) / total) if total else None,
+        "oldest": min((r[3] for r in rows), default=None),
+        "newest": max((r[4] for r in rows), default=None),
+    }
+
+
 def _memory(row: sqlite3.Row | tuple[Any, ...]) -> tuple[int, Memory]:
     (key, mid, ns, content, mtype, imp, tags, meta, sid, created, updated, event, expires,
      access, last_access) = row
@@ -221,6 +232,7 @@ class SQLiteRecordStore:
     def __init__(self, path: Path, synchronous: str = "FULL") -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self.location = str(path.parent)  # where the records are, for messages
         self._lock = threading.RLock()
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -314,13 +326,7 @@ class SQLiteRecordStore:
                 " WHERE n.name = ? GROUP BY m.memory_type",
                 (namespace,),
             ).fetchall()
-        total = sum(r[1] for r in rows)
-        return {
-            "by_type": {r[0]: r[1] for r in rows},
-            "avg_importance": (sum(r[2] for r in rows) / total) if total else None,
-            "oldest": min((r[3] for r in rows), default=None),
-            "newest": max((r[4] for r in rows), default=None),
-        }
+        return stats_by_type(rows)
 
     def drop_namespace(self, name: str) -> list[int]:
         """Delete a namespace with everything in it; returns the memory keys to unindex."""

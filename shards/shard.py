@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 from shards.config import EmbeddedStorageConfig
 from shards.errors import (
@@ -55,6 +55,12 @@ from shards.types import (
     ShardStats,
 )
 
+if TYPE_CHECKING:
+    from shards.es_record_store import ElasticsearchRecordStore
+
+# Both keep one contract (tests/contract): SQLite embedded, Elasticsearch in production.
+RecordStore = Union[SQLiteRecordStore, "ElasticsearchRecordStore"]
+
 log = logging.getLogger(__name__)
 
 # HNSW answers by whole vectors; sentence vectors re-rank a wider set (see _rescored_hnsw).
@@ -65,7 +71,26 @@ def shard_dir(data_dir: Path, index: int) -> Path:
     return data_dir / "shards" / f"shard-{index:03d}"
 
 
-def check_layout(records: SQLiteRecordStore, index: int, dim: int) -> None:
+def open_record_store(cfg: EmbeddedStorageConfig, root: Path, index: int) -> RecordStore:
+    """SQLite in the shard's directory, or the shard's indexes on the Elasticsearch cluster."""
+    es = cfg.elasticsearch
+    if cfg.record_store == "sqlite" or es is None:
+        return SQLiteRecordStore(root / "records.db", synchronous=cfg.sqlite_synchronous)
+    from shards.es_client import connect
+    from shards.es_record_store import ElasticsearchRecordStore
+
+    client = connect(es.url, es.api_key(), request_timeout=es.request_timeout_s,
+                     max_retries=es.max_retries, ca_certs=es.ca_certs)
+    try:
+        return ElasticsearchRecordStore(
+            client, f"{es.index_prefix}shard_{index:03d}_", write_refresh=es.write_refresh,
+            shards=es.number_of_shards, replicas=es.number_of_replicas)
+    except Exception:
+        client.close()
+        raise
+
+
+def check_layout(records: RecordStore, index: int, dim: int) -> None:
     """Refuse data written as another shard or with another embedding size (first use
     records them). The shard count is not checked here: the shard map (control data) says
     where each namespace lives, and a resharding job changes it."""
@@ -76,13 +101,13 @@ def check_layout(records: SQLiteRecordStore, index: int, dim: int) -> None:
             records.set_meta(key, value)
         elif stored != value:
             raise LayoutMismatch(
-                f"shard {index} under {records.path.parent} was written with {key}={stored}, "
+                f"shard {index} in {records.location} was written with {key}={stored}, "
                 f"but the config asks for {value}; set it back to {stored} (data cannot be "
                 "moved to another layout in place)", key,
             )
 
 
-def record_store_id(records: SQLiteRecordStore) -> str:
+def record_store_id(records: RecordStore) -> str:
     """A random id kept with the records: an index on a server names the store it indexes."""
     stored = records.get_meta("store_id")
     if stored is None:
@@ -92,7 +117,7 @@ def record_store_id(records: SQLiteRecordStore) -> str:
 
 
 def open_vector_index(cfg: EmbeddedStorageConfig, root: Path, index: int, dim: int,
-                      records: SQLiteRecordStore) -> VectorIndex:
+                      records: RecordStore) -> VectorIndex:
     """Milvus Lite in the shard's directory, or the shard's collection on a Milvus server."""
     hnsw = {"hnsw_m": cfg.hnsw_m, "hnsw_ef_construction": cfg.hnsw_ef_construction,
             "search_ef": cfg.search_ef}
@@ -105,12 +130,13 @@ def open_vector_index(cfg: EmbeddedStorageConfig, root: Path, index: int, dim: i
 
 
 def open_keyword_index(cfg: EmbeddedStorageConfig, root: Path, index: int,
-                       records: SQLiteRecordStore) -> KeywordIndex:
+                       records: RecordStore) -> KeywordIndex:
     """tantivy in the shard's directory, or the shard's index on an Elasticsearch cluster."""
     es = cfg.elasticsearch
     if es is None:
         return TantivyKeywordIndex(root / "keywords")
-    from shards.es_keyword_index import ElasticsearchKeywordIndex, connect
+    from shards.es_client import connect
+    from shards.es_keyword_index import ElasticsearchKeywordIndex
 
     client = connect(es.url, es.api_key(), request_timeout=es.request_timeout_s,
                      max_retries=es.max_retries, ca_certs=es.ca_certs)
@@ -141,7 +167,7 @@ class Shard:
     COPYING, FROZEN, HANDOFF, INCOMING = "copying", "frozen", "handoff", "incoming"
     LEAVING = (COPYING, FROZEN, HANDOFF)  # the states of a namespace on its way out
 
-    def __init__(self, index: int, shard_count: int, dim: int, records: SQLiteRecordStore,
+    def __init__(self, index: int, shard_count: int, dim: int, records: RecordStore,
                  vectors: VectorIndex, keywords: KeywordIndex, *, exact_search_max_rows: int = 20_000,
                  exact_cache_bytes: int = 2**30) -> None:
         self.index = index
@@ -189,8 +215,9 @@ class Shard:
     def open_embedded(cls, index: int, shard_count: int, dim: int,
                       cfg: EmbeddedStorageConfig) -> Shard:
         root = shard_dir(cfg.data_dir, index)
-        root.mkdir(parents=True, exist_ok=True)
-        records = SQLiteRecordStore(root / "records.db", synchronous=cfg.sqlite_synchronous)
+        if not cfg.all_remote:
+            root.mkdir(parents=True, exist_ok=True)
+        records = open_record_store(cfg, root, index)
         try:
             check_layout(records, index, dim)  # before the indexes lock anything
         except LayoutMismatch:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from shards.config import ElasticsearchConfig, EmbeddedStorageConfig, MilvusServerConfig
+from shards.control_store import ControlStore, open_control_store
 from shards.shard import Shard
 from tests.milvus_server import MilvusTestServer
 
@@ -64,17 +65,43 @@ NEEDS_ELASTICSEARCH = [pytest.mark.elasticsearch, WITHOUT_ELASTICSEARCH]
 
 @pytest.fixture()
 def elasticsearch() -> Iterator[ElasticsearchConfig]:
-    """ENGRAM_ES_URL's cluster, an index prefix of the test's own; its indexes deleted after."""
-    from shards.es_keyword_index import connect
+    """ENGRAM_ES_URL's cluster (credentials in the URL or $ENGRAM_ES_API_KEY, its CA in
+    $ENGRAM_ES_CA_CERTS), an index prefix of the test's own; its indexes deleted after."""
+    from shards.es_client import connect
 
     cfg = ElasticsearchConfig(url=str(ES_URL), index_prefix=f"t{uuid.uuid4().hex[:12]}_",
-                              number_of_replicas=0)
+                              number_of_replicas=0, ca_certs=os.environ.get("ENGRAM_ES_CA_CERTS"))
     yield cfg
-    client = connect(cfg.url, cfg.api_key())
+    client = connect(cfg.url, cfg.api_key(), ca_certs=cfg.ca_certs)
     # By name: Elasticsearch 8 refuses wildcard deletes (action.destructive_requires_name).
     for name in client.indices.get(index=f"{cfg.index_prefix}*", allow_no_indices=True):
         client.indices.delete(index=name)
     client.close()
+
+
+@pytest.fixture(params=[pytest.param("sqlite", id="sqlite"),
+                        pytest.param("elasticsearch", id="elasticsearch", marks=NEEDS_ELASTICSEARCH)])
+def control_storage(request: pytest.FixtureRequest, tmp_path: Path) -> EmbeddedStorageConfig:
+    """Where the control store keeps its data: SQLite in a directory, or an Elasticsearch index."""
+    if request.param == "sqlite":
+        return EmbeddedStorageConfig(data_dir=tmp_path)
+    return EmbeddedStorageConfig(data_dir=tmp_path, record_store="elasticsearch",
+                                 elasticsearch=request.getfixturevalue("elasticsearch"))
+
+
+@pytest.fixture()
+def control(control_storage: EmbeddedStorageConfig) -> Iterator[ControlStore]:
+    store = open_control_store(control_storage)
+    yield store
+    store.close()
+
+
+@pytest.fixture()
+def reopen_control(control_storage: EmbeddedStorageConfig) -> Iterator[ControlStore]:
+    """A second store over the same data, as a second router has."""
+    store = open_control_store(control_storage)
+    yield store
+    store.close()
 
 
 def _config(backend: str, tmp: Path, request: pytest.FixtureRequest) -> EmbeddedStorageConfig:
@@ -82,6 +109,10 @@ def _config(backend: str, tmp: Path, request: pytest.FixtureRequest) -> Embedded
         return EmbeddedStorageConfig(data_dir=tmp)
     if backend == "elasticsearch":  # records in SQLite, BM25 on the cluster
         return EmbeddedStorageConfig(data_dir=tmp, elasticsearch=request.getfixturevalue("elasticsearch"))
+    if backend == "servers":  # production: records and BM25 on Elasticsearch, vectors on Milvus
+        return EmbeddedStorageConfig(data_dir=tmp / "unused", record_store="elasticsearch",
+                                     elasticsearch=request.getfixturevalue("elasticsearch"),
+                                     milvus_server=request.getfixturevalue("milvus_server"))
     # No exact search of small namespaces from SQLite: every recall goes through the server's HNSW.
     return EmbeddedStorageConfig(data_dir=tmp, exact_search_max_rows=0,
                                  milvus_server=request.getfixturevalue("milvus_server"))
@@ -93,6 +124,7 @@ BACKENDS = [
     pytest.param("embedded", id="embedded"),
     pytest.param("milvus-server", id="milvus-server"),
     pytest.param("elasticsearch", id="elasticsearch", marks=NEEDS_ELASTICSEARCH),
+    pytest.param("servers", id="es-records+milvus-server", marks=NEEDS_ELASTICSEARCH),
 ]
 
 

@@ -30,16 +30,17 @@ def index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
         yield idx
         idx.close()
         return
-    from shards.es_keyword_index import ElasticsearchKeywordIndex, connect
+    from shards.es_client import connect
+    from shards.es_keyword_index import ElasticsearchKeywordIndex
 
-    client = connect(str(ES_URL), os.environ.get("ENGRAM_ES_API_KEY"))
+    client = connect(str(ES_URL), os.environ.get("ENGRAM_ES_API_KEY"), ca_certs=os.environ.get("ENGRAM_ES_CA_CERTS"))
     name = f"engram_test_{uuid.uuid4().hex[:12]}"
     idx = ElasticsearchKeywordIndex(client, name, replicas=0)
     try:
         yield idx
     finally:
         idx.close()
-        connect(str(ES_URL), os.environ.get("ENGRAM_ES_API_KEY")).indices.delete(index=name)
+        connect(str(ES_URL), os.environ.get("ENGRAM_ES_API_KEY"), ca_certs=os.environ.get("ENGRAM_ES_CA_CERTS")).indices.delete(index=name)
 
 
 def row(key: int, content: str, ns_id: int = 1, *, context: str = "", memory_type: str = "episodic",
@@ -102,9 +103,10 @@ def test_clear_empties_it(index: Any) -> None:
 @WITHOUT_ELASTICSEARCH
 def test_an_existing_index_reopens_for_its_store_only() -> None:
     from shards.errors import LayoutMismatch
-    from shards.es_keyword_index import ElasticsearchKeywordIndex, connect
+    from shards.es_client import connect
+    from shards.es_keyword_index import ElasticsearchKeywordIndex
 
-    client = connect(str(ES_URL), os.environ.get("ENGRAM_ES_API_KEY"))
+    client = connect(str(ES_URL), os.environ.get("ENGRAM_ES_API_KEY"), ca_certs=os.environ.get("ENGRAM_ES_CA_CERTS"))
     name = f"engram_test_{uuid.uuid4().hex[:12]}"
     try:
         first = ElasticsearchKeywordIndex(client, name, owner="store-a", replicas=0)

@@ -1,10 +1,8 @@
 """Grants: exact names, prefix patterns, Dakera's agent-namespace spelling."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from serve.auth import Principal, canonical_namespace, grants_scope, valid_grant
-from shards.control_store import ApiKey, SQLiteControlStore
+from shards.control_store import ApiKey
 
 
 def key(scope: str, namespaces: tuple[str, ...] | None) -> Principal:
@@ -36,9 +34,3 @@ def test_grant_syntax() -> None:
     assert valid_grant("acme-*") and valid_grant("a") and not valid_grant("a*b") and not valid_grant("")
 
 
-def test_an_unset_root_key_is_revoked(tmp_path: Path) -> None:
-    store = SQLiteControlStore(tmp_path / "control.db")
-    store.ensure_root_key("ek_root_secret")
-    assert store.by_secret("ek_root_secret") is not None
-    store.revoke_root_key()
-    assert store.by_secret("ek_root_secret") is None

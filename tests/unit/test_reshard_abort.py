@@ -23,34 +23,6 @@ NEW = next(n for n in (f"new-{i}" for i in range(200)) if shard_for(n, 2) == 1)
 GHOST = next(n for n in (f"ghost-{i}" for i in range(200)) if shard_for(n, 2) == 1)
 
 
-def test_the_control_store_undoes_a_reshard(tmp_path: Path) -> None:
-    control = SQLiteControlStore(tmp_path / "control.db")
-    control.check_deployed_shards(2)
-    with pytest.raises(Conflict, match="nothing to abort"):
-        control.begin_abort("job-a", 30)
-    control.begin_reshard(3, "job-a", 30, now=1000.0)
-    control.mark_moved(["x"], "job-a")
-    with pytest.raises(Conflict, match="job-a is running"):
-        control.begin_abort("job-b", 30, now=1001.0)
-    before = control.renew_reshard_lease("job-a", 0, now=1002.0)
-    assert before is None
-    aborting = control.begin_abort("job-b", 30, now=1003.0)
-    assert aborting.aborting and aborting.target == 3 and aborting.moved == {"x"}
-    with pytest.raises(Conflict, match="being undone"):
-        control.begin_reshard(3, "job-c", 30, now=2000.0)
-    assert "y" not in control.place("y").moved  # new namespaces stay under the count
-    with pytest.raises(Conflict, match="finish the abort"):
-        control.finish_reshard("job-b")
-    with pytest.raises(Conflict, match="move them back"):
-        control.finish_abort("job-b")
-    control.unmark_moved(["x"], "job-b")
-    done = control.finish_abort("job-b")
-    assert (done.count, done.target, done.moved, done.aborting) == (2, None, frozenset(), False)
-    assert done.epoch > aborting.epoch
-    assert control.finish_abort("job-b") == done  # again: no-op
-    assert control.begin_reshard(4, "job-d", 30).target == 4  # a new reshard starts clean
-
-
 def test_an_abort_rolls_back_every_kind_of_half_move(tmp_path: Path) -> None:
     shards, control, clients, router = two_shards(tmp_path, GOING)
     handles = [Remote(c) for c in clients]

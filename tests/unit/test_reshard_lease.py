@@ -25,36 +25,6 @@ from tests.contract.test_shard_contract import DIM, mem
 MOVING = [n for n in (f"agent-{i}" for i in range(200)) if shard_for(n, 2) == 1][:3]
 
 
-def test_the_lease_admits_one_job_and_fences_the_one_before(tmp_path: Path) -> None:
-    control = SQLiteControlStore(tmp_path / "control.db")
-    initial = control.check_deployed_shards(2)
-    first = control.begin_reshard(3, "job-a", 30, now=1000.0)
-    assert first.epoch > initial.epoch
-    assert control.begin_reshard(3, "job-a", 30, now=1010.0) == first  # itself: resumes
-    with pytest.raises(Conflict, match="reshard job job-a is running"):
-        control.begin_reshard(3, "job-b", 30, now=1020.0)
-    control.renew_reshard_lease("job-a", 30, now=1030.0)  # good until 1060
-    with pytest.raises(Conflict, match="job-a is running"):
-        control.begin_reshard(3, "job-b", 30, now=1059.0)
-    # job-a went quiet: after its lease, job-b takes over under a newer epoch.
-    taken = control.begin_reshard(3, "job-b", 30, now=1061.0)
-    assert taken.epoch > first.epoch and taken.target == 3
-    for stale in (lambda: control.renew_reshard_lease("job-a", 30, now=1062.0),
-                  lambda: control.mark_moved(MOVING[:1], "job-a"),
-                  lambda: control.finish_reshard("job-a")):
-        with pytest.raises(Conflict, match="job-a lost its lease to job job-b"):
-            stale()
-    # A job that stops early renews for 0 s: the next run need not wait.
-    control.renew_reshard_lease("job-b", 0, now=1070.0)
-    assert control.begin_reshard(3, "job-c", 30, now=1070.5).target == 3
-    done = control.finish_reshard("job-c")
-    assert (done.count, done.target) == (3, None)
-    # After the end, no job holds anything, and a new reshard starts clean.
-    with pytest.raises(Conflict, match="no reshard in progress"):
-        control.renew_reshard_lease("job-c", 30)
-    assert control.begin_reshard(2, "job-d", 30).target == 2
-
-
 class Remote:
     """`obj.method.remote(...)`, awaited, as a Serve handle offers it."""
 

@@ -1,0 +1,43 @@
+"""The Elasticsearch client both Elasticsearch backends share, and how its errors map onto
+the shard's: busy or unreachable is retriable (StorageUnavailable), a refusal is not."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from shards.errors import ShardError, StorageUnavailable
+
+# Statuses a busy or restarting cluster answers: the client retries them with backoff.
+RETRY_STATUSES = (429, 502, 503, 504)
+
+T = TypeVar("T")
+
+
+def connect(hosts: str | list[str], api_key: str | None = None, *, request_timeout: float = 30.0,
+            max_retries: int = 5, ca_certs: str | None = None) -> Any:
+    """A client that retries 429/5xx and timeouts with backoff, across the given nodes."""
+    try:
+        from elasticsearch import Elasticsearch
+    except ImportError as exc:  # pragma: no cover - the service extra installs it
+        raise ImportError("the Elasticsearch backends need `pip install 'elasticsearch>=8.13,<9'`") from exc
+    tls: dict[str, Any] = {"ca_certs": ca_certs} if ca_certs else {}
+    return Elasticsearch(hosts, api_key=api_key or None, request_timeout=request_timeout,
+                         max_retries=max_retries, retry_on_status=RETRY_STATUSES, retry_on_timeout=True,
+                         **tls)
+
+
+def guarded(what: str, role: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Call the client; `what` names the index in errors, `role` is the error's field."""
+    from elasticsearch import ApiError, TransportError
+
+    try:
+        return fn(*args, **kwargs)
+    except TransportError as exc:  # unreachable, timed out: worth a retry later
+        raise StorageUnavailable(f"{what}: Elasticsearch unreachable: {exc}", role) from exc
+    except ApiError as exc:
+        if exc.meta.status in RETRY_STATUSES:  # still busy after the client's own retries
+            raise StorageUnavailable(f"{what}: Elasticsearch busy: {exc}", role) from exc
+        # 400/401/403/...: configuration or mapping, which no retry fixes
+        raise ShardError(f"{what}: Elasticsearch refused the request ({exc.meta.status}): {exc};"
+                         " check storage.elasticsearch (url, credentials in $ENGRAM_ES_API_KEY,"
+                         " index_prefix)", role) from exc

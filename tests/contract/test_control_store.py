@@ -1,0 +1,104 @@
+"""The control store's contract (API keys, the shard map and the reshard lease), one suite
+for SQLite (embedded) and Elasticsearch (production; skipped, saying so, where no server)."""
+from __future__ import annotations
+
+import pytest
+
+from shards.control_store import ControlStore
+from shards.errors import Conflict, LayoutMismatch, NotFound
+from shards.routing import shard_for
+
+MOVING = [n for n in (f"agent-{i}" for i in range(200)) if shard_for(n, 2) == 1][:3]
+
+
+def test_the_lease_admits_one_job_and_fences_the_one_before(control: ControlStore) -> None:
+    initial = control.check_deployed_shards(2)
+    first = control.begin_reshard(3, "job-a", 30, now=1000.0)
+    assert first.epoch > initial.epoch
+    assert control.begin_reshard(3, "job-a", 30, now=1010.0) == first  # itself: resumes
+    with pytest.raises(Conflict, match="reshard job job-a is running"):
+        control.begin_reshard(3, "job-b", 30, now=1020.0)
+    control.renew_reshard_lease("job-a", 30, now=1030.0)  # good until 1060
+    with pytest.raises(Conflict, match="job-a is running"):
+        control.begin_reshard(3, "job-b", 30, now=1059.0)
+    # job-a went quiet: after its lease, job-b takes over under a newer epoch.
+    taken = control.begin_reshard(3, "job-b", 30, now=1061.0)
+    assert taken.epoch > first.epoch and taken.target == 3
+    for stale in (lambda: control.renew_reshard_lease("job-a", 30, now=1062.0),
+                  lambda: control.mark_moved(MOVING[:1], "job-a"),
+                  lambda: control.finish_reshard("job-a")):
+        with pytest.raises(Conflict, match="job-a lost its lease to job job-b"):
+            stale()
+    # A job that stops early renews for 0 s: the next run need not wait.
+    control.renew_reshard_lease("job-b", 0, now=1070.0)
+    assert control.begin_reshard(3, "job-c", 30, now=1070.5).target == 3
+    done = control.finish_reshard("job-c")
+    assert (done.count, done.target) == (3, None)
+    # After the end, no job holds anything, and a new reshard starts clean.
+    with pytest.raises(Conflict, match="no reshard in progress"):
+        control.renew_reshard_lease("job-c", 30)
+    assert control.begin_reshard(2, "job-d", 30).target == 2
+
+
+def test_the_control_store_undoes_a_reshard(control: ControlStore) -> None:
+    control.check_deployed_shards(2)
+    with pytest.raises(Conflict, match="nothing to abort"):
+        control.begin_abort("job-a", 30)
+    control.begin_reshard(3, "job-a", 30, now=1000.0)
+    control.mark_moved(["x"], "job-a")
+    with pytest.raises(Conflict, match="job-a is running"):
+        control.begin_abort("job-b", 30, now=1001.0)
+    before = control.renew_reshard_lease("job-a", 0, now=1002.0)
+    assert before is None
+    aborting = control.begin_abort("job-b", 30, now=1003.0)
+    assert aborting.aborting and aborting.target == 3 and aborting.moved == {"x"}
+    with pytest.raises(Conflict, match="being undone"):
+        control.begin_reshard(3, "job-c", 30, now=2000.0)
+    assert "y" not in control.place("y").moved  # new namespaces stay under the count
+    with pytest.raises(Conflict, match="finish the abort"):
+        control.finish_reshard("job-b")
+    with pytest.raises(Conflict, match="move them back"):
+        control.finish_abort("job-b")
+    control.unmark_moved(["x"], "job-b")
+    done = control.finish_abort("job-b")
+    assert (done.count, done.target, done.moved, done.aborting) == (2, None, frozenset(), False)
+    assert done.epoch > aborting.epoch
+    assert control.finish_abort("job-b") == done  # again: no-op
+    assert control.begin_reshard(4, "job-d", 30).target == 4  # a new reshard starts clean
+
+
+def test_an_unset_root_key_is_revoked(control: ControlStore) -> None:
+    control.ensure_root_key("ek_root_secret")
+    assert control.by_secret("ek_root_secret") is not None
+    control.revoke_root_key()
+    assert control.by_secret("ek_root_secret") is None
+
+
+def test_keys_are_found_by_secret_listed_and_deleted(control: ControlStore) -> None:
+    key, secret = control.create_key("acme", "write", ["acme-*"], None, "root")
+    everything, _ = control.create_key("ops", "admin", None, 1e12, None)
+    assert control.by_secret(secret) == key and control.by_secret("ek_wrong") is None
+    assert control.get_key(everything.key_id).namespaces is None  # None: every namespace
+    assert [k.key_id for k in control.keys()] == [key.key_id, everything.key_id]
+    control.delete_key(key.key_id)
+    assert control.by_secret(secret) is None
+    with pytest.raises(NotFound):
+        control.delete_key(key.key_id)
+
+
+def test_two_stores_over_the_same_data_see_each_others_changes(control: ControlStore,
+                                                              reopen_control: ControlStore) -> None:
+    control.check_deployed_shards(2)
+    control.begin_reshard(3, "job-a", 30, now=1000.0)
+    assert reopen_control.mark_moved(["x"], "job-a").moved == {"x"}  # the other router's write
+    assert control.shard_map().moved == {"x"} and control.shard_map().target == 3
+    with pytest.raises(Conflict, match="job-a is running"):
+        reopen_control.begin_reshard(3, "job-b", 30, now=1001.0)
+
+
+def test_nothing_is_written_before_a_shard_count_is_recorded(control: ControlStore) -> None:
+    with pytest.raises(LayoutMismatch, match="no shard map recorded"):
+        control.begin_reshard(3, "job-a", 30, now=1000.0)
+    first = control.shard_map(initial_count=2)
+    assert (first.count, first.target, first.moved) == (2, None, frozenset())
+    assert control.begin_reshard(3, "job-b", 30, now=1001.0).target == 3  # no lease was left
