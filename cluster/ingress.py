@@ -27,8 +27,8 @@ HAPROXY_SIDE_PORTS = {"RAY_SERVE_HAPROXY_STATS_PORT": 8404, "RAY_SERVE_HAPROXY_M
 # (Ray's defaults give each its own thread). On two cores every hop between those threads
 # waited for the GIL: one loop took a recall at 1 client from p50 32 to 24 ms (2k memories).
 # Engram's replicas keep blocking work off the loop (shards and forward passes run on executor
-# threads; the Router's control-store reads take ~0.1 ms, its rare writes during a reshard a
-# few ms), which is what sharing it asks. Every process of the cluster reads these, drivers
+# threads; the Router calls a SQLite control store inline, ~0.1 ms, and one on a server from
+# a worker thread: serve/control_calls.py), which is what sharing it asks. Every process of the cluster reads these, drivers
 # too: there a handle must be called inside an event loop (`await handle.m.remote()`, as the
 # ray jobs do); a plain `.result()` outside one raises "No event loop running".
 ONE_LOOP_REPLICAS = {

@@ -26,6 +26,7 @@ from serve.auth import (
     dakera_namespace,
     valid_grant,
 )
+from serve.control_calls import control_call
 from serve.errors import ApiError, bad_request, from_exception, not_found, too_large
 from serve.metrics import observe, render_metrics
 from serve.schemas import (
@@ -93,8 +94,9 @@ def control(request: Request) -> ControlStore:
     return store
 
 
-def principal(request: Request) -> Principal:
-    return authenticate(control(request), request.headers.get("authorization"))
+async def principal(request: Request) -> Principal:
+    store = control(request)
+    return await control_call(store, authenticate, store, request.headers.get("authorization"))
 
 
 async def read_body(request: Request) -> bytes:
@@ -124,7 +126,7 @@ async def parse(request: Request, model: type[M]) -> M:
 
 async def owned(request: Request, model: type[O], needed: str) -> tuple[O, MemoryService, str]:
     """Authenticate, parse an agent-owned body, and check the key's grant on its namespace."""
-    p = principal(request)  # a bad key is a 401 whatever the body holds
+    p = await principal(request)  # a bad key is a 401 whatever the body holds
     body = await parse(request, model)
     svc = service(request)
     ns = svc.namespace_of(body.agent_id, body.namespace)
@@ -260,7 +262,7 @@ async def metrics() -> PlainTextResponse:
 
 @router.get("/v1/ops/metrics")
 async def ops_metrics(request: Request) -> PlainTextResponse:
-    principal(request).require_level("admin")  # Dakera's ops routes need an admin key
+    (await principal(request)).require_level("admin")  # Dakera's ops routes need an admin key
     return PlainTextResponse(render_metrics(), media_type="text/plain; version=0.0.4")
 
 
@@ -292,7 +294,7 @@ async def capabilities(request: Request) -> dict[str, Any]:
 
 @router.get("/v1/auth/whoami")
 async def whoami(request: Request) -> dict[str, Any]:
-    p = principal(request)
+    p = await principal(request)
     return {"key_id": p.key.key_id, "name": p.key.name, "scope": p.key.scope,
             "namespaces": None if p.key.namespaces is None else list(p.key.namespaces),
             "unrestricted": p.scope.everything, "expires_at": render._ts(p.key.expires_at),
@@ -359,14 +361,14 @@ async def forget_batch(request: Request) -> JSONResponse:
 
 @router.get("/v1/memory/get/{memory_id:path}")
 async def get_memory(request: Request, memory_id: str, agent_id: str | None = None) -> JSONResponse:
-    p = principal(request)
+    p = await principal(request)
     return ok(await service(request).get(p, memory_id, agent_id))
 
 
 @router.put("/v1/memory/update/{memory_id:path}")
 async def update_memory(request: Request, memory_id: str, agent_id: str | None = None,
                         namespace: str | None = None) -> JSONResponse:
-    p = principal(request)
+    p = await principal(request)
     svc = service(request)
     ns = svc.namespace_of(agent_id, namespace)
     p.require(ns, "write")
@@ -384,23 +386,23 @@ async def patch_importance(request: Request, memory_id: str) -> JSONResponse:
 @router.post("/v1/knowledge/graph")
 async def knowledge_graph(request: Request) -> JSONResponse:
     body, svc, ns = await owned(request, KnowledgeGraphBody, "read")
-    return ok(await svc.knowledge_graph(principal(request), ns, body.memory_id, body.depth,
+    return ok(await svc.knowledge_graph(await principal(request), ns, body.memory_id, body.depth,
                                         body.min_similarity))
 
 
 @router.get("/v1/memories/{memory_id:path}/graph")
 async def memory_graph(request: Request, memory_id: str, depth: int = Query(1, ge=1, le=5)) -> JSONResponse:
-    return ok(await service(request).memory_graph(principal(request), memory_id, depth))
+    return ok(await service(request).memory_graph(await principal(request), memory_id, depth))
 
 
 @router.get("/v1/memory/entities/{memory_id:path}")
 async def memory_entities(request: Request, memory_id: str) -> JSONResponse:
-    return ok(await service(request).memory_entities(principal(request), memory_id))
+    return ok(await service(request).memory_entities(await principal(request), memory_id))
 
 
 @router.post("/v1/extract")
 async def extract(request: Request) -> JSONResponse:
-    p = principal(request)
+    p = await principal(request)
     p.require_level("read")
     body = await parse(request, ExtractBody)
     return ok(service(request).extract(body.text))
@@ -415,14 +417,14 @@ async def session_start(request: Request) -> JSONResponse:
 
 @router.post("/v1/sessions/{session_id}/end")
 async def session_end(request: Request, session_id: str) -> JSONResponse:
-    p = principal(request)
+    p = await principal(request)
     body = await parse(request, SessionEndBody)
     return ok(await service(request).end_session(p, session_id, body.summary))
 
 
 @router.post("/v1/sessions/{session_id}/touch")
 async def session_touch(request: Request, session_id: str) -> JSONResponse:
-    p = principal(request)
+    p = await principal(request)
     return ok(await service(request).touch_session(p, session_id))
 
 
@@ -430,7 +432,7 @@ async def session_touch(request: Request, session_id: str) -> JSONResponse:
 async def sessions_list(request: Request, agent_id: str | None = None, namespace: str | None = None,
                         active_only: bool = False, limit: int = Query(100, ge=1),
                         offset: int = Query(0, ge=0, le=MAX_OFFSET)) -> JSONResponse:
-    p = principal(request)
+    p = await principal(request)
     svc = service(request)
     ns = None if agent_id is None and namespace is None else svc.namespace_of(agent_id, namespace)
     return ok(await svc.list_sessions(p, ns, active_only, limit, offset))
@@ -438,7 +440,7 @@ async def sessions_list(request: Request, agent_id: str | None = None, namespace
 
 @router.get("/v1/sessions/{session_id}")
 async def session_get(request: Request, session_id: str) -> JSONResponse:
-    p = principal(request)
+    p = await principal(request)
     svc = service(request)
     return ok(svc.session_json(await svc.locate_session(p, session_id, "read")))
 
@@ -447,7 +449,7 @@ async def session_get(request: Request, session_id: str) -> JSONResponse:
 async def session_memories(request: Request, session_id: str, limit: int = Query(50, ge=1),
                            offset: int = Query(0, ge=0, le=MAX_OFFSET),
                            content_preview_chars: int | None = Query(None, ge=1, le=10_000)) -> JSONResponse:
-    p = principal(request)
+    p = await principal(request)
     return ok(await service(request).session_memories(p, session_id, limit, offset,
                                                       content_preview_chars))
 
@@ -455,7 +457,7 @@ async def session_memories(request: Request, session_id: str, limit: int = Query
 # -- agents ----------------------------------------------------------------------------------
 @router.post("/v1/agents")
 async def agent_create(request: Request) -> JSONResponse:
-    p = principal(request)
+    p = await principal(request)
     body = await parse(request, AgentCreateBody)
     svc = service(request)
     ns = svc.namespace_of(body.agent_id, None)
@@ -466,7 +468,7 @@ async def agent_create(request: Request) -> JSONResponse:
 
 @router.get("/v1/agents")
 async def agents_list(request: Request) -> JSONResponse:
-    p = principal(request)
+    p = await principal(request)
     p.require_level("read")
     infos = await service(request).namespaces(p.scope)
     return ok([{"agent_id": n.name, "memory_count": n.memory_count, "session_count": n.session_count,
@@ -474,9 +476,9 @@ async def agents_list(request: Request) -> JSONResponse:
                for n in infos])
 
 
-def _agent(request: Request, agent_id: str, needed: str) -> str:
+async def _agent(request: Request, agent_id: str, needed: str) -> str:
     ns = service(request).namespace_of(agent_id, None)
-    principal(request).require(ns, needed)
+    (await principal(request)).require(ns, needed)
     return ns
 
 
@@ -485,7 +487,7 @@ async def agent_memories(request: Request, agent_id: str, memory_type: str | Non
                          limit: int = Query(50, ge=1), offset: int = Query(0, ge=0, le=MAX_OFFSET),
                          include_derived: bool | None = None,
                          content_preview_chars: int | None = Query(None, ge=1, le=10_000)) -> JSONResponse:
-    ns = _agent(request, agent_id, "read")
+    ns = await _agent(request, agent_id, "read")
     if memory_type is not None and memory_type not in ("episodic", "semantic", "procedural", "working"):
         raise bad_request("memory_type", "one of episodic, semantic, procedural, working")
     return ok(await service(request).listing(ns, memory_type, limit, offset, content_preview_chars))
@@ -494,27 +496,27 @@ async def agent_memories(request: Request, agent_id: str, memory_type: str | Non
 @router.get("/v1/agents/{agent_id}/sessions")
 async def agent_sessions(request: Request, agent_id: str, active_only: bool = False,
                          limit: int = Query(100, ge=1), offset: int = Query(0, ge=0, le=MAX_OFFSET)) -> JSONResponse:
-    ns = _agent(request, agent_id, "read")
-    return ok(await service(request).list_sessions(principal(request), ns, active_only, limit, offset))
+    ns = await _agent(request, agent_id, "read")
+    return ok(await service(request).list_sessions(await principal(request), ns, active_only, limit, offset))
 
 
 @router.get("/v1/agents/{agent_id}/stats")
 async def agent_stats(request: Request, agent_id: str) -> JSONResponse:
-    ns = _agent(request, agent_id, "read")
+    ns = await _agent(request, agent_id, "read")
     return ok(await service(request).agent_stats(ns))
 
 
 # -- namespaces ------------------------------------------------------------------------------
 @router.get("/v1/namespaces")
 async def namespaces_list(request: Request) -> JSONResponse:
-    p = principal(request)
+    p = await principal(request)
     names = [dakera_namespace(n.name) for n in await service(request).namespaces(p.scope)]
     return ok({"namespaces": names, "kinds": {name: "agent" for name in names}})
 
 
 @router.delete("/v1/namespaces/{namespace:path}")
 async def namespace_delete(request: Request, namespace: str) -> JSONResponse:
-    p = principal(request)
+    p = await principal(request)
     svc = service(request)
     ns = svc.check_namespace(canonical_namespace(namespace), "namespace")
     p.require(ns, "admin")
@@ -524,7 +526,7 @@ async def namespace_delete(request: Request, namespace: str) -> JSONResponse:
 # -- keys ------------------------------------------------------------------------------------
 @router.post("/admin/keys")
 async def key_create(request: Request) -> JSONResponse:
-    p = principal(request)
+    p = await principal(request)
     p.require_level("admin")
     body = await parse(request, KeyCreateBody)
     if len(body.namespaces or []) > MAX_GRANTS:
@@ -541,8 +543,9 @@ async def key_create(request: Request) -> JSONResponse:
     expires = None if body.expires_in_days is None else time.time() + body.expires_in_days * 86_400
     if p.key.expires_at is not None:  # a key outlives neither its creator's expiry
         expires = p.key.expires_at if expires is None else min(expires, p.key.expires_at)
-    key, secret = control(request).create_key(body.name, body.scope, body.namespaces, expires,
-                                              created_by=p.key.key_id)
+    store = control(request)
+    key, secret = await control_call(store, store.create_key, body.name, body.scope,
+                                     body.namespaces, expires, p.key.key_id)
     out = render.key_json(key)
     out.update({"key": secret, "warning": "Save this key now: it is shown once and stored hashed."})
     return ok(out, 201)
@@ -561,26 +564,27 @@ def _manageable(p: Principal, key: ApiKey) -> bool:
 
 @router.get("/admin/keys")
 async def keys_list(request: Request) -> JSONResponse:
-    p = principal(request)
+    p = await principal(request)
     p.require_level("admin")
-    keys = [render.key_json(k) for k in control(request).keys() if _manageable(p, k)]
+    store = control(request)
+    keys = [render.key_json(k) for k in await control_call(store, store.keys) if _manageable(p, k)]
     return ok({"keys": keys, "total": len(keys)})
 
 
 @router.delete("/admin/keys/{key_id}")
 async def key_delete(request: Request, key_id: str) -> JSONResponse:
-    p = principal(request)
+    p = await principal(request)
     p.require_level("admin")
     store = control(request)
     try:
-        key = store.get_key(key_id)
+        key = await control_call(store, store.get_key, key_id)
     except Exception:
         raise not_found("api_key", key_id) from None
     if not _manageable(p, key):
         raise not_found("api_key", key_id)  # keys outside the caller's reach do not exist for it
     if key.key_id == "root":
         raise bad_request("key_id", "the root key comes from ENGRAM_ROOT_API_KEY; change it there")
-    store.delete_key(key_id)
+    await control_call(store, store.delete_key, key_id)
     return ok({"success": True, "message": f"key {key_id} deleted"})
 
 

@@ -25,6 +25,7 @@ from serve.clients import (
     ShardClient,
 )
 from serve.config import EngramConfig
+from serve.control_calls import control_call
 from serve.service import MemoryService
 from serve.shard_routing import ControlShardMap, ShardRouter
 from shards.control_store import open_control_store
@@ -217,33 +218,33 @@ class RouterDeployment:
             raise InvalidInput(f"this app runs {len(self.service.shards)} shards: deploy it "
                                f"with shard_count: {target} before resharding to {target}",
                                "target")
-        self.control.begin_reshard(target, job, lease_seconds)
+        await control_call(self.control, self.control.begin_reshard, target, job, lease_seconds)
         return await self.service.router.refresh()
 
-    def renew_reshard_lease(self, job: str, lease_seconds: float) -> None:
-        self.control.renew_reshard_lease(job, lease_seconds)
+    async def renew_reshard_lease(self, job: str, lease_seconds: float) -> None:
+        await control_call(self.control, self.control.renew_reshard_lease, job, lease_seconds)
 
-    def release_reshard_lease(self, job: str) -> None:
-        self.control.release_reshard_lease(job)
+    async def release_reshard_lease(self, job: str) -> None:
+        await control_call(self.control, self.control.release_reshard_lease, job)
 
     async def mark_moved(self, names: list[str], job: str) -> ShardMap:
-        self.control.mark_moved(names, job)
+        await control_call(self.control, self.control.mark_moved, names, job)
         return await self.service.router.refresh()
 
     async def finish_reshard(self, job: str) -> ShardMap:
-        self.control.finish_reshard(job)
+        await control_call(self.control, self.control.finish_reshard, job)
         return await self.service.router.refresh()
 
     async def begin_abort(self, job: str, lease_seconds: float) -> ShardMap:
-        self.control.begin_abort(job, lease_seconds)
+        await control_call(self.control, self.control.begin_abort, job, lease_seconds)
         return await self.service.router.refresh()
 
     async def unmark_moved(self, names: list[str], job: str) -> ShardMap:
-        self.control.unmark_moved(names, job)
+        await control_call(self.control, self.control.unmark_moved, names, job)
         return await self.service.router.refresh()
 
     async def finish_abort(self, job: str) -> ShardMap:
-        self.control.finish_abort(job)
+        await control_call(self.control, self.control.finish_abort, job)
         return await self.service.router.refresh()
 
     async def __del__(self) -> None:

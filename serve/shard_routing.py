@@ -11,6 +11,7 @@ import time
 from typing import Any, Protocol
 
 from serve.clients import ShardClient
+from serve.control_calls import control_call
 from shards.control_store import ControlStore
 from shards.errors import (
     LayoutMismatch,
@@ -54,13 +55,12 @@ class ControlShardMap:
     def __init__(self, control: ControlStore) -> None:
         self._control = control
 
-    # A read happens only after a shard said the map is stale: SQLite on local disk takes
-    # ~0.1 ms, an Elasticsearch get ~1 ms; rare enough to run on the event loop.
+    # Read only after a shard said the map is stale, written only during a reshard.
     async def current(self) -> ShardMap:
-        return self._control.shard_map()
+        return await control_call(self._control, self._control.shard_map)
 
     async def place(self, namespace: str) -> ShardMap:
-        return self._control.place(namespace)
+        return await control_call(self._control, self._control.place, namespace)
 
 
 def move_error(exc: BaseException) -> ShardError | None:

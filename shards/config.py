@@ -36,7 +36,7 @@ class ElasticsearchConfig(BaseModel):
     """An Elasticsearch cluster holding the shards' BM25 indexes, one index per shard
     (`<index_prefix>shard_<index>_keywords`, explicit mappings), and with
     `record_store: elasticsearch` their records too (`<index_prefix>shard_<index>_memories`,
-    `_sessions`, `_namespaces`, `_control`)."""
+    `_sessions`, `_namespaces`, `_control`) and the control data (`<index_prefix>control`)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -50,7 +50,8 @@ class ElasticsearchConfig(BaseModel):
     index_prefix: str = Field("engram_", pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=64)
     # false: bulk writes without a refresh, and this shard refreshes before its next search
     # (read-your-writes for a shard's own replica, no refresh per store); wait_for: every
-    # write waits until all readers see it (several replicas per shard; up to 1 s a store).
+    # write waits until all readers see it (up to 1 s a store). A shard is one replica either
+    # way: the Elasticsearch record store caches what it reads (shards/es_record_store.py).
     write_refresh: Literal["false", "wait_for"] = "false"
     number_of_shards: int = Field(1, ge=1)
     number_of_replicas: int = Field(1, ge=0)
@@ -71,8 +72,10 @@ class EmbeddedStorageConfig(BaseModel):
 
     kind: Literal["embedded"] = "embedded"
     data_dir: Path = Path("data")
-    # The source of truth (memories, sessions, graph): SQLite in data_dir, or the
-    # `elasticsearch` cluster (shards/es_record_store.py).
+    # The source of truth (memories, sessions, graph) and the control data (API keys, shard
+    # map): SQLite in data_dir, or the `elasticsearch` cluster (shards/es_record_store.py,
+    # shards/es_control_store.py). There is no migration between the two: a data_dir that
+    # holds SQLite records refuses to start with `elasticsearch`.
     record_store: Literal["sqlite", "elasticsearch"] = "sqlite"
     # FULL fsyncs every commit: an acknowledged store survives power loss, not only a crash.
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"

@@ -116,6 +116,7 @@ class ControlStore:
     `_change`: one atomic read-modify-write of the MapState, and the key methods)."""
 
     location = ""  # where the control data is, for messages
+    remote = False  # on a server: callers on an event loop call it from a worker thread
 
     def close(self) -> None:
         raise NotImplementedError
@@ -383,8 +384,7 @@ class SQLiteControlStore(ControlStore):
                 ("reshard_lease_until", before.lease_until or None, state.lease_until or None),
             ):
                 if old != new:
-                    self._set_meta(key, None if new is None else
-                                   ("1" if new is True else repr(new) if isinstance(new, float) else str(new)))
+                    self._set_meta(key, _meta_text(new))
             self._db.executemany("INSERT OR IGNORE INTO moved_namespaces (name) VALUES (?)",
                                  [(n,) for n in state.moved - before.moved])
             self._db.executemany("DELETE FROM moved_namespaces WHERE name = ?",
@@ -425,6 +425,15 @@ class SQLiteControlStore(ControlStore):
             raise NotFound(f"api key not found: {key_id}", "key_id")
 
 
+def _meta_text(value: object) -> str | None:
+    """A MapState value as the meta table has always held it (None: no row)."""
+    if value is None:
+        return None
+    if value is True:
+        return "1"
+    return repr(value) if isinstance(value, float) else str(value)
+
+
 def _key(row: tuple[object, ...]) -> ApiKey:
     key_id, name, scope, namespaces, created, expires, created_by = row
     return ApiKey(
@@ -438,9 +447,16 @@ def _key(row: tuple[object, ...]) -> ApiKey:
 def open_control_store(storage: EmbeddedStorageConfig) -> ControlStore:
     """The control data beside the records: SQLite in data_dir, or on the Elasticsearch
     cluster when the records are there (storage.record_store: elasticsearch)."""
-    es = storage.elasticsearch
-    if storage.record_store != "elasticsearch" or es is None:
+    if storage.record_store == "sqlite":
         return SQLiteControlStore(storage.data_dir / "control.db")
+    if (storage.data_dir / "control.db").exists():
+        raise LayoutMismatch(
+            f"{storage.data_dir} holds the control data (API keys, shard map) in SQLite, but "
+            "storage.record_store is elasticsearch: there is no migration between the two; set "
+            "record_store: sqlite back, or point data_dir elsewhere for a new deployment",
+            "record_store")
+    es = storage.elasticsearch
+    assert es is not None  # EmbeddedStorageConfig refuses elasticsearch records without it
     from shards.es_control_store import ElasticsearchControlStore
 
     return ElasticsearchControlStore.from_config(es)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from shards.config import ElasticsearchConfig
 from shards.errors import ShardError, StorageUnavailable
 
 # Statuses a busy or restarting cluster answers: the client retries them with backoff.
@@ -24,6 +25,12 @@ def connect(hosts: str | list[str], api_key: str | None = None, *, request_timeo
     return Elasticsearch(hosts, api_key=api_key or None, request_timeout=request_timeout,
                          max_retries=max_retries, retry_on_status=RETRY_STATUSES, retry_on_timeout=True,
                          **tls)
+
+
+def connect_config(es: ElasticsearchConfig) -> Any:
+    """connect() with everything `storage.elasticsearch` says."""
+    return connect(es.url, es.api_key(), request_timeout=es.request_timeout_s,
+                   max_retries=es.max_retries, ca_certs=es.ca_certs)
 
 
 def guarded(what: str, role: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

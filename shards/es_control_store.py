@@ -19,7 +19,7 @@ from typing import Any
 from shards.config import ElasticsearchConfig
 from shards.control_store import ApiKey, ControlStore, MapState, hash_key
 from shards.errors import Conflict, LayoutMismatch, NotFound, StorageUnavailable
-from shards.es_client import connect, guarded
+from shards.es_client import connect_config, guarded
 
 PROPERTIES: dict[str, Any] = {
     "kind": {"type": "keyword"},
@@ -41,6 +41,8 @@ KEY_CACHE_SECONDS = 5.0
 
 
 class ElasticsearchControlStore(ControlStore):
+    remote = True  # every call is a network round trip (serve/control_calls.py)
+
     def __init__(self, client: Any, index: str, *, shards: int = 1, replicas: int = 1) -> None:
         self._es = client
         self.index = index
@@ -50,8 +52,7 @@ class ElasticsearchControlStore(ControlStore):
 
     @classmethod
     def from_config(cls, es: ElasticsearchConfig) -> ElasticsearchControlStore:
-        client = connect(es.url, es.api_key(), request_timeout=es.request_timeout_s,
-                         max_retries=es.max_retries, ca_certs=es.ca_certs)
+        client = connect_config(es)
         try:
             return cls(client, f"{es.index_prefix}control", shards=1, replicas=es.number_of_replicas)
         except Exception:
@@ -133,8 +134,9 @@ class ElasticsearchControlStore(ControlStore):
 
     def _change(self, rule: Callable[[MapState], None]) -> MapState:
         # A conditional write the client re-sent after a lost response comes back refused
-        # although it landed: the rule then runs again on its own result, which every rule
-        # takes as a no-op (release_reshard_lease answers Conflict, which the job reports).
+        # although it landed: the rule then runs again on its own result, which is harmless
+        # (a version bumped twice, a lease renewed twice; release_reshard_lease answers
+        # Conflict, which the job reports).
         for attempt in range(CHANGE_ATTEMPTS):
             before, version = self._get_map()
             state = replace(before, moved=set(before.moved))

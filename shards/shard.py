@@ -73,14 +73,19 @@ def shard_dir(data_dir: Path, index: int) -> Path:
 
 def open_record_store(cfg: EmbeddedStorageConfig, root: Path, index: int) -> RecordStore:
     """SQLite in the shard's directory, or the shard's indexes on the Elasticsearch cluster."""
-    es = cfg.elasticsearch
-    if cfg.record_store == "sqlite" or es is None:
+    if cfg.record_store == "sqlite":
         return SQLiteRecordStore(root / "records.db", synchronous=cfg.sqlite_synchronous)
-    from shards.es_client import connect
+    if (root / "records.db").exists():
+        raise LayoutMismatch(
+            f"{root} holds this shard's records in SQLite, but storage.record_store is "
+            "elasticsearch: there is no migration between the two; set record_store: sqlite "
+            "back, or point data_dir elsewhere for a new deployment", "record_store")
+    es = cfg.elasticsearch
+    assert es is not None  # EmbeddedStorageConfig refuses elasticsearch records without it
+    from shards.es_client import connect_config
     from shards.es_record_store import ElasticsearchRecordStore
 
-    client = connect(es.url, es.api_key(), request_timeout=es.request_timeout_s,
-                     max_retries=es.max_retries, ca_certs=es.ca_certs)
+    client = connect_config(es)
     try:
         return ElasticsearchRecordStore(
             client, f"{es.index_prefix}shard_{index:03d}_", write_refresh=es.write_refresh,
@@ -135,11 +140,10 @@ def open_keyword_index(cfg: EmbeddedStorageConfig, root: Path, index: int,
     es = cfg.elasticsearch
     if es is None:
         return TantivyKeywordIndex(root / "keywords")
-    from shards.es_client import connect
+    from shards.es_client import connect_config
     from shards.es_keyword_index import ElasticsearchKeywordIndex
 
-    client = connect(es.url, es.api_key(), request_timeout=es.request_timeout_s,
-                     max_retries=es.max_retries, ca_certs=es.ca_certs)
+    client = connect_config(es)
     return ElasticsearchKeywordIndex(
         client, f"{es.index_prefix}shard_{index:03d}_keywords", owner=record_store_id(records),
         write_refresh=es.write_refresh, shards=es.number_of_shards, replicas=es.number_of_replicas)

@@ -69,7 +69,7 @@ def elasticsearch() -> Iterator[ElasticsearchConfig]:
     $ENGRAM_ES_CA_CERTS), an index prefix of the test's own; its indexes deleted after."""
     from shards.es_client import connect
 
-    cfg = ElasticsearchConfig(url=str(ES_URL), index_prefix=f"t{uuid.uuid4().hex[:12]}_",
+    cfg = ElasticsearchConfig(url=str(ES_URL), index_prefix=f"engram_test_{uuid.uuid4().hex[:12]}_",
                               number_of_replicas=0, ca_certs=os.environ.get("ENGRAM_ES_CA_CERTS"))
     yield cfg
     client = connect(cfg.url, cfg.api_key(), ca_certs=cfg.ca_certs)
@@ -144,3 +144,5 @@ def open_shard(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OpenS
             shard.close()
         except Exception:
             pass
+    if request.param == "servers":  # every part of a shard on a server: nothing on local disk
+        assert not (tmp_path / "unused").exists()

@@ -32,5 +32,3 @@ def test_a_key_can_only_grant_what_it_holds() -> None:
 
 def test_grant_syntax() -> None:
     assert valid_grant("acme-*") and valid_grant("a") and not valid_grant("a*b") and not valid_grant("")
-
-

@@ -1,0 +1,33 @@
+"""storage.record_store picks where records and control data live; data of the other kind
+is refused, never silently left behind (there is no migration between SQLite and
+Elasticsearch). These refusals come before any connection, so no server is needed."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from shards.config import ElasticsearchConfig, EmbeddedStorageConfig
+from shards.control_store import SQLiteControlStore, open_control_store
+from shards.errors import LayoutMismatch
+from shards.shard import Shard
+
+# Never contacted: every refusal below happens before a client connects.
+UNREACHABLE = ElasticsearchConfig(url="http://127.0.0.1:9")
+
+
+def test_elasticsearch_records_need_the_cluster_configured(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="needs storage.elasticsearch"):
+        EmbeddedStorageConfig(data_dir=tmp_path, record_store="elasticsearch")
+
+
+def test_sqlite_data_refuses_to_open_as_elasticsearch(tmp_path: Path) -> None:
+    Shard.open_embedded(0, 1, 8, EmbeddedStorageConfig(data_dir=tmp_path)).close()
+    SQLiteControlStore(tmp_path / "control.db").close()
+    switched = EmbeddedStorageConfig(data_dir=tmp_path, record_store="elasticsearch",
+                                     elasticsearch=UNREACHABLE)
+    with pytest.raises(LayoutMismatch, match="no migration"):
+        Shard.open_embedded(0, 1, 8, switched)
+    with pytest.raises(LayoutMismatch, match="no migration"):
+        open_control_store(switched)
