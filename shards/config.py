@@ -74,8 +74,8 @@ class EmbeddedStorageConfig(BaseModel):
     data_dir: Path = Path("data")
     # The source of truth (memories, sessions, graph) and the control data (API keys, shard
     # map): SQLite in data_dir, or the `elasticsearch` cluster (shards/es_record_store.py,
-    # shards/es_control_store.py). There is no migration between the two: a data_dir that
-    # holds SQLite records refuses to start with `elasticsearch`.
+    # shards/es_control_store.py). Switching does not move data: a data_dir that holds SQLite
+    # records refuses to start with `elasticsearch`; cluster/migrate_records.py copies it.
     record_store: Literal["sqlite", "elasticsearch"] = "sqlite"
     # FULL fsyncs every commit: an acknowledged store survives power loss, not only a crash.
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"

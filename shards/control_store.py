@@ -310,6 +310,33 @@ class ControlStore:
     def _put_key(self, key: ApiKey, key_hash: str) -> None:
         raise NotImplementedError
 
+    # -- copying control data to another store (cluster/migrate_records.py) ---------------
+    def export_keys(self) -> list[tuple[ApiKey, str]]:
+        """Every key with the hash of its secret (the secrets themselves are not stored)."""
+        raise NotImplementedError
+
+    def import_keys(self, keys: list[tuple[ApiKey, str]]) -> int:
+        """Add the keys this store lacks (by key id); returns how many were added."""
+        held = {k.key_id for k in self.keys()}
+        added = [(k, h) for k, h in keys if k.key_id not in held]
+        for key, key_hash in added:
+            self._put_key(key, key_hash)
+        return len(added)
+
+    def export_state(self) -> MapState:
+        return self._read()
+
+    def import_state(self, state: MapState) -> ShardMap:
+        """Take another store's shard map (its lease too): only onto a store with none yet,
+        or with the very same map (a copy run again)."""
+        def rule(s: MapState) -> None:
+            if s.count is not None and (s.count, s.target, s.moved) != (state.count, state.target, state.moved):
+                raise Conflict(f"the target already records another shard map ({s.count} shards): "
+                               "copy into an empty store", "shard_count")
+            for name, value in vars(state).items():
+                setattr(s, name, set(value) if name == "moved" else value)
+        return self._apply(rule).shard_map()
+
     def by_secret(self, secret: str) -> ApiKey | None:
         raise NotImplementedError
 
@@ -424,6 +451,13 @@ class SQLiteControlStore(ControlStore):
         if cur.rowcount == 0:
             raise NotFound(f"api key not found: {key_id}", "key_id")
 
+    def export_keys(self) -> list[tuple[ApiKey, str]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT key_id, name, scope, namespaces, created_at, expires_at, created_by, key_hash"
+                " FROM api_keys ORDER BY created_at").fetchall()
+        return [(_key(r[:7]), str(r[7])) for r in rows]
+
 
 def _meta_text(value: object) -> str | None:
     """A MapState value as the meta table has always held it (None: no row)."""
@@ -452,8 +486,8 @@ def open_control_store(storage: EmbeddedStorageConfig) -> ControlStore:
     if (storage.data_dir / "control.db").exists():
         raise LayoutMismatch(
             f"{storage.data_dir} holds the control data (API keys, shard map) in SQLite, but "
-            "storage.record_store is elasticsearch: there is no migration between the two; set "
-            "record_store: sqlite back, or point data_dir elsewhere for a new deployment",
+            "storage.record_store is elasticsearch: set record_store: sqlite back, or copy the "
+            "data with `python -m cluster.migrate_records` and point data_dir elsewhere",
             "record_store")
     es = storage.elasticsearch
     assert es is not None  # EmbeddedStorageConfig refuses elasticsearch records without it

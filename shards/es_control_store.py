@@ -209,6 +209,9 @@ class ElasticsearchControlStore(ControlStore):
                 return hits
             after = page[-1]["sort"]
 
+    def export_keys(self) -> list[tuple[ApiKey, str]]:
+        return [(_key(h["_source"]), h["_id"].removeprefix("key:")) for h in self._key_hits({"match_all": {}})]
+
     def keys(self) -> list[ApiKey]:
         return [_key(h["_source"]) for h in self._key_hits({"match_all": {}})]
 

@@ -78,8 +78,8 @@ def open_record_store(cfg: EmbeddedStorageConfig, root: Path, index: int) -> Rec
     if (root / "records.db").exists():
         raise LayoutMismatch(
             f"{root} holds this shard's records in SQLite, but storage.record_store is "
-            "elasticsearch: there is no migration between the two; set record_store: sqlite "
-            "back, or point data_dir elsewhere for a new deployment", "record_store")
+            "elasticsearch: set record_store: sqlite back, or copy the records with `python -m "
+            "cluster.migrate_records` and point data_dir elsewhere", "record_store")
     es = cfg.elasticsearch
     assert es is not None  # EmbeddedStorageConfig refuses elasticsearch records without it
     from shards.es_client import connect_config

@@ -1,6 +1,6 @@
 """storage.record_store picks where records and control data live; data of the other kind
-is refused, never silently left behind (there is no migration between SQLite and
-Elasticsearch). These refusals come before any connection, so no server is needed."""
+is refused, never silently left behind (cluster/migrate_records.py copies it, offline).
+These refusals come before any connection, so no server is needed."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,7 +27,7 @@ def test_sqlite_data_refuses_to_open_as_elasticsearch(tmp_path: Path) -> None:
     SQLiteControlStore(tmp_path / "control.db").close()
     switched = EmbeddedStorageConfig(data_dir=tmp_path, record_store="elasticsearch",
                                      elasticsearch=UNREACHABLE)
-    with pytest.raises(LayoutMismatch, match="no migration"):
+    with pytest.raises(LayoutMismatch, match="migrate_records"):
         Shard.open_embedded(0, 1, 8, switched)
-    with pytest.raises(LayoutMismatch, match="no migration"):
+    with pytest.raises(LayoutMismatch, match="migrate_records"):
         open_control_store(switched)

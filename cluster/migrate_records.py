@@ -1,0 +1,150 @@
+"""Copy an Engram's records and control data from one storage configuration to another,
+with the service stopped: typically from the SQLite layout (records.db per shard and
+control.db on a volume) to Elasticsearch (`storage.record_store: elasticsearch`).
+
+    python -m cluster.migrate_records --from old.yaml --to cluster/serve.production.yaml
+
+Both files are Serve configs (their `storage` and `shard_count` are what counts). The copy
+is namespace by namespace, through the same export and import a reshard uses: memories with
+their vectors (nothing is embedded again), sessions, entity links, idempotency keys and
+access counts; then the API keys (by their secrets' hashes) and the shard map. The target's
+indexes are built as its shards take the memories in: give the target a Milvus
+`collection_prefix` and an Elasticsearch `index_prefix` of its own.
+
+The source is only read: if anything goes wrong, deploy the old config again. Run again,
+the copy resumes: namespaces already whole on the target are skipped, one cut short is
+copied afresh. A reshard in progress must be finished or aborted first. Writes made to the
+source while this runs are not copied: stop the service (or scale its Routers to 0) first.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from cluster.backfill import load_config
+from serve.config import EngramConfig
+from shards.config import EmbeddedStorageConfig
+from shards.control_store import open_control_store
+from shards.errors import LayoutMismatch
+from shards.shard import RecordStore, Shard, open_record_store, shard_dir
+
+
+@dataclass
+class Copied:
+    namespaces: int = 0
+    skipped: int = 0
+    memories: int = 0
+    keys: int = 0
+
+
+def absolute(cfg: EngramConfig) -> EngramConfig:
+    """A relative data_dir is taken from the working directory, as `make serve` does."""
+    storage = cfg.storage.model_copy(update={"data_dir": cfg.storage.data_dir.resolve()})
+    return cfg.model_copy(update={"storage": storage})
+
+
+def source_records(storage: EmbeddedStorageConfig, index: int) -> RecordStore | None:
+    """Shard `index`'s records where the source keeps them; None: that shard holds nothing."""
+    root = shard_dir(storage.data_dir, index)
+    if storage.record_store == "sqlite" and not (root / "records.db").exists():
+        return None
+    return open_record_store(storage, root, index)
+
+
+def copy_shard(source: RecordStore, target: Shard, page: int, copied: Copied) -> None:
+    if source.namespace_states() or source.get_meta("reshard_target"):
+        raise SystemExit(f"shard {target.index} of the source is in the middle of a reshard: "
+                         "finish it (or abort it) with cluster.reshard first")
+    epoch = int(source.get_meta("map_epoch") or 0)
+    target.set_routing(target.routing_count, None, epoch)
+    held = dict(target.namespace_table())  # name → move state (None: live)
+    for name in source.namespace_names():
+        if name in held and held[name] is None and \
+                target.records.namespace_size(name) == source.namespace_size(name):
+            copied.skipped += 1  # whole on the target from an earlier run
+            continue
+        head = source.export_head(name)
+        target.import_head(head, replace_live=True)  # a copy cut short starts afresh
+        after = 0
+        while after != -1:
+            rows, after = source.export_memories(name, after, page)
+            copied.memories += target.import_memories(name, rows)
+        target.activate(name, head["memories"])
+        copied.namespaces += 1
+
+
+def migrate(source: EngramConfig, target: EngramConfig, page: int = 500) -> Copied:
+    same = (source.storage.record_store, source.storage.data_dir, source.storage.elasticsearch) == \
+        (target.storage.record_store, target.storage.data_dir, target.storage.elasticsearch)
+    if same:
+        raise SystemExit("--from and --to name the same records: nothing to copy")
+    copied = Copied()
+    source_control = open_control_store(source.storage)
+    target_control = open_control_store(target.storage)
+    try:
+        state = source_control.export_state()
+        if state.count is None:
+            raise SystemExit("the source has no shard map: it was never started")
+        if state.target is not None:
+            raise SystemExit(f"the source is resharding to {state.target} shards: finish it "
+                             "(or abort it) with cluster.reshard first")
+        for index in range(state.count):
+            records = source_records(source.storage, index)
+            if records is None:
+                continue
+            try:
+                dim = int(records.get_meta("embedding_dim") or 0)
+                if not dim:
+                    continue  # a shard that never stored anything
+                shard = Shard.open_embedded(index, state.count, dim, target.storage)
+                try:
+                    copy_shard(records, shard, page, copied)
+                    shard.checkpoint()
+                finally:
+                    shard.close()
+            finally:
+                records.close()
+        # Last: a target with the shard map is one a copy reached the end of.
+        copied.keys = target_control.import_keys(source_control.export_keys())
+        target_control.import_state(state)
+    finally:
+        source_control.close()
+        target_control.close()
+    return copied
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--from", dest="source", type=Path, required=True,
+                        help="the Serve config the data was written under")
+    parser.add_argument("--to", dest="target", type=Path, required=True,
+                        help="the Serve config to copy it to")
+    parser.add_argument("--app", default="engram")
+    parser.add_argument("--page-size", type=int, default=500, help="memories per import call")
+    args = parser.parse_args(argv)
+    source = absolute(load_config(args.source, args.app))
+    target = absolute(load_config(args.target, args.app))
+    if source.shard_count != target.shard_count:
+        raise SystemExit(f"--from deploys {source.shard_count} shards and --to {target.shard_count}: "
+                         "copy at one count, then reshard with cluster.reshard")
+    started = time.monotonic()
+    try:
+        copied = migrate(source, target, args.page_size)
+    except LayoutMismatch as exc:
+        raise SystemExit(str(exc)) from None
+    seconds = time.monotonic() - started
+    print("\n| migrate_records | |\n|---|---:|")
+    for label, value in (("namespaces copied", copied.namespaces),
+                         ("namespaces already whole", copied.skipped),
+                         ("memories copied", copied.memories), ("API keys copied", copied.keys),
+                         ("seconds", f"{seconds:.1f}"),
+                         ("memories/s", f"{copied.memories / seconds:.0f}" if seconds else "-")):
+        print(f"| {label} | {value} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
