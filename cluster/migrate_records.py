@@ -12,8 +12,9 @@ indexes are built as its shards take the memories in: give the target a Milvus
 `collection_prefix` and an Elasticsearch `index_prefix` of its own.
 
 The source is only read: if anything goes wrong, deploy the old config again. Run again,
-the copy resumes: namespaces already whole on the target are skipped, one cut short is
-copied afresh. A reshard in progress must be finished or aborted first. Writes made to the
+the copy resumes: namespaces already whole on the target (as many memories as the source)
+are skipped, one cut short is copied afresh; a source that served writes between two runs
+needs an empty target instead. A reshard in progress must be finished or aborted first. Writes made to the
 source while this runs are not copied: stop the service (or scale its Routers to 0) first.
 """
 from __future__ import annotations
