@@ -92,3 +92,13 @@ def test_serve_can_call_the_app_builder(config: str, tmp_path: Path) -> None:
     args = {**app["args"], "storage": {**app["args"]["storage"], "data_dir": str(tmp_path)}}
     built = call_user_app_builder_with_args_if_necessary(builder, args)
     assert built._bound_deployment.name == "Router"
+
+
+def test_production_keeps_nothing_on_a_pod() -> None:
+    """The production layout has no volume: every part of a shard and the control data are
+    on servers (so Routers and Shards can run on any pod offering engram_core)."""
+    [app] = yaml.safe_load((CLUSTER / "serve.production.yaml").read_text())["applications"]
+    storage = EngramConfig.from_args(app["args"]).storage
+    assert storage.record_store == "elasticsearch" and storage.all_remote
+    manifest = yaml.safe_dump(rayservice())
+    assert "persistentVolumeClaim" not in manifest and "engram_storage" not in manifest
