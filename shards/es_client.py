@@ -2,7 +2,7 @@
 the shard's: busy or unreachable is retriable (StorageUnavailable), a refusal is not."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from shards.config import ElasticsearchConfig
@@ -31,6 +31,41 @@ def connect_config(es: ElasticsearchConfig) -> Any:
     """connect() with everything `storage.elasticsearch` says."""
     return connect(es.url, es.api_key(), request_timeout=es.request_timeout_s,
                    max_retries=es.max_retries, ca_certs=es.ca_certs)
+
+
+def ensure_index(client: Any, index: str, mappings: dict[str, Any],
+                 settings: dict[str, Any]) -> dict[str, Any] | None:
+    """Create the index; or, where it exists, return its mappings for the caller to check.
+    Another process creating it at the same moment counts as existing."""
+    from elasticsearch import BadRequestError
+
+    if not client.indices.exists(index=index):
+        try:
+            client.indices.create(index=index, mappings=mappings, settings=settings)
+            return None
+        except BadRequestError as exc:
+            if "resource_already_exists_exception" not in str(exc):
+                raise
+    mapped: dict[str, Any] = client.indices.get_mapping(index=index)[index]["mappings"]
+    return mapped
+
+
+def scan(call: Callable[..., Any], search: Callable[..., Any], sort: list[dict[str, str]],
+         limit: int | None = None, page: int = 1000, **request: Any) -> Iterator[dict[str, Any]]:
+    """Every hit of a search in `sort` order (which must end on a unique field), page by
+    page with search_after; `call` runs each request (the caller's error mapping)."""
+    after: list[Any] | None = None
+    left = limit
+    while left is None or left > 0:
+        size = page if left is None else min(page, left)
+        hits = call(search, sort=sort, size=size, track_total_hits=False, **request,
+                    **({"search_after": after} if after else {}))["hits"]["hits"]
+        yield from hits
+        if len(hits) < size:
+            return
+        after = hits[-1]["sort"]
+        if left is not None:
+            left -= len(hits)
 
 
 def guarded(what: str, role: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

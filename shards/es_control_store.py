@@ -19,7 +19,7 @@ from typing import Any
 from shards.config import ElasticsearchConfig
 from shards.control_store import ApiKey, ControlStore, MapState, hash_key
 from shards.errors import Conflict, LayoutMismatch, NotFound, StorageUnavailable
-from shards.es_client import connect_config, guarded
+from shards.es_client import connect_config, ensure_index, guarded, scan
 
 PROPERTIES: dict[str, Any] = {
     "kind": {"type": "keyword"},
@@ -60,21 +60,12 @@ class ElasticsearchControlStore(ControlStore):
             raise
 
     def _ensure_index(self, shards: int, replicas: int) -> None:
-        if self._es.indices.exists(index=self.index):
-            mapped = self._es.indices.get_mapping(index=self.index)[self.index]["mappings"]
-            if mapped.get("properties") != PROPERTIES:
-                raise LayoutMismatch(f"Elasticsearch index {self.index} holds another layout than "
-                                     "Engram's control data; choose another "
-                                     "elasticsearch.index_prefix", "control")
-            return
-        from elasticsearch import BadRequestError
-
-        try:
-            self._es.indices.create(index=self.index, mappings={"dynamic": "strict", "properties": PROPERTIES},
-                                    settings={"number_of_shards": shards, "number_of_replicas": replicas})
-        except BadRequestError as exc:  # another router created it first
-            if "resource_already_exists_exception" not in str(exc):
-                raise
+        mapped = ensure_index(self._es, self.index, {"dynamic": "strict", "properties": PROPERTIES},
+                              {"number_of_shards": shards, "number_of_replicas": replicas})
+        if mapped is not None and mapped.get("properties") != PROPERTIES:
+            raise LayoutMismatch(f"Elasticsearch index {self.index} holds another layout than "
+                                 "Engram's control data; choose another "
+                                 "elasticsearch.index_prefix", "control")
 
     def close(self) -> None:
         self._es.close()
@@ -197,17 +188,9 @@ class ElasticsearchControlStore(ControlStore):
         return key
 
     def _key_hits(self, query: dict[str, Any]) -> list[dict[str, Any]]:
-        hits: list[dict[str, Any]] = []
-        after: list[Any] | None = None
-        while True:
-            page = self._call(self._es.search, index=self.index, size=1000,
-                              query={"bool": {"filter": [{"term": {"kind": "key"}}, query]}},
-                              sort=[{"created_at": "asc"}, {"key_id": "asc"}],
-                              **({"search_after": after} if after else {}))["hits"]["hits"]
-            hits += page
-            if len(page) < 1000:
-                return hits
-            after = page[-1]["sort"]
+        return list(scan(self._call, self._es.search, [{"created_at": "asc"}, {"key_id": "asc"}],
+                         index=self.index,
+                         query={"bool": {"filter": [{"term": {"kind": "key"}}, query]}}))
 
     def export_keys(self) -> list[tuple[ApiKey, str]]:
         return [(_key(h["_source"]), h["_id"].removeprefix("key:")) for h in self._key_hits({"match_all": {}})]

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from shards.es_client import guarded
+from shards.es_client import ensure_index, guarded
 from shards.errors import LayoutMismatch, StorageUnavailable
 from shards.indexes import IndexFilter, IndexRow
 from shards.tantivy_index import CONTEXT_BOOST, query_terms
@@ -52,20 +52,19 @@ class ElasticsearchKeywordIndex:
         self._call(self._ensure_index, shards, replicas)
 
     def _ensure_index(self, shards: int, replicas: int) -> None:
-        if self._es.indices.exists(index=self.index):
-            mapped = self._es.indices.get_mapping(index=self.index)[self.index]["mappings"]
-            theirs = mapped.get("_meta", {}).get("engram_store_id", "")
-            if mapped.get("properties") != MAPPINGS["properties"] or theirs != self.owner:
-                raise LayoutMismatch(
-                    f"Elasticsearch index {self.index} was written by another Engram store or "
-                    "version; delete it (it is derived data: the shard re-indexes from its "
-                    "record store) or choose another elasticsearch.index_prefix", "keywords")
-            return
         mappings = {**MAPPINGS, "_meta": {"engram_store_id": self.owner}}
-        self._es.indices.create(index=self.index, mappings=mappings, settings={
+        mapped = ensure_index(self._es, self.index, mappings, {
             "number_of_shards": shards, "number_of_replicas": replicas,
             "similarity": {"default": {"type": "BM25"}}})
-        self.recreated = True
+        if mapped is None:
+            self.recreated = True
+            return
+        theirs = mapped.get("_meta", {}).get("engram_store_id", "")
+        if mapped.get("properties") != MAPPINGS["properties"] or theirs != self.owner:
+            raise LayoutMismatch(
+                f"Elasticsearch index {self.index} was written by another Engram store or "
+                "version; delete it (it is derived data: the shard re-indexes from its "
+                "record store) or choose another elasticsearch.index_prefix", "keywords")
 
     def upsert(self, rows: Sequence[IndexRow]) -> None:
         if not rows:

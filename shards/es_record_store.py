@@ -40,7 +40,7 @@ from dataclasses import replace
 from typing import Any
 
 from shards.errors import Conflict, LayoutMismatch, NotFound, StorageUnavailable
-from shards.es_client import guarded
+from shards.es_client import ensure_index, guarded, scan
 from shards.indexes import CONTEXT_TURNS, memory_type_code
 from shards.record_store import pack_vectors, stats_by_type, unpack_vector
 from shards.types import (
@@ -165,16 +165,13 @@ class ElasticsearchRecordStore:
             "control", {"term": {"kind": "moving"}}, [{"ns_id": "asc"}], ["ns_id"])}
 
     def _ensure_index(self, index: str, properties: dict[str, Any], shards: int, replicas: int) -> None:
-        if self._es.indices.exists(index=index):
-            mapped = self._es.indices.get_mapping(index=index)[index]["mappings"]
-            if mapped.get("properties") != properties:
-                raise LayoutMismatch(
-                    f"Elasticsearch index {index} holds another layout than this Engram's record "
-                    "store; it is the source of truth, so nothing deletes it: choose another "
-                    "elasticsearch.index_prefix, or migrate it", "records")
-            return
-        self._es.indices.create(index=index, mappings={"dynamic": "strict", "properties": properties},
-                                settings={"number_of_shards": shards, "number_of_replicas": replicas})
+        mapped = ensure_index(self._es, index, {"dynamic": "strict", "properties": properties},
+                              {"number_of_shards": shards, "number_of_replicas": replicas})
+        if mapped is not None and mapped.get("properties") != properties:
+            raise LayoutMismatch(
+                f"Elasticsearch index {index} holds another layout than this Engram's record "
+                "store; it is the source of truth, so nothing deletes it: choose another "
+                "elasticsearch.index_prefix, or migrate it", "records")
 
     def close(self) -> None:
         self._es.close()
@@ -252,19 +249,8 @@ class ElasticsearchRecordStore:
               source: Any = True, limit: int | None = None) -> Iterator[dict[str, Any]]:
         """Every hit in `sort` order (which must end on a unique field), page by page."""
         self._fresh(name)
-        after: list[Any] | None = None
-        left = limit
-        while left is None or left > 0:
-            size = PAGE if left is None else min(PAGE, left)
-            page = self._call(self._es.search, index=self._index[name], query=query, sort=sort,
-                              size=size, source=source, track_total_hits=False,
-                              **({"search_after": after} if after else {}))["hits"]["hits"]
-            yield from page
-            if len(page) < size:
-                return
-            after = page[-1]["sort"]
-            if left is not None:
-                left -= len(page)
+        yield from scan(self._call, self._es.search, sort, limit, PAGE, index=self._index[name],
+                        query=query, source=source)
 
     def _count(self, name: str, query: dict[str, Any]) -> int:
         self._fresh(name)
@@ -439,12 +425,13 @@ class ElasticsearchRecordStore:
                     for seq, mid in zip(seqs, ids)])
 
     # -- memories -------------------------------------------------------------------------
-    def _claimed(self, pairs: Sequence[tuple[int, str]]) -> dict[tuple[int, str], tuple[int, dict[str, Any]]]:
+    def _claimed(self, pairs: Sequence[tuple[int, str]], source: Any = _MEMORY_SOURCE
+                 ) -> dict[tuple[int, str], tuple[int, dict[str, Any]]]:
         """(ns_id, memory id) → (key, memory source) of those stored."""
         claims = self._mget("control", [f"mid:{ns}:{_h(mid)}" for ns, mid in pairs], ["key"])
         keys = {pair: int(claims[f"mid:{pair[0]}:{_h(pair[1])}"]["key"]) for pair in pairs
                 if f"mid:{pair[0]}:{_h(pair[1])}" in claims}
-        docs = self._mget("memories", list(keys.values()), _MEMORY_SOURCE)
+        docs = self._mget("memories", list(keys.values()), source)
         return {pair: (key, docs[str(key)]) for pair, key in keys.items()
                 if str(key) in docs and docs[str(key)]["ns_id"] == pair[0]}
 
@@ -768,10 +755,10 @@ class ElasticsearchRecordStore:
                 "started_at": now, "last_active_at": now, "ended_at": None, "ended_reason": None,
                 "summary": None, "metadata": metadata, "idle_timeout": idle_timeout})],
                 conflicts_ok=True)
-            # A 409 is ours when the client re-sent a create that had landed (a timeout).
-            theirs = self._mget("sessions", [_h(session_id)], ["key"]).get(_h(session_id))
-            if refused and (theirs is None or int(theirs["key"]) != key):
-                raise Conflict(f"session already exists: {session_id}", "session_id")
+            if refused:  # ours when the client re-sent a create that had landed (a timeout)
+                theirs = self._mget("sessions", [_h(session_id)], ["key"]).get(_h(session_id))
+                if theirs is None or int(theirs["key"]) != key:
+                    raise Conflict(f"session already exists: {session_id}", "session_id")
         found = self.get_session(session_id, Scope.of(namespace))
         assert found is not None
         return found
@@ -1103,11 +1090,10 @@ class ElasticsearchRecordStore:
                                      {"range": {"seq": {"gt": after_seq}}}]}}
         logged = [(h["_source"]["memory_id"], int(h["_source"]["seq"])) for h in self._scan(
             "control", query, [{"seq": "asc"}], ["memory_id", "seq"], limit=limit)]
-        present = self._claimed([(ns_id, mid) for mid, _ in logged])
+        present = self._claimed([(ns_id, mid) for mid, _ in logged], source=True)
         found = sorted((present[(ns_id, mid)] for mid, _ in logged if (ns_id, mid) in present),
                        key=lambda kv: kv[0])  # storage order, as the SQLite store
-        full = self._mget("memories", [k for k, _ in found])
-        rows = [self._exported(full[str(k)]) for k, _ in found if str(k) in full]
+        rows = [self._exported(doc) for _, doc in found]
         deleted = [mid for mid, _ in logged if (ns_id, mid) not in present]
         return rows, deleted, (logged[-1][1] if logged else after_seq)
 
@@ -1119,7 +1105,7 @@ class ElasticsearchRecordStore:
             other = docs.get(_h(sid))
             if other is not None and other["ns_id"] != ns_id:
                 raise Conflict(f"session id {sid} is taken by another agent on this shard", "session_id")
-        here = self._sessions_by_id([(ns_id, s[0]) for s in sessions])
+        here = {(ns_id, sid): docs[_h(sid)] for sid, *_ in sessions if _h(sid) in docs}
         new_keys = iter(self._allocate("session", sum((ns_id, s[0]) not in here for s in sessions)))
         self._bulk([self._op("index", "sessions", _h(sid), {
             "id": sid, "key": int(here[(ns_id, sid)]["key"]) if (ns_id, sid) in here else next(new_keys),
