@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from cluster import proc_cpu
 from cluster.ingress import INGRESS_KINDS, ingress_env
 from cluster.local import ROOT, deployment_options
 
@@ -195,13 +196,21 @@ def main(argv: list[str] | None = None) -> int:
     # the wait covers several checkpoints and the merges after them.
     time.sleep(args.settle_seconds)
     results["settle_s"] = args.settle_seconds
+    cpu_rows: list[tuple[int, dict[str, float]]] = []
     for clients in client_counts:
         asyncio.run(recall_load(url, namespaces, clients, 20, seed=99))  # warm-up
+        before = proc_cpu.snapshot()
         lat, wall = asyncio.run(recall_load(url, namespaces, clients, args.requests, seed=clients))
+        cpu = proc_cpu.cpu_by_label(before, proc_cpu.snapshot())
         s = summary(lat)
         results[f"recall_serve_{clients}"] = {**s, "rps": len(lat) / wall}
         rows.append((f"recall via HTTP + Serve, {clients} client(s)",
                      f"p50 {s['p50']:.1f} / p95 {s['p95']:.1f} / p99 {s['p99']:.1f} ms, {len(lat) / wall:.1f} req/s"))
+        # CPU per recall in each kind of process (machine-wide, so anything else running
+        # on the machine shows up too).
+        per_recall = {name: 1000 * sec / len(lat) for name, sec in cpu.items()}
+        results[f"recall_serve_{clients}"]["cpu_ms_per_recall"] = per_recall
+        cpu_rows.append((clients, per_recall))
     client.close()
     serve.shutdown()
     ray.shutdown()
@@ -260,10 +269,24 @@ def main(argv: list[str] | None = None) -> int:
     print("| measurement | result |\n|---|---|")
     for name, value in rows:
         print(f"| {name} | {value} |")
+    print_cpu(cpu_rows)
     args.out.mkdir(exist_ok=True)
     (args.out / f"bench-{args.memories}.json").write_text(json.dumps(results, indent=2))
     plot(results, client_counts, args.out / f"bench-{args.memories}.png")
     return 0
+
+
+def print_cpu(cpu_rows: list[tuple[int, dict[str, float]]]) -> None:
+    """CPU ms per recall through Serve, by process kind, a column per client count."""
+    if not cpu_rows:
+        return
+    names = list(dict.fromkeys(n for _, per in cpu_rows for n, ms in per.items() if ms >= 0.1))
+    print("\nCPU per recall through Serve, ms, by process (all processes on the machine)\n")
+    print("| process | " + " | ".join(f"{c} client(s)" for c, _ in cpu_rows) + " |")
+    print("|---|" + "---|" * len(cpu_rows))
+    for name in names:
+        print(f"| {name} | " + " | ".join(f"{per.get(name, 0.0):.1f}" for _, per in cpu_rows) + " |")
+    print("| total | " + " | ".join(f"{sum(per.values()):.1f}" for _, per in cpu_rows) + " |")
 
 
 def plot(results: dict[str, Any], client_counts: list[int], path: Path) -> None:

@@ -25,12 +25,55 @@ class RerankerClient(Protocol):
         ...
 
 
+# Shard methods whose concurrent calls from one Router share a handle call (call_many).
+COALESCED_METHODS = frozenset({"recall_candidates"})
+MAX_COALESCED = 16
+
+
 class ServeShardClient:
+    """A shard's Serve handle. Recall reads that arrive while one is in flight to the same
+    shard wait for it, then go together in one `call_many`: on two cores a handle call costs
+    ~2.5 ms of CPU in the Router and as much in the Shard, more than the read itself
+    (0.3-1.5 ms), and the shard runs its calls one at a time anyway. A lone recall is sent
+    at once, as before."""
+
     def __init__(self, handle: Any) -> None:
         self._handle = handle
+        self._queued: list[tuple[str, tuple[Any, ...], dict[str, Any], asyncio.Future[Any]]] = []
+        self._sender: asyncio.Task[None] | None = None  # held: the loop keeps weak refs only
 
     async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        return await self._handle.call.remote(method, *args, **kwargs)
+        if method not in COALESCED_METHODS:
+            return await self._handle.call.remote(method, *args, **kwargs)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queued.append((method, args, kwargs, future))
+        if self._sender is None or self._sender.done():
+            self._sender = loop.create_task(self._send())
+        return await future
+
+    async def _send(self) -> None:
+        while self._queued:
+            batch, self._queued = self._queued[:MAX_COALESCED], self._queued[MAX_COALESCED:]
+            batch = [item for item in batch if not item[3].done()]  # cancelled while queued
+            if not batch:
+                continue
+            try:
+                if len(batch) == 1:
+                    method, args, kwargs, _ = batch[0]
+                    outcomes = [(True, await self._handle.call.remote(method, *args, **kwargs))]
+                else:
+                    outcomes = await self._handle.call_many.remote(
+                        [(method, args, kwargs) for method, args, kwargs, _ in batch])
+            except Exception as exc:  # one answer for the whole call: every waiter gets it
+                outcomes = [(False, exc)] * len(batch)
+            for (_, _, _, future), (ok, value) in zip(batch, outcomes):
+                if future.done():  # its request was cancelled meanwhile
+                    continue
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
 
 
 class ServeEmbedderClient:

@@ -131,6 +131,28 @@ class ShardDeployment:
         return await loop.run_in_executor(
             self._executor, partial(self.shard.call_at_epoch, map_epoch, method, *args, **kwargs))
 
+    async def call_many(self, calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]]) -> list[tuple[bool, Any]]:
+        """Several calls in one (serve/clients.py coalesces a Router's concurrent recall
+        reads): run in order on the shard's thread, each checked against its own map_epoch.
+        Each answer is (True, result) or (False, the exception it raised), so one refused
+        call (a namespace moved) does not fail the others."""
+        for method, _, _ in calls:
+            if method not in SHARD_METHODS:
+                raise InvalidInput(f"unknown shard method: {method}", "method")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._run_many, calls)
+
+    def _run_many(self, calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]]) -> list[tuple[bool, Any]]:
+        answers: list[tuple[bool, Any]] = []
+        for method, args, kwargs in calls:
+            kwargs = dict(kwargs)
+            map_epoch = kwargs.pop("map_epoch", None)
+            try:
+                answers.append((True, self.shard.call_at_epoch(map_epoch, method, *args, **kwargs)))
+            except Exception as exc:
+                answers.append((False, exc))
+        return answers
+
     async def _maintain(self) -> None:
         """End idle sessions, delete expired memories and checkpoint the indexes, off the
         request path."""

@@ -87,3 +87,55 @@ def test_search_and_listing(engram: Engram, ns: str) -> None:
         assert preview["content"] == "later" and preview["content_truncated"] is True
         stats = c.get(f"/v1/agents/{ns}/stats").json()
         assert stats["total_memories"] == 7 and stats["memories_by_type"]["semantic"] == 1
+
+
+def test_concurrent_recalls_on_one_shard_each_get_their_own(engram: Engram, ns: str) -> None:
+    """A Router sends concurrent recalls to a shard together (serve/clients.py, call_many):
+    each still answers for its own namespace and query."""
+    import asyncio
+
+    import httpx
+
+    from shards.routing import shard_for
+
+    count = engram.config["shard_count"]
+    names = [n for n in (f"{ns}-c{i}" for i in range(80)) if shard_for(n, count) == 0][:12]
+    with engram.http() as c:
+        for i, name in enumerate(names):
+            r = c.post("/v1/memory/store", json={"agent_id": name, "id": f"fact-{i}",
+                                                 "content": f"The locker code for site {i} is {1000 + i}"})
+            r.raise_for_status()
+
+    async def recall_all() -> list[list[str]]:
+        async with httpx.AsyncClient(base_url=engram.url, timeout=60,
+                                     headers={"Authorization": f"Bearer {engram.root_key}"}) as c:
+            async def one(name: str, i: int) -> list[str]:
+                r = await c.post("/v1/memory/recall", json={
+                    "agent_id": name, "query": f"locker code for site {i}", "top_k": 5})
+                return ids(r)
+            return await asyncio.gather(*(one(n, i) for _ in range(3) for i, n in enumerate(names)))
+
+    answers = asyncio.run(recall_all())
+    assert answers == [[f"fact-{i}"] for _ in range(3) for i in range(len(names))]
+
+
+def test_call_many_answers_each_call_on_its_own(engram: Engram, ns: str) -> None:
+    """Through the real Shard deployment: a call refused for its stale map epoch fails
+    alone, the calls around it are answered."""
+    from ray import serve
+
+    from shards.errors import StaleShardMap
+    from shards.routing import shard_for
+
+    with engram.http() as c:
+        c.post("/v1/memory/store", json={"agent_id": ns, "id": "only", "content": "a lone fact"}).raise_for_status()
+    handle = serve.get_deployment_handle(f"Shard{shard_for(ns, engram.config['shard_count'])}", app_name="engram")
+    answers = handle.call_many.remote([
+        ("namespace_stats", (ns,), {}),
+        ("namespace_stats", (ns,), {"map_epoch": -1}),  # older than any shard's map
+        ("namespace_stats", (ns,), {"map_epoch": None}),
+    ]).result(timeout_s=60)
+    (ok0, first), (ok1, refused), (ok2, third) = answers
+    assert ok0 and ok2 and not ok1
+    assert isinstance(refused, StaleShardMap)
+    assert first[0].name == ns and first[0].memory_count == 1 and third == first
