@@ -134,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
     parser.add_argument("--ingress", choices=INGRESS_KINDS, default="haproxy",
                         help="HTTP ingress, as `make serve` (cluster/ingress.py)")
+    parser.add_argument("--shard-read-batch", type=int, default=None,
+                        help="router.shard_read_batch (1: each recall's shard read on its own)")
     args = parser.parse_args(argv)
 
     os.environ.update(ingress_env(args.ingress, private_ports=True))  # beside a `make serve`
@@ -145,7 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     from serve.app import build_app_with
 
     data_dir = Path(tempfile.mkdtemp(prefix="engram-bench-"))
-    config = {"shard_count": 2, "storage": {"data_dir": str(data_dir)}}
+    config: dict[str, Any] = {"shard_count": 2, "storage": {"data_dir": str(data_dir)}}
+    if args.shard_read_batch is not None:
+        config["router"] = {"shard_read_batch": args.shard_read_batch}
     rng = random.Random(7)
     namespaces = [f"bench-{i:04d}" for i in range(args.namespaces)]
     client_counts = [int(c) for c in args.clients.split(",")]

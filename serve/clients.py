@@ -27,7 +27,6 @@ class RerankerClient(Protocol):
 
 # Shard methods whose concurrent calls from one Router share a handle call (call_many).
 COALESCED_METHODS = frozenset({"recall_candidates"})
-MAX_COALESCED = 16
 
 
 class ServeShardClient:
@@ -37,13 +36,15 @@ class ServeShardClient:
     (0.3-1.5 ms), and the shard runs its calls one at a time anyway. A lone recall is sent
     at once, as before."""
 
-    def __init__(self, handle: Any) -> None:
+    def __init__(self, handle: Any, max_batch: int = 16) -> None:
+        """max_batch: most calls in one call_many (router.shard_read_batch); 1: none."""
         self._handle = handle
+        self._max_batch = max_batch
         self._queued: list[tuple[str, tuple[Any, ...], dict[str, Any], asyncio.Future[Any]]] = []
         self._sender: asyncio.Task[None] | None = None  # held: the loop keeps weak refs only
 
     async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        if method not in COALESCED_METHODS:
+        if method not in COALESCED_METHODS or self._max_batch == 1:
             return await self._handle.call.remote(method, *args, **kwargs)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
@@ -54,7 +55,7 @@ class ServeShardClient:
 
     async def _send(self) -> None:
         while self._queued:
-            batch, self._queued = self._queued[:MAX_COALESCED], self._queued[MAX_COALESCED:]
+            batch, self._queued = self._queued[:self._max_batch], self._queued[self._max_batch:]
             batch = [item for item in batch if not item[3].done()]  # cancelled while queued
             if not batch:
                 continue

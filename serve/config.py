@@ -79,6 +79,10 @@ class RouterConfig(_Strict):
     # Recalls' access counts reach the shards in one call per shard this often, not one call
     # per recall (serve/access_counts.py): a count shows this much later.
     access_flush_seconds: float = Field(0.5, gt=0, le=60)
+    # Recall reads that wait behind one in flight to the same shard go together in one
+    # handle call, at most this many (serve/clients.py); 1 sends each on its own. On the
+    # 2-core default (2k memories) it took 8 clients from 94 to 109 recalls/s.
+    shard_read_batch: int = Field(16, ge=1, le=256)
 
 
 class AuthConfig(_Strict):

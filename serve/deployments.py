@@ -221,7 +221,7 @@ class RouterDeployment:
             log.warning("%s is not set: no root key (the one recorded before is revoked)",
                         config.auth.root_key_env)
             self.control.revoke_root_key()
-        clients: list[ShardClient] = [ServeShardClient(h) for h in shards]
+        clients: list[ShardClient] = [ServeShardClient(h, config.router.shard_read_batch) for h in shards]
         self.service = MemoryService(
             config, clients, await query_embedder(config, ServeEmbedderClient(embedder), embedder),
             reranker=ServeRerankerClient(reranker) if reranker is not None else None,

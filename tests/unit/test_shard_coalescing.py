@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from serve.clients import MAX_COALESCED, ServeShardClient
+from serve.clients import ServeShardClient
 from shards.errors import NamespaceMoved
 
 
@@ -92,16 +92,19 @@ def test_one_refused_call_fails_only_its_own_request() -> None:
     assert [r[1] for i, r in enumerate(results) if i != 2] == [("ns-0",), ("ns-1",), ("ns-3",)]
 
 
+MAX_COALESCED = 5
+
+
 def test_batches_are_bounded_and_other_methods_are_not_coalesced() -> None:
     handle = RecordingHandle()
-    client = ServeShardClient(handle)
+    client = ServeShardClient(handle, max_batch=MAX_COALESCED)
 
     async def run() -> None:
-        await asyncio.gather(*(client.call("recall_candidates", f"ns-{i}") for i in range(MAX_COALESCED + 6)),
+        await asyncio.gather(*(client.call("recall_candidates", f"ns-{i}") for i in range(MAX_COALESCED + 3)),
                              client.call("write", "ns-w"), client.call("write", "ns-w"))
 
     asyncio.run(run())
-    assert sorted(n for kind, n in handle.sent if kind == "call_many") == [6, MAX_COALESCED]
+    assert sorted(n for kind, n in handle.sent if kind == "call_many") == [3, MAX_COALESCED]
     assert handle.sent.count(("call", 1)) == 2  # the writes, each on its own
 
 
@@ -152,3 +155,14 @@ def test_waiters_queued_during_a_call_go_in_the_next(count: int) -> None:
 
     asyncio.run(run())
     assert handle.sent == [("call", 1) if count == 1 else ("call_many", count), ("call_many", 3)]
+
+
+def test_a_batch_of_one_sends_each_call_on_its_own() -> None:
+    handle = RecordingHandle()
+    client = ServeShardClient(handle, max_batch=1)
+
+    async def run() -> None:
+        await asyncio.gather(*(client.call("recall_candidates", f"ns-{i}") for i in range(3)))
+
+    asyncio.run(run())
+    assert handle.sent == [("call", 1)] * 3
