@@ -60,12 +60,11 @@ class ServeShardClient:
             if not batch:
                 continue
             try:
-                if len(batch) == 1:
-                    method, args, kwargs, _ = batch[0]
-                    outcomes = [(True, await self._handle.call.remote(method, *args, **kwargs))]
-                else:
-                    outcomes = await self._handle.call_many.remote(
-                        [(method, args, kwargs) for method, args, kwargs, _ in batch])
+                outcomes = await self._send_batch(batch)
+            except asyncio.CancelledError:  # the loop is going away: so are its waiters
+                for *_, future in batch:
+                    future.cancel()
+                raise
             except Exception as exc:  # one answer for the whole call: every waiter gets it
                 outcomes = [(False, exc)] * len(batch)
             for (_, _, _, future), (ok, value) in zip(batch, outcomes):
@@ -75,6 +74,16 @@ class ServeShardClient:
                     future.set_result(value)
                 else:
                     future.set_exception(value)
+
+    async def _send_batch(self, batch: list[tuple[str, tuple[Any, ...], dict[str, Any], Any]]) -> list[tuple[bool, Any]]:
+        if len(batch) == 1:
+            method, args, kwargs, _ = batch[0]
+            return [(True, await self._handle.call.remote(method, *args, **kwargs))]
+        outcomes: list[tuple[bool, Any]] = await self._handle.call_many.remote(
+            [(method, args, kwargs) for method, args, kwargs, _ in batch])
+        if len(outcomes) != len(batch):  # never leave a waiter without an answer
+            raise RuntimeError(f"a shard answered {len(outcomes)} of {len(batch)} calls")
+        return outcomes
 
 
 class ServeEmbedderClient:

@@ -166,3 +166,22 @@ def test_a_batch_of_one_sends_each_call_on_its_own() -> None:
 
     asyncio.run(run())
     assert handle.sent == [("call", 1)] * 3
+
+
+def test_a_short_answer_fails_the_batch_instead_of_hanging_a_waiter() -> None:
+    class Short(RecordingHandle):
+        async def _call_many(self, calls: Any) -> Any:
+            answers = await super()._call_many(calls)
+            return answers[:-1]
+
+    client = ServeShardClient(Short())
+
+    async def run() -> list[Any]:
+        first = asyncio.ensure_future(client.call("recall_candidates", "ns-0"))
+        await asyncio.sleep(0.001)
+        rest = [client.call("recall_candidates", f"ns-{i}") for i in (1, 2)]
+        return await asyncio.wait_for(asyncio.gather(first, *rest, return_exceptions=True), 5)
+
+    results = asyncio.run(run())
+    assert results[0] == ("recall_candidates", ("ns-0",), None)
+    assert all(isinstance(r, RuntimeError) for r in results[1:])
