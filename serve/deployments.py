@@ -29,7 +29,7 @@ from serve.control_calls import control_call
 from serve.service import MemoryService
 from serve.shard_routing import ControlShardMap, ShardRouter
 from shards.control_store import open_control_store
-from shards.errors import InvalidInput
+from shards.errors import InvalidInput, ShardError
 from shards.routing import ShardMap
 from shards.shard import Shard
 
@@ -119,6 +119,7 @@ class ShardDeployment:
         self.shard = await loop.run_in_executor(
             self._executor, Shard.open_embedded, index, self.cfg.shard_count, dim, self.cfg.storage)
         self._maintenance = asyncio.get_running_loop().create_task(self._maintain())
+        self.shared_calls = self.shared_reads = 0
         log.info("shard ready", extra={"shard": index, "pid": os.getpid()})
 
     async def call(self, method: str, *args: Any, map_epoch: int | None = None, **kwargs: Any) -> Any:
@@ -139,8 +140,15 @@ class ShardDeployment:
         for method, _, _ in calls:
             if method not in SHARD_METHODS:
                 raise InvalidInput(f"unknown shard method: {method}", "method")
+        self.shared_calls += 1
+        self.shared_reads += len(calls)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._run_many, calls)
+
+    def read_sharing(self) -> tuple[int, int]:
+        """(call_many calls, the calls they carried) since this replica started: how often
+        Routers' concurrent reads shared a call."""
+        return self.shared_calls, self.shared_reads
 
     def _run_many(self, calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]]) -> list[tuple[bool, Any]]:
         answers: list[tuple[bool, Any]] = []
@@ -149,8 +157,15 @@ class ShardDeployment:
             map_epoch = kwargs.pop("map_epoch", None)
             try:
                 answers.append((True, self.shard.call_at_epoch(map_epoch, method, *args, **kwargs)))
-            except Exception as exc:
+            except ShardError as exc:  # an answer (not found, moved, ...): the Router maps it
                 answers.append((False, exc))
+            except Exception as exc:
+                # Logged here, where the traceback is (Serve logs a failed call's, but this
+                # call did not fail), and sent as a plain error that surely pickles: an
+                # exception from a library might not, and would fail the whole batch.
+                log.exception("shard call failed", extra={"shard": self.index, "method": method})
+                answers.append((False, RuntimeError(f"{method} failed on shard {self.index}: "
+                                                    f"{type(exc).__name__}: {exc}")))
         return answers
 
     async def _maintain(self) -> None:

@@ -115,8 +115,14 @@ def test_concurrent_recalls_on_one_shard_each_get_their_own(engram: Engram, ns: 
                 return ids(r)
             return await asyncio.gather(*(one(n, i) for _ in range(3) for i, n in enumerate(names)))
 
+    from ray import serve
+
+    shard = serve.get_deployment_handle("Shard0", app_name="engram")
+    calls_before, reads_before = shard.read_sharing.remote().result(timeout_s=60)
     answers = asyncio.run(recall_all())
     assert answers == [[f"fact-{i}"] for _ in range(3) for i in range(len(names))]
+    calls, reads = shard.read_sharing.remote().result(timeout_s=60)
+    assert calls > calls_before and reads - reads_before > calls - calls_before  # they did share
 
 
 def test_call_many_answers_each_call_on_its_own(engram: Engram, ns: str) -> None:

@@ -185,3 +185,69 @@ def test_a_short_answer_fails_the_batch_instead_of_hanging_a_waiter() -> None:
     results = asyncio.run(run())
     assert results[0] == ("recall_candidates", ("ns-0",), None)
     assert all(isinstance(r, RuntimeError) for r in results[1:])
+
+
+def test_a_call_cancelled_below_the_sender_is_a_retriable_failure_and_sending_goes_on() -> None:
+    """Serve cancels a handle call whose parent request was cancelled: that must reach the
+    waiters as a 503-worthy error (not a cancellation of their own requests), and the
+    reads queued meanwhile must still be sent."""
+    from shards.errors import StorageUnavailable
+
+    class CancelledBelow(RecordingHandle):
+        async def _call_many(self, calls: Any) -> Any:
+            self.sent.append(("call_many", len(calls)))
+            await asyncio.sleep(0.01)
+            raise asyncio.CancelledError()
+
+    handle = CancelledBelow()
+    client = ServeShardClient(handle)
+
+    async def run() -> list[Any]:
+        first = [asyncio.ensure_future(client.call("recall_candidates", f"a-{i}")) for i in range(2)]
+        await asyncio.sleep(0.001)
+        later = [asyncio.ensure_future(client.call("recall_candidates", "b-0"))]
+        return await asyncio.wait_for(asyncio.gather(*first, *later, return_exceptions=True), 5)
+
+    results = asyncio.run(run())
+    assert all(isinstance(r, StorageUnavailable) and r.retriable for r in results[:2])
+    assert results[2] == ("recall_candidates", ("b-0",), None)  # sent after, on its own
+
+
+def test_a_cancelled_sender_cancels_every_waiter_none_hangs() -> None:
+    handle = RecordingHandle()
+    client = ServeShardClient(handle)
+
+    async def run() -> list[Any]:
+        first = asyncio.ensure_future(client.call("recall_candidates", "a-0"))
+        await asyncio.sleep(0.001)
+        queued = [asyncio.ensure_future(client.call("recall_candidates", f"b-{i}")) for i in range(2)]
+        await asyncio.sleep(0)
+        assert client._sender is not None
+        client._sender.cancel()  # the replica's loop shutting down
+        return await asyncio.wait_for(asyncio.gather(first, *queued, return_exceptions=True), 5)
+
+    results = asyncio.run(run())
+    assert all(isinstance(r, asyncio.CancelledError) for r in results)
+
+
+def test_the_sender_does_not_carry_the_first_requests_context() -> None:
+    """Serve keys a handle call's parent request on a context variable: the sender's calls
+    must not look like children of whichever request happened to start it."""
+    import contextvars
+
+    request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="none")
+    seen: list[str] = []
+
+    class Watching(RecordingHandle):
+        async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+            seen.append(request_id.get())
+            return await super()._call(method, *args, **kwargs)
+
+    client = ServeShardClient(Watching())
+
+    async def run() -> Any:
+        request_id.set("request-A")
+        return await client.call("recall_candidates", "ns-0")
+
+    asyncio.run(run())
+    assert seen == ["none"]
