@@ -83,6 +83,16 @@ async def recall_load(url: str, namespaces: list[str], clients: int, requests: i
         return latencies, time.perf_counter() - start
 
 
+async def read_sharing(shard_count: int) -> tuple[int, int]:
+    """(call_many calls, reads they carried) over every shard so far (router.shard_read_batch).
+    Run on one loop that stays open: a handle's router lives on the loop it was made on."""
+    from ray import serve
+
+    counts = [await serve.get_deployment_handle(f"Shard{i}", app_name="engram").read_sharing.remote()
+              for i in range(shard_count)]
+    return sum(c for c, _ in counts), sum(r for _, r in counts)
+
+
 async def batch_load(url: str, jobs: list[tuple[str, list[dict[str, str]]]], clients: int) -> float:
     """Memories/s stored by `clients` concurrent batch-store clients."""
     queue: asyncio.Queue[tuple[str, list[dict[str, str]]]] = asyncio.Queue()
@@ -201,22 +211,30 @@ def main(argv: list[str] | None = None) -> int:
     time.sleep(args.settle_seconds)
     results["settle_s"] = args.settle_seconds
     cpu_rows: list[tuple[int, dict[str, float]]] = []
+    handles_loop = asyncio.new_event_loop()  # for the Serve handles this driver calls
     for clients in client_counts:
         asyncio.run(recall_load(url, namespaces, clients, 20, seed=99))  # warm-up
+        shared_before = handles_loop.run_until_complete(read_sharing(config["shard_count"]))
         before = proc_cpu.snapshot()
         lat, wall = asyncio.run(recall_load(url, namespaces, clients, args.requests, seed=clients))
         cpu = proc_cpu.cpu_by_label(before, proc_cpu.snapshot())
+        shared_calls, shared_reads = (after - prior for after, prior in zip(
+            handles_loop.run_until_complete(read_sharing(config["shard_count"])), shared_before))
         s = summary(lat)
         results[f"recall_serve_{clients}"] = {**s, "rps": len(lat) / wall}
+        # Shard calls the recalls took: each read on its own, less those that shared one.
+        shard_calls = len(lat) - shared_reads + shared_calls
+        results[f"recall_serve_{clients}"]["shard_calls"] = shard_calls
         rows.append((f"recall via HTTP + Serve, {clients} client(s)",
-                     f"p50 {s['p50']:.1f} / p95 {s['p95']:.1f} / p99 {s['p99']:.1f} ms, {len(lat) / wall:.1f} req/s"))
+                     f"p50 {s['p50']:.1f} / p95 {s['p95']:.1f} / p99 {s['p99']:.1f} ms, {len(lat) / wall:.1f} req/s, "
+                     f"{shard_calls} shard calls for {len(lat)} recalls"))
         # CPU per recall in each kind of process (machine-wide, so anything else running
         # on the machine shows up too).
         per_recall = {name: 1000 * sec / len(lat) for name, sec in cpu.items()}
         results[f"recall_serve_{clients}"]["cpu_ms_per_recall"] = per_recall
         cpu_rows.append((clients, per_recall))
     client.close()
-    serve.shutdown()
+    serve.shutdown()  # handles_loop stays open: the handles' routers shut down on it
     ray.shutdown()
 
     # The same shards and model in this process: the cost of Serve and HTTP is the difference.
