@@ -81,7 +81,8 @@ class RouterConfig(_Strict):
     access_flush_seconds: float = Field(0.5, gt=0, le=60)
     # Recall reads that wait behind one in flight to the same shard go together in one
     # handle call, at most this many (serve/clients.py); 1 sends each on its own. On the
-    # 2-core default (2k memories) it took 8 clients from 94 to 109 recalls/s.
+    # 2-core default (2k memories) 8 clients' recalls took a quarter fewer shard calls, 32
+    # clients' three quarters fewer: each saves ~2.5 ms of CPU in the Router and the Shard.
     shard_read_batch: int = Field(16, ge=1, le=256)
 
 
