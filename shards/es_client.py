@@ -50,6 +50,16 @@ def ensure_index(client: Any, index: str, mappings: dict[str, Any],
     return mapped
 
 
+def ensure_strict_index(client: Any, index: str, properties: dict[str, Any], shards: int,
+                        replicas: int) -> bool:
+    """Create the index with a strict mapping of `properties` (a field not in it is refused);
+    True when it was created or already holds exactly that layout, False when it holds
+    another (the caller says what to do about it)."""
+    mapped = ensure_index(client, index, {"dynamic": "strict", "properties": properties},
+                          {"number_of_shards": shards, "number_of_replicas": replicas})
+    return mapped is None or mapped.get("properties") == properties
+
+
 def scan(call: Callable[..., Any], search: Callable[..., Any], sort: list[dict[str, str]],
          limit: int | None = None, page: int = 1000, **request: Any) -> Iterator[dict[str, Any]]:
     """Every hit of a search in `sort` order (which must end on a unique field), page by

@@ -19,7 +19,7 @@ from typing import Any
 from shards.config import ElasticsearchConfig
 from shards.control_store import ApiKey, ControlStore, MapState, hash_key
 from shards.errors import Conflict, LayoutMismatch, NotFound, StorageUnavailable
-from shards.es_client import connect_config, ensure_index, guarded, scan
+from shards.es_client import connect_config, ensure_strict_index, guarded, scan
 
 PROPERTIES: dict[str, Any] = {
     "kind": {"type": "keyword"},
@@ -60,9 +60,7 @@ class ElasticsearchControlStore(ControlStore):
             raise
 
     def _ensure_index(self, shards: int, replicas: int) -> None:
-        mapped = ensure_index(self._es, self.index, {"dynamic": "strict", "properties": PROPERTIES},
-                              {"number_of_shards": shards, "number_of_replicas": replicas})
-        if mapped is not None and mapped.get("properties") != PROPERTIES:
+        if not ensure_strict_index(self._es, self.index, PROPERTIES, shards, replicas):
             raise LayoutMismatch(f"Elasticsearch index {self.index} holds another layout than "
                                  "Engram's control data; choose another "
                                  "elasticsearch.index_prefix", "control")

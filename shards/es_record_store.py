@@ -40,7 +40,7 @@ from dataclasses import replace
 from typing import Any
 
 from shards.errors import Conflict, LayoutMismatch, NotFound, StorageUnavailable
-from shards.es_client import ensure_index, guarded, scan
+from shards.es_client import ensure_strict_index, guarded, scan
 from shards.indexes import CONTEXT_TURNS, memory_type_code
 from shards.record_store import pack_vectors, stats_by_type, unpack_vector
 from shards.types import (
@@ -165,9 +165,7 @@ class ElasticsearchRecordStore:
             "control", {"term": {"kind": "moving"}}, [{"ns_id": "asc"}], ["ns_id"])}
 
     def _ensure_index(self, index: str, properties: dict[str, Any], shards: int, replicas: int) -> None:
-        mapped = ensure_index(self._es, index, {"dynamic": "strict", "properties": properties},
-                              {"number_of_shards": shards, "number_of_replicas": replicas})
-        if mapped is not None and mapped.get("properties") != properties:
+        if not ensure_strict_index(self._es, index, properties, shards, replicas):
             raise LayoutMismatch(
                 f"Elasticsearch index {index} holds another layout than this Engram's record "
                 "store; it is the source of truth, so nothing deletes it: choose another "
