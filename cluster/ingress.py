@@ -36,6 +36,20 @@ ONE_LOOP_REPLICAS = {
     "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",
 }
 
+# The rest of what Ray's RAY_SERVE_THROUGHPUT_OPTIMIZED=1 bundles, spelled out so that each
+# setting shows (and stays if Ray changes the bundle). Handle calls (Router -> Shard, Router
+# -> Embedder) go from replica to replica over gRPC with their arguments inline, instead of
+# as Ray actor tasks with the object store and the raylet in between; Serve's request-path
+# logs are buffered (an ERROR line flushes at once) and written to its log files only, not
+# also to stderr for Ray's log monitor to copy. Measured on the 2-core default (2k memories,
+# 8 clients, one run each, the same hour): CPU per recall in the Shards 7.2 -> 3.8 ms, in the
+# Routers 15.5 -> 10.4 ms; 66 -> 106 recalls/s.
+LEAN_REQUEST_PATH = {
+    "RAY_SERVE_USE_GRPC_BY_DEFAULT": "1",
+    "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "1000",
+    "RAY_SERVE_LOG_TO_STDERR": "0",
+}
+
 
 def ingress_env(kind: str, environ: Mapping[str, str] = os.environ,
                 private_ports: bool = False) -> dict[str, str]:
@@ -49,10 +63,11 @@ def ingress_env(kind: str, environ: Mapping[str, str] = os.environ,
     if kind not in INGRESS_KINDS:
         raise ValueError(f"ingress must be one of {', '.join(INGRESS_KINDS)}, not {kind!r}")
     if kind == "proxy":
-        wanted = {"RAY_SERVE_ENABLE_HA_PROXY": "0", **ONE_LOOP_REPLICAS}
+        wanted = {"RAY_SERVE_ENABLE_HA_PROXY": "0", **ONE_LOOP_REPLICAS, **LEAN_REQUEST_PATH}
     else:
         wanted = {
             **ONE_LOOP_REPLICAS,
+            **LEAN_REQUEST_PATH,
             "RAY_SERVE_ENABLE_HA_PROXY": "1",
             # A stopping Router replica keeps serving this long so that HAProxy stops sending
             # it requests first. Ray's 30 s default is sized for cloud load balancers; this

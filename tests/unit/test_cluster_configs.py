@@ -102,3 +102,19 @@ def test_production_keeps_nothing_on_a_pod() -> None:
     assert storage.record_store == "elasticsearch" and storage.all_remote
     manifest = yaml.safe_dump(rayservice())
     assert "persistentVolumeClaim" not in manifest and "engram_storage" not in manifest
+
+
+def test_every_kuberay_pod_gets_the_serve_settings_make_serve_uses() -> None:
+    """Serve reads them in every process (replicas, controller, proxies): a pod without them
+    would run its replicas on three threads and its handle calls through the object store."""
+    from cluster.ingress import ingress_env
+
+    wanted = {k: v for k, v in ingress_env("haproxy", {}).items()
+              if k != "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"}  # the head's proxy only
+    cluster = rayservice()["spec"]["rayClusterConfig"]
+    groups = [("head", cluster["headGroupSpec"])] + [(g["groupName"], g) for g in cluster["workerGroupSpecs"]]
+    for name, group in groups:
+        [container] = group["template"]["spec"]["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        missing = {k: v for k, v in wanted.items() if env.get(k) != v}
+        assert not missing, f"{name} pods lack {missing}"

@@ -5,7 +5,7 @@ import socket
 
 import pytest
 
-from cluster.ingress import ONE_LOOP_REPLICAS, busy_ports, ingress_env
+from cluster.ingress import LEAN_REQUEST_PATH, ONE_LOOP_REPLICAS, busy_ports, ingress_env
 
 
 def test_haproxy_is_switched_on_with_a_short_drain() -> None:
@@ -24,6 +24,13 @@ def test_replicas_run_on_one_event_loop_unless_the_operator_says_otherwise(kind:
     assert ingress_env(kind, {}).items() >= ONE_LOOP_REPLICAS.items()
     env = ingress_env(kind, {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "1"})
     assert "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD" not in env
+
+
+@pytest.mark.parametrize("kind", ["haproxy", "proxy"])
+def test_handle_calls_go_over_grpc_unless_the_operator_says_otherwise(kind: str) -> None:
+    assert ingress_env(kind, {}).items() >= LEAN_REQUEST_PATH.items()
+    assert ingress_env(kind, {})["RAY_SERVE_USE_GRPC_BY_DEFAULT"] == "1"
+    assert "RAY_SERVE_USE_GRPC_BY_DEFAULT" not in ingress_env(kind, {"RAY_SERVE_USE_GRPC_BY_DEFAULT": "0"})
 
 
 def test_what_the_operator_set_wins() -> None:
