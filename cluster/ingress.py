@@ -41,9 +41,10 @@ ONE_LOOP_REPLICAS = {
 # -> Embedder) go from replica to replica over gRPC with their arguments inline, instead of
 # as Ray actor tasks with the object store and the raylet in between; Serve's request-path
 # logs are buffered (an ERROR line flushes at once) and written to its log files only, not
-# also to stderr for Ray's log monitor to copy. Measured on the 2-core default (2k memories,
-# 8 clients, one run each, the same hour): CPU per recall in the Shards 7.2 -> 3.8 ms, in the
-# Routers 15.5 -> 10.4 ms; 66 -> 106 recalls/s.
+# also to stderr for Ray's log monitor to copy. Measured on the 2-core default, 8 clients,
+# runs alternated within the hour: at 2k memories CPU per recall 29.4-29.5 -> 18.6-23.9 ms
+# (most of it Serve's call handling in the Shards and the Routers), 66 -> 81-106 recalls/s;
+# at 100k (one pair) 29.5 -> 28.3 ms, 63.7 -> 69.4 recalls/s (README, Benchmark).
 LEAN_REQUEST_PATH = {
     "RAY_SERVE_USE_GRPC_BY_DEFAULT": "1",
     "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "1000",
