@@ -1,4 +1,6 @@
-"""How HTTP reaches the Router: Ray Serve's HAProxy ingress (the default) or its Python proxy.
+"""How HTTP reaches the Router (Ray Serve's HAProxy ingress, the default, or its Python
+proxy), and the Serve settings every process of the cluster shares with it (one event loop
+per replica, the lean request path).
 
 With HAProxy, Serve starts an HAProxy on the HTTP port (127.0.0.1:3300 here) that forwards
 each request straight to an HTTP server inside a Router replica. The Python proxy instead
