@@ -65,19 +65,18 @@ def ingress_env(kind: str, environ: Mapping[str, str] = os.environ,
     firewall them where the machine is reachable, or choose "proxy"."""
     if kind not in INGRESS_KINDS:
         raise ValueError(f"ingress must be one of {', '.join(INGRESS_KINDS)}, not {kind!r}")
+    wanted = {**ONE_LOOP_REPLICAS, **LEAN_REQUEST_PATH}  # whichever the ingress
     if kind == "proxy":
-        wanted = {"RAY_SERVE_ENABLE_HA_PROXY": "0", **ONE_LOOP_REPLICAS, **LEAN_REQUEST_PATH}
+        wanted["RAY_SERVE_ENABLE_HA_PROXY"] = "0"
     else:
-        wanted = {
-            **ONE_LOOP_REPLICAS,
-            **LEAN_REQUEST_PATH,
+        wanted.update({
             "RAY_SERVE_ENABLE_HA_PROXY": "1",
             # A stopping Router replica keeps serving this long so that HAProxy stops sending
             # it requests first. Ray's 30 s default is sized for cloud load balancers; this
             # HAProxy is told at once (and retries a refused connection), and 30 s would also
             # hold every `serve shutdown` for 30 s.
             "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "5",
-        }
+        })
         if private_ports:
             wanted.update(zip(HAPROXY_SIDE_PORTS, map(str, free_ports(len(HAPROXY_SIDE_PORTS)))))
     return {k: v for k, v in wanted.items() if k not in environ}
