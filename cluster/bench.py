@@ -16,6 +16,7 @@ import random
 import statistics
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -239,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # The same shards and model in this process: the cost of Serve and HTTP is the difference.
     from models.config import EmbedderConfig
-    from models.embedders import SentenceTransformerEmbedder
+    from models.embedders import SentenceTransformerEmbedder, split_for_passes
     from serve.app import resolve_config
     from serve.clients import LocalEmbedderClient, LocalShardClient
     from serve.service import MemoryService
@@ -285,6 +286,17 @@ def main(argv: list[str] | None = None) -> int:
     results["embedder_sentences_per_s"] = raw
     rows.append((f"embedder raw (MiniLM, {embedder.precision}, 1 torch thread, batch 64)",
                  f"{raw:.1f} sentences/s"))
+    # What the Embedder replica itself can do: its passes side by side, as it splits a batch
+    # (embedder.parallel_passes, one torch thread each).
+    passes = embedder.parallel_passes
+    with ThreadPoolExecutor(max_workers=passes) as pool:
+        t = time.perf_counter()
+        list(pool.map(embedder.embed, split_for_passes(texts, passes)))
+        raw_parallel = len(texts) / (time.perf_counter() - t)
+    results["embedder_parallel_passes"] = passes
+    results["embedder_sentences_per_s_parallel"] = raw_parallel
+    rows.append((f"embedder raw, {passes} passes side by side (embedder.parallel_passes)",
+                 f"{raw_parallel:.1f} sentences/s"))
 
     print(f"\nEngram benchmark: {args.memories} memories in {args.namespaces} namespaces, "
           f"2 shards, {os.cpu_count()} cores\n")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -73,6 +74,24 @@ def pick_precision(precision: str, device: str) -> str:
 SMALL_PASS = 3
 
 
+# A batch is split over parallel passes only into parts of at least this many texts: below
+# it a pass's fixed cost (tokenizer, per-operator overhead) outweighs the core it adds.
+MIN_TEXTS_PER_PART = 16
+
+
+def split_for_passes(texts: Sequence[str], passes: int) -> list[list[str]]:
+    """`texts` in consecutive parts, one per pass that can run at once, none under
+    MIN_TEXTS_PER_PART texts (so a small batch stays whole)."""
+    parts = max(1, min(passes, len(texts) // MIN_TEXTS_PER_PART))
+    size, extra = divmod(len(texts), parts)
+    out, start = [], 0
+    for k in range(parts):
+        end = start + size + (1 if k < extra else 0)
+        out.append(list(texts[start:end]))
+        start = end
+    return out
+
+
 def pick_runtime(runtime: str, device: str, precision: str) -> str:
     """"torch", "onnxruntime" (every pass), or "onnxruntime+torch" (small passes on ONNX
     Runtime, larger ones in torch bfloat16). auto: ONNX Runtime on CPU when it is installed
@@ -109,9 +128,16 @@ class SentenceTransformerEmbedder:
                 f"cannot load embedding model {cfg.model!r} from disk ({exc}); give a local "
                 "path, or pre-download it into the Hugging Face cache on every node"
             ) from exc
+        self._model.eval()  # as encode makes it each time; our passes skip encode (_encode)
         if cfg.max_seq_length:
             self._model.max_seq_length = cfg.max_seq_length
         self._batch_size = cfg.max_batch_size
+        # Passes may run on several threads at once (parallel_passes). A fast tokenizer is not
+        # safe to share so in every transformers version (its Rust side raises "Already
+        # borrowed" when one thread resets truncation or padding while another encodes,
+        # transformers#47085), so tokenizing, ~1 % of a pass, takes turns.
+        self.parallel_passes = cfg.parallel_passes or (1 if self.device == "cuda" else 2)
+        self._tokenizing = threading.Lock()
         self._onnx: OnnxTransformer | None = None
         self._onnx_tail: list[Any] = []
         self.name = Path(path).name if Path(path).exists() else cfg.model
@@ -140,7 +166,7 @@ class SentenceTransformerEmbedder:
             # for the ONNX path whatever precision torch's own passes take later.
             self._onnx_tail = [copy.deepcopy(m) for m in list(self._model)[1:]]
             probe = ["An export probe: order #4521 shipped to Jane Doe on Friday.", "short"]
-            cosine = float(min(a @ b for a, b in zip(self._encode(probe), self._model.encode(
+            cosine = float(min(a @ b for a, b in zip(self._encode(probe, onnx=True), self._model.encode(
                 probe, convert_to_tensor=True, normalize_embeddings=True).float())))
             problem = (None if cosine >= MIN_PROBE_COSINE
                        else f"its vectors are off torch's (cosine {cosine:.5f})")
@@ -155,39 +181,40 @@ class SentenceTransformerEmbedder:
         log.warning("ONNX Runtime cannot run %s (%s): embedding in torch", self.name, problem)
         self._onnx, self.runtime = None, "torch"
 
-    def _encode(self, texts: list[str]) -> Any:
-        """Unit vectors, one row per text, through ONNX Runtime, then the model's own
-        pooling and normalization modules in torch."""
+    def _encode(self, texts: list[str], onnx: bool) -> Any:
+        """Unit vectors, one row per text: the transformer through ONNX Runtime (onnx) and
+        the model's own pooling and normalization modules in torch after it, or the whole
+        model in torch. As SentenceTransformer.encode does, but safe to run on several
+        threads at once (the tokenizer takes turns)."""
         import torch
 
         preprocess = getattr(self._model, "preprocess", None) or self._model.tokenize
-        assert self._onnx is not None
         # Longest first, so that each batch pads its texts to similar lengths (as encode does).
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         rows: list[Any] = [None] * len(texts)
         for start in range(0, len(order), self._batch_size):
             batch = order[start:start + self._batch_size]
-            features = preprocess([texts[i] for i in batch])
-            features["token_embeddings"] = self._onnx(features)
-            with torch.no_grad():
-                for module in self._onnx_tail:
-                    features = module(features)
+            with self._tokenizing:
+                features = preprocess([texts[i] for i in batch])
+            with torch.inference_mode():
+                if onnx:
+                    assert self._onnx is not None
+                    features["token_embeddings"] = self._onnx(features)
+                    for module in self._onnx_tail:
+                        features = module(features)
+                else:
+                    features = self._model({k: v.to(self.device) if isinstance(v, torch.Tensor) else v
+                                            for k, v in features.items()})
             for i, row in zip(batch, features["sentence_embedding"]):
                 rows[i] = row
+        # Normalised in float32 whatever the model computed in (bfloat16 norms miss 1 by ~1 %).
         return torch.nn.functional.normalize(torch.stack(rows).float(), dim=-1)
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        import torch
-
         if not texts:
             return []
-        if self._onnx is not None and len(texts) <= self._onnx_max_texts:
-            return self._encode(list(texts)).tolist()  # type: ignore[no-any-return]
-        vectors: Any = self._model.encode(
-            list(texts), batch_size=self._batch_size, convert_to_tensor=True, show_progress_bar=False,
-        )
-        # Normalised in float32 whatever the model computed in (bfloat16 norms miss 1 by ~1 %).
-        return torch.nn.functional.normalize(vectors.float(), dim=-1).cpu().tolist()
+        onnx = self._onnx is not None and len(texts) <= self._onnx_max_texts
+        return self._encode(list(texts), onnx).cpu().tolist()  # type: ignore[no-any-return]
 
     def embed_queries(self, texts: Sequence[str]) -> list[list[float]]:
         if not self._query_prefix:

@@ -12,7 +12,7 @@ from typing import Any
 from ray import serve
 
 from models.config import EmbedderConfig, RerankerConfig
-from models.embedders import build_embedder
+from models.embedders import build_embedder, split_for_passes
 from models.rerankers import CrossEncoderReranker
 from serve.api import create_app
 from serve.clients import (
@@ -48,8 +48,12 @@ class EmbedderDeployment:
         self.model = build_embedder(self.cfg)
         # Forward passes run off the event loop (which also runs Serve's own work when user
         # code shares the replica's loop, see cluster/ingress.py): texts that arrive during
-        # a pass queue for the next one instead of waiting for the loop.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
+        # a pass queue for the next one instead of waiting for the loop. Up to
+        # embedder.parallel_passes of them run at once (2 on CPU, one core each): a batch
+        # store's texts are split over them, and two batches' passes run side by side; lone
+        # texts still share one @serve.batch pass at a time.
+        self._passes = int(getattr(self.model, "parallel_passes", 1))
+        self._executor = ThreadPoolExecutor(max_workers=self._passes, thread_name_prefix="embedder")
         self.embed_one.set_max_batch_size(self.cfg.max_batch_size)
         self.embed_one.set_batch_wait_timeout_s(self.cfg.batch_wait_timeout_s)
 
@@ -62,7 +66,8 @@ class EmbedderDeployment:
         return await self._embed(texts)
 
     async def embed_many(self, texts: list[str]) -> list[list[float]]:
-        return await self._embed(texts)
+        parts = await asyncio.gather(*(self._embed(part) for part in split_for_passes(texts, self._passes)))
+        return [vector for part in parts for vector in part]
 
     async def embed_query(self, text: str) -> list[float]:
         result: list[float] = await self.embed_one(self.cfg.query_prefix + text)

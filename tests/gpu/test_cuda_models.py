@@ -11,10 +11,14 @@ def test_sentence_transformer_embeds_on_cuda() -> None:
     from models.embedders import SentenceTransformerEmbedder
 
     embedder = SentenceTransformerEmbedder(EmbedderConfig(device="cuda"))
-    assert embedder.device == "cuda"
-    [a, b, c] = embedder.embed(["refund for order 4521", "order 4521 refund", "the weather is nice"])
+    assert embedder.device == "cuda" and embedder.parallel_passes == 1  # batches fill a GPU
+    texts = ["refund for order 4521", "order 4521 refund", "the weather is nice"]
+    [a, b, c] = embedder.embed(texts)
     cos = lambda x, y: sum(p * q for p, q in zip(x, y))  # noqa: E731 - unit vectors
     assert len(a) == 384 and cos(a, b) > cos(a, c)
+    # The embedder runs the model itself: still SentenceTransformer.encode's vectors.
+    reference = embedder._model.encode(texts, normalize_embeddings=True).tolist()
+    assert min(cos(x, y) for x, y in zip([a, b, c], reference)) > 0.999
 
 
 def test_embedder_runs_in_half_precision_on_cuda_and_stays_unit_length() -> None:

@@ -3,6 +3,7 @@ float32's vectors, for the bundled MiniLM and for a model the tests build themse
 choosing is configuration."""
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -10,11 +11,13 @@ from pydantic import ValidationError
 
 from models.config import EmbedderConfig
 from models.embedders import (
+    MIN_TEXTS_PER_PART,
     SMALL_PASS,
     SentenceTransformerEmbedder,
     build_embedder,
     cpu_has_native_bf16,
     pick_runtime,
+    split_for_passes,
 )
 from tests.tiny_models import tiny_sentence_model
 
@@ -106,3 +109,44 @@ def test_a_model_that_does_not_export_stays_on_torch_unless_onnxruntime_was_aske
         build_embedder(EmbedderConfig(device="cpu", runtime="onnxruntime"))
     with pytest.raises(ValueError, match="CPU only"):
         pick_runtime("onnxruntime", "cuda", "auto")  # device auto that resolved to a GPU
+
+
+def test_torch_passes_give_sentence_transformers_own_vectors(minilm_torch: SentenceTransformerEmbedder) -> None:
+    """The embedder runs the model itself (so that passes can share it across threads), in
+    batches smaller than the input here: still SentenceTransformer.encode's vectors, in order."""
+    minilm_torch._batch_size = 3
+    try:
+        got = minilm_torch.embed(TEXTS)
+    finally:
+        minilm_torch._batch_size = 64
+    reference = minilm_torch._model.encode(TEXTS, normalize_embeddings=True).tolist()
+    assert min(cosines(got, reference)) > 0.99999
+
+
+def test_passes_on_several_threads_at_once_give_the_vectors_of_one_at_a_time() -> None:
+    """The Embedder runs up to parallel_passes passes at once (2 on CPU by default) on one
+    model: large passes (torch) and small ones (ONNX Runtime) side by side, the tokenizer
+    taking turns."""
+    auto = build_embedder(EmbedderConfig(device="cpu", max_batch_size=4))
+    assert auto.parallel_passes == 2
+    assert build_embedder(EmbedderConfig(device="cpu", runtime="torch", parallel_passes=3)).parallel_passes == 3
+    passes = [[f"{text} (note {k})" for text in TEXTS] * 3 if k % 2 else [f"query {k}: {TEXTS[k % 4]}"]
+              for k in range(12)]
+    one_at_a_time = [auto.embed(texts) for texts in passes]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        side_by_side = list(pool.map(auto.embed, passes))
+    for alone, together in zip(one_at_a_time, side_by_side):
+        assert len(alone) == len(together)
+        assert min(cosines(alone, together)) > 0.99999
+    with pytest.raises(ValidationError, match="parallel_passes"):
+        EmbedderConfig(parallel_passes=0)
+
+
+def test_a_batch_splits_over_parallel_passes_in_order_and_never_into_small_parts() -> None:
+    texts = [f"t{i}" for i in range(100)]
+    halves = split_for_passes(texts, 2)
+    assert [len(p) for p in halves] == [50, 50] and sum(halves, []) == texts
+    assert [len(p) for p in split_for_passes(texts[:35], 3)] == [18, 17]  # not three under 16
+    assert split_for_passes(texts[:2 * MIN_TEXTS_PER_PART - 1], 2) == [texts[:2 * MIN_TEXTS_PER_PART - 1]]
+    assert split_for_passes(texts, 1) == [texts]
+    assert split_for_passes([], 2) == [[]]
