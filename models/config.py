@@ -31,12 +31,14 @@ class EmbedderConfig(BaseModel):
     # each collapse on 2 cores.
     torch_threads: int = Field(1, ge=1)
     max_batch_size: int = Field(64, ge=1)
-    # Forward passes one replica runs at once, each on its own thread (the Embedder's batch
-    # stores; lone texts share one batched pass at a time). None: 2 on CPU, where a pass
-    # keeps one core busy (torch_threads) and a second lets the next batch embed while the
-    # one before it is written (100k memories, 2-core machine, 2 batch clients: 342 ->
-    # 420-457 memories/s, 72 % -> 88-96 % of one pass's raw rate); 1 on CUDA, where larger
-    # batches, not passes side by side, are what fill the device.
+    # Forward passes one replica runs at once, each on its own thread with torch_threads
+    # threads: a batch store's texts are split over them, and batches from several clients
+    # embed side by side (lone texts share one batched pass at a time). None: 2 on CPU,
+    # where a pass keeps torch_threads cores busy, so a batch store used only one of the 2
+    # cores (100k memories, 2-core machine, one run each: batch store 301 -> 462 memories/s
+    # with 1 client, 331 -> 492 with 2; 63 % -> 88 % and 70 % -> 94 % of one pass's raw
+    # rate); 1 on CUDA, where larger batches, not passes side by side, fill the device.
+    # Raise it with num_cpus on a CPU node with more cores. vLLM batches itself: unset there.
     parallel_passes: int | None = Field(None, ge=1)
     # 0: a lone query is embedded at once (@serve.batch otherwise waits the whole timeout for
     # company: +6 ms p50 at 1 client); concurrent ones still share a pass, since they queue
@@ -54,6 +56,13 @@ class EmbedderConfig(BaseModel):
     def _onnxruntime_on_cpu(self) -> EmbedderConfig:
         if self.runtime == "onnxruntime" and self.device == "cuda":
             raise ValueError("runtime: onnxruntime runs on CPU only: set device: cpu, or runtime: torch")
+        return self
+
+    @model_validator(mode="after")
+    def _one_vllm_engine_call_at_a_time(self) -> EmbedderConfig:
+        if self.kind == "vllm" and self.parallel_passes not in (None, 1):
+            raise ValueError("parallel_passes: vLLM batches the texts it is given itself and is "
+                             "not called from two threads; leave parallel_passes unset for kind vllm")
         return self
 
 

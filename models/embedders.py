@@ -189,13 +189,18 @@ class SentenceTransformerEmbedder:
         import torch
 
         preprocess = getattr(self._model, "preprocess", None) or self._model.tokenize
+        # The model's default prompt, if its config names one, as encode adds it (through
+        # preprocess, so that a pooling that leaves the prompt out knows its length).
+        prompts = getattr(self._model, "prompts", None) or {}
+        prompt = prompts.get(getattr(self._model, "default_prompt_name", None) or "")
+        extra = {"prompt": prompt} if prompt else {}
         # Longest first, so that each batch pads its texts to similar lengths (as encode does).
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         rows: list[Any] = [None] * len(texts)
         for start in range(0, len(order), self._batch_size):
             batch = order[start:start + self._batch_size]
             with self._tokenizing:
-                features = preprocess([texts[i] for i in batch])
+                features = preprocess([texts[i] for i in batch], **extra)
             with torch.inference_mode():
                 if onnx:
                     assert self._onnx is not None
@@ -207,8 +212,12 @@ class SentenceTransformerEmbedder:
                                             for k, v in features.items()})
             for i, row in zip(batch, features["sentence_embedding"]):
                 rows[i] = row
+        vectors = torch.stack(rows)
+        truncate_dim = getattr(self._model, "truncate_dim", None)
+        if truncate_dim:  # as encode does, and as self.dim counts
+            vectors = vectors[:, :truncate_dim]
         # Normalised in float32 whatever the model computed in (bfloat16 norms miss 1 by ~1 %).
-        return torch.nn.functional.normalize(torch.stack(rows).float(), dim=-1)
+        return torch.nn.functional.normalize(vectors.float(), dim=-1)
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:
@@ -220,9 +229,6 @@ class SentenceTransformerEmbedder:
         if not self._query_prefix:
             return self.embed(texts)
         return self.embed([self._query_prefix + t for t in texts])
-
-    def count_tokens(self, text: str) -> int:
-        return len(self._model.tokenizer(text, add_special_tokens=True)["input_ids"])
 
 
 def build_embedder(cfg: EmbedderConfig) -> SentenceTransformerEmbedder:

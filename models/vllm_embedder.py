@@ -23,7 +23,7 @@ class VLLMEmbedder:
         self.dim = len(probe[0].outputs.embedding)
         self.name = cfg.model
         self.device = "cuda"
-        self.parallel_passes = 1  # the engine batches what it is given; it is not called from two threads
+        self.parallel_passes = 1  # the engine batches what it is given (EmbedderConfig refuses more)
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         import math

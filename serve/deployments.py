@@ -66,6 +66,8 @@ class EmbedderDeployment:
         return await self._embed(texts)
 
     async def embed_many(self, texts: list[str]) -> list[list[float]]:
+        if not texts:
+            return []
         parts = await asyncio.gather(*(self._embed(part) for part in split_for_passes(texts, self._passes)))
         return [vector for part in parts for vector in part]
 

@@ -123,23 +123,67 @@ def test_torch_passes_give_sentence_transformers_own_vectors(minilm_torch: Sente
     assert min(cosines(got, reference)) > 0.99999
 
 
-def test_passes_on_several_threads_at_once_give_the_vectors_of_one_at_a_time() -> None:
+@pytest.mark.parametrize("runtime", ["auto", "torch"])
+def test_passes_on_several_threads_at_once_give_the_vectors_of_one_at_a_time(runtime: str) -> None:
     """The Embedder runs up to parallel_passes passes at once (2 on CPU by default) on one
-    model: large passes (torch) and small ones (ONNX Runtime) side by side, the tokenizer
-    taking turns."""
-    auto = build_embedder(EmbedderConfig(device="cpu", max_batch_size=4))
-    assert auto.parallel_passes == 2
-    assert build_embedder(EmbedderConfig(device="cpu", runtime="torch", parallel_passes=3)).parallel_passes == 3
+    model, the tokenizer taking turns: auto mixes small passes (ONNX Runtime) with large
+    ones (torch bfloat16 where the CPU has it, else ONNX Runtime); torch runs them all."""
+    embedder = build_embedder(EmbedderConfig(device="cpu", runtime=runtime, max_batch_size=4))
+    assert embedder.parallel_passes == 2
     passes = [[f"{text} (note {k})" for text in TEXTS] * 3 if k % 2 else [f"query {k}: {TEXTS[k % 4]}"]
               for k in range(12)]
-    one_at_a_time = [auto.embed(texts) for texts in passes]
+    one_at_a_time = [embedder.embed(texts) for texts in passes]
     with ThreadPoolExecutor(max_workers=4) as pool:
-        side_by_side = list(pool.map(auto.embed, passes))
+        side_by_side = list(pool.map(embedder.embed, passes))
     for alone, together in zip(one_at_a_time, side_by_side):
         assert len(alone) == len(together)
         assert min(cosines(alone, together)) > 0.99999
+
+
+def test_parallel_passes_is_configuration() -> None:
+    assert build_embedder(EmbedderConfig(device="cpu", runtime="torch", parallel_passes=3)).parallel_passes == 3
     with pytest.raises(ValidationError, match="parallel_passes"):
         EmbedderConfig(parallel_passes=0)
+    with pytest.raises(ValidationError, match="vLLM batches"):
+        EmbedderConfig(kind="vllm", parallel_passes=2)
+
+
+def test_the_embedder_deployment_splits_a_batch_over_its_passes_in_order() -> None:
+    """embed_many, as Serve calls it (the class itself, no Ray): 40 texts in two parts of 20
+    on two threads, answered in the caller's order."""
+    import asyncio
+
+    from serve.deployments import EmbedderDeployment
+
+    deployment = EmbedderDeployment.func_or_class({"device": "cpu", "max_batch_size": 8})
+    texts = [f"note {i}: order #{4500 + i} shipped to locker {i % 7}" for i in range(40)]
+    got = asyncio.run(deployment.embed_many(texts))
+    assert len(got) == 40 and min(cosines(got, deployment.model.embed(texts))) > 0.99999
+    assert asyncio.run(deployment.embed_many([])) == []
+
+
+def test_bfloat16_torch_passes_give_encodes_vectors() -> None:
+    bf16 = build_embedder(EmbedderConfig(device="cpu", runtime="torch", precision="bfloat16"))
+    reference = bf16._model.encode(TEXTS, normalize_embeddings=True, convert_to_tensor=True).float().tolist()
+    assert min(cosines(bf16.embed(TEXTS), reference)) > 0.9999
+
+
+def test_a_models_default_prompt_and_truncate_dim_apply_as_in_encode() -> None:
+    """A model whose config names a default prompt gets it on every pass, small (ONNX
+    Runtime) and large (torch), as encode adds it; truncate_dim cuts the vectors as encode
+    does and as the embedder's dim counts."""
+    embedder = build_embedder(EmbedderConfig(device="cpu", precision="float32"))
+    unprompted = embedder.embed(TEXTS)
+    embedder._model.prompts = {"passage": "passage: "}
+    embedder._model.default_prompt_name = "passage"
+    reference = embedder._model.encode(TEXTS, normalize_embeddings=True).tolist()
+    assert min(cosines(embedder.embed(TEXTS), reference)) > 0.99999  # one pass of 4
+    assert cosines(embedder.embed(TEXTS[:1]), reference[:1])[0] > 0.99999  # small pass
+    assert min(cosines(embedder.embed(TEXTS), unprompted)) < 0.999  # the prompt changed them
+    embedder._model.truncate_dim = 64
+    short = embedder.embed(TEXTS)
+    assert len(short[0]) == 64
+    assert min(cosines(short, embedder._model.encode(TEXTS, normalize_embeddings=True).tolist())) > 0.99999
 
 
 def test_a_batch_splits_over_parallel_passes_in_order_and_never_into_small_parts() -> None:
