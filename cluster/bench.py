@@ -290,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     # (embedder.parallel_passes, one torch thread each).
     passes = embedder.parallel_passes
     with ThreadPoolExecutor(max_workers=passes) as pool:
+        list(pool.map(embedder.embed, split_for_passes(texts[:64], passes)))  # warm each thread
         t = time.perf_counter()
         list(pool.map(embedder.embed, split_for_passes(texts, passes)))
         raw_parallel = len(texts) / (time.perf_counter() - t)
