@@ -20,6 +20,7 @@ BUNDLED_NAMES = {DEFAULT_EMBEDDING_MODEL, f"sentence-transformers/{DEFAULT_EMBED
 class Embedder(Protocol):
     dim: int
     name: str
+    parallel_passes: int  # passes that may run at once, each on its own thread
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         """Unit-length vectors, one per text, in order."""

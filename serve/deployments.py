@@ -52,8 +52,8 @@ class EmbedderDeployment:
         # embedder.parallel_passes of them run at once (2 on CPU, one core each): a batch
         # store's texts are split over them, and two batches' passes run side by side; lone
         # texts still share one @serve.batch pass at a time.
-        self._passes = int(getattr(self.model, "parallel_passes", 1))
-        self._executor = ThreadPoolExecutor(max_workers=self._passes, thread_name_prefix="embedder")
+        self._executor = ThreadPoolExecutor(max_workers=self.model.parallel_passes,
+                                            thread_name_prefix="embedder")
         self.embed_one.set_max_batch_size(self.cfg.max_batch_size)
         self.embed_one.set_batch_wait_timeout_s(self.cfg.batch_wait_timeout_s)
 
@@ -68,8 +68,9 @@ class EmbedderDeployment:
     async def embed_many(self, texts: list[str]) -> list[list[float]]:
         if not texts:
             return []
-        parts = await asyncio.gather(*(self._embed(part) for part in split_for_passes(texts, self._passes)))
-        return [vector for part in parts for vector in part]
+        parts = split_for_passes(texts, self.model.parallel_passes)
+        embedded = await asyncio.gather(*(self._embed(part) for part in parts))
+        return [vector for part in embedded for vector in part]
 
     async def embed_query(self, text: str) -> list[float]:
         result: list[float] = await self.embed_one(self.cfg.query_prefix + text)
