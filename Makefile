@@ -1,7 +1,8 @@
 # Engram: `make serve` runs the service on this machine, `make test` runs the whole suite.
 # Both create .venv on first use; every install goes through constraints.txt (torch pin).
 # `make load` runs the Locust load test against a running `make serve` (LOAD_ARGS passes options);
-# `make bench` and `make scale` are the benchmarks (BENCH_ARGS, SCALE_ARGS).
+# `make bench` and `make scale` are the benchmarks (BENCH_ARGS, SCALE_ARGS); SERVE_ARGS passes
+# options to `make serve` (`python -m cluster.local --help`: data dir, ports).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -23,7 +24,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 serve: $(STAMP)
-	$(BIN)/python -m cluster.local
+	$(BIN)/python -m cluster.local $(SERVE_ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests

@@ -25,6 +25,7 @@ import httpx
 from cluster import proc_cpu
 from cluster.ingress import INGRESS_KINDS, ingress_env
 from cluster.local import ROOT, deployment_options
+from cluster.loopback import loopback_env_beside
 
 ROOT_KEY = "ek_bench_root"
 PEOPLE = ["Jane Doe", "Omar Haddad", "Li Wei", "Ana Souza", "Tom Becker", "Priya Nair", "Kofi Mensah"]
@@ -150,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     os.environ.update(ingress_env(args.ingress, private_ports=True))  # beside a `make serve`
+    os.environ.update(loopback_env_beside(args.ingress))
     os.environ.update({"ENGRAM_ROOT_API_KEY": ROOT_KEY, "HF_HUB_OFFLINE": "1",
                        "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"})
     import ray

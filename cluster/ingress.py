@@ -20,8 +20,9 @@ from collections.abc import Mapping
 
 INGRESS_KINDS = ("haproxy", "proxy")
 
-# HAProxy's own listeners besides the HTTP port, on every interface, and the variables that
-# move them (Ray's defaults).
+# HAProxy's own listeners besides the HTTP port, and the variables that move them (Ray's
+# defaults). Ray's template binds them on every interface; clusters started on this machine
+# move them to 127.0.0.1 (cluster/haproxy_loopback.py).
 HAPROXY_SIDE_PORTS = {"RAY_SERVE_HAPROXY_STATS_PORT": 8404, "RAY_SERVE_HAPROXY_METRICS_PORT": 9101}
 
 
@@ -60,9 +61,9 @@ def ingress_env(kind: str, environ: Mapping[str, str] = os.environ,
     private_ports: HAProxy's side listeners on free ports of their own, for a cluster that
     runs beside a `make serve` (tests, benchmarks).
 
-    HAProxy also opens a read-only stats page (*:8404) and Prometheus metrics (*:9101) on
-    every interface (Ray's template; RAY_SERVE_HAPROXY_STATS_PORT / _METRICS_PORT move them):
-    firewall them where the machine is reachable, or choose "proxy"."""
+    HAProxy also opens a read-only stats page (8404) and Prometheus metrics (9101);
+    RAY_SERVE_HAPROXY_STATS_PORT / _METRICS_PORT move them. Ray's template binds both on
+    every interface: cluster/loopback.py keeps them on 127.0.0.1."""
     if kind not in INGRESS_KINDS:
         raise ValueError(f"ingress must be one of {', '.join(INGRESS_KINDS)}, not {kind!r}")
     wanted = {**ONE_LOOP_REPLICAS, **LEAN_REQUEST_PATH}  # whichever the ingress
@@ -94,19 +95,24 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
+def port_in_use(port: int) -> bool:
+    """Whether binding `port` on every interface fails: held by anything, on any address."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: TIME_WAIT is not busy
+        try:
+            s.bind(("0.0.0.0", port))
+        except OSError:
+            return True
+    return False
+
+
 def busy_ports(kind: str, environ: Mapping[str, str] = os.environ) -> list[str]:
     """HAProxy's side listeners that something else already holds, each with the variable
     that moves it. Checked before Ray starts: Serve would otherwise report only that HAProxy
     failed to start, deep in its logs."""
     if kind != "haproxy":
         return []
-    busy = []
-    for var, default in HAPROXY_SIDE_PORTS.items():
-        port = int(environ.get(var, default))
-        with socket.socket() as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as HAProxy: TIME_WAIT is not busy
-            try:
-                s.bind(("0.0.0.0", port))
-            except OSError:
-                busy.append(f"port {port} is in use (set {var} to a free port)")
-    return busy
+    ports = {var: int(environ.get(var, default)) for var, default in HAPROXY_SIDE_PORTS.items()}
+    return [f"port {port} is in use (HAProxy's {var[len('RAY_SERVE_HAPROXY_'):-len('_PORT')].lower()}"
+            f" listener; set {var} to a free port)"
+            for var, port in ports.items() if port_in_use(port)]

