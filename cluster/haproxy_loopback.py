@@ -3,9 +3,9 @@
 Ray Serve's HAProxy template binds its stats page (`bind *:8404`) and its Prometheus
 metrics (`bind :9101`) on every interface and has no setting for their address, only for
 their ports. Serve starts HAProxy through RAY_SERVE_HAPROXY_BINARY_PATH; `haproxy_env`
-points that at a launcher for this module, which rewrites every wildcard `bind` of the
-config Serve just wrote to 127.0.0.1 (under the lock Serve writes it under) and then execs
-the real HAProxy with the same arguments, so the pid and command line Serve tracks and
+points that at a launcher for this module, which moves those two `bind`s of the config
+Serve just wrote to 127.0.0.1 (under the lock Serve writes it under) and then execs the
+real HAProxy with the same arguments, so the pid and command line Serve tracks and
 signals on reload are HAProxy's own. Nothing in Ray reads those two ports (Serve talks to
 HAProxy over its admin socket), so a scraper on this machine still reaches them.
 
@@ -20,16 +20,28 @@ import fcntl
 import os
 import re
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
+# HAProxy's listeners besides the HTTP port, and the variables that move them (Ray's defaults).
+SIDE_PORTS = {"RAY_SERVE_HAPROXY_STATS_PORT": 8404, "RAY_SERVE_HAPROXY_METRICS_PORT": 9101}
+
 # `bind *:8404`, `bind :9101`, `bind 0.0.0.0:80`, `bind :::80`, `bind [::]:80`: every
-# address that means "all interfaces"; an explicit address (127.0.0.1:3300) is left alone.
-WILDCARD_BIND = re.compile(r"^(\s*bind\s+)(?:\*|0\.0\.0\.0|::|\[::\])?(:\d+)", re.MULTILINE)
+# address that means "all interfaces"; an explicit address (127.0.0.1:3300) never matches.
+WILDCARD_BIND = re.compile(r"^(\s*bind\s+)(?:\*|0\.0\.0\.0|::|\[::\])?:(\d+)\b", re.MULTILINE)
 
 
-def loopback_binds(config: str) -> str:
-    """The HAProxy config with each wildcard `bind` moved to 127.0.0.1."""
-    return WILDCARD_BIND.sub(r"\g<1>127.0.0.1\g<2>", config)
+def side_ports(environ: Mapping[str, str]) -> set[int]:
+    return {int(environ.get(var, default)) for var, default in SIDE_PORTS.items()}
+
+
+def loopback_binds(config: str, ports: set[int]) -> str:
+    """The HAProxy config with each wildcard `bind` on one of `ports` moved to 127.0.0.1.
+    The HTTP frontends are left as Serve wrote them: `http_options.host` decides those."""
+    def move(m: re.Match[str]) -> str:
+        return f"{m.group(1)}127.0.0.1:{m.group(2)}" if int(m.group(2)) in ports else m.group(0)
+
+    return WILDCARD_BIND.sub(move, config)
 
 
 def config_argument(argv: list[str]) -> str | None:
@@ -46,7 +58,7 @@ def rewrite_config(path: str) -> None:
     with open(path + ".lock", "w") as lock:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
         text = Path(path).read_text()
-        moved = loopback_binds(text)
+        moved = loopback_binds(text, side_ports(os.environ))
         if moved != text:
             Path(path).write_text(moved)
 

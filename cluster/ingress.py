@@ -18,12 +18,27 @@ import os
 import socket
 from collections.abc import Mapping
 
+from cluster.haproxy_loopback import SIDE_PORTS
+
 INGRESS_KINDS = ("haproxy", "proxy")
 
 # HAProxy's own listeners besides the HTTP port, and the variables that move them (Ray's
 # defaults). Ray's template binds them on every interface; clusters started on this machine
 # move them to 127.0.0.1 (cluster/haproxy_loopback.py).
-HAPROXY_SIDE_PORTS = {"RAY_SERVE_HAPROXY_STATS_PORT": 8404, "RAY_SERVE_HAPROXY_METRICS_PORT": 9101}
+HAPROXY_SIDE_PORTS = SIDE_PORTS
+
+# Serve's own ports behind HAProxy, one set per cluster: the fallback proxy HAProxy sends
+# requests to while no Router replica is up (8500; gRPC 9500), and a block for the Router
+# replicas' HTTP servers (30000-31000; gRPC 40000-41000). Serve binds them with SO_REUSEPORT,
+# so a second cluster on the machine binds the same ports without an error and the kernel
+# splits connections between the two: one Engram answers another's requests (seen when the
+# tests' cluster and a `make serve` ran side by side). Each cluster started here takes ports
+# no other holds (`serve_ports_env`, `busy_ports`).
+FALLBACK_PORTS = {"RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": 8500, "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": 9500}
+DIRECT_INGRESS_VARS = ("RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT", "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT",
+                       "RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT", "RAY_SERVE_DIRECT_INGRESS_MAX_GRPC_PORT")
+DIRECT_INGRESS_BLOCK = 100  # ports per cluster: Router replicas, and those a restart takes anew
+DIRECT_INGRESS_BASES = range(30000, 32700, DIRECT_INGRESS_BLOCK)  # below Linux's ephemeral range
 
 
 # Every replica runs its requests, its handles' routing and Serve's own work on one event loop
@@ -79,8 +94,31 @@ def ingress_env(kind: str, environ: Mapping[str, str] = os.environ,
             "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "5",
         })
         if private_ports:
-            wanted.update(zip(HAPROXY_SIDE_PORTS, map(str, free_ports(len(HAPROXY_SIDE_PORTS)))))
+            side = [*HAPROXY_SIDE_PORTS, *FALLBACK_PORTS]
+            wanted.update(zip(side, map(str, free_ports(len(side)))))
     return {k: v for k, v in wanted.items() if k not in environ}
+
+
+def serve_ports_env(kind: str, environ: Mapping[str, str] = os.environ,
+                    beside: bool = False) -> dict[str, str]:
+    """The block of ports this cluster's Router replicas take behind HAProxy: the first
+    block nothing holds from 30000 up (Serve's own default first), or for a cluster beside
+    a `make serve` (beside=True) a free one at random, never the default. {} when the
+    caller set the range, or for the Python proxy (no replica servers)."""
+    import random
+
+    if kind != "haproxy" or any(var in environ for var in DIRECT_INGRESS_VARS):
+        return {}
+    bases = list(DIRECT_INGRESS_BASES)
+    if beside:
+        bases = bases[1:]
+        random.shuffle(bases)
+    for base in bases:
+        http, grpc = range(base, base + DIRECT_INGRESS_BLOCK), range(base + 10000, base + 10000 + DIRECT_INGRESS_BLOCK)
+        if not any(port_in_use(port) for port in [*http, *grpc]):
+            return dict(zip(DIRECT_INGRESS_VARS, map(str, (http.start, http.stop - 1, grpc.start, grpc.stop - 1))))
+    raise RuntimeError("no free block of ports for Serve's replica servers in 30000-32700: set "
+                       "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT and the three beside it")
 
 
 def free_ports(count: int) -> list[int]:
@@ -112,7 +150,10 @@ def busy_ports(kind: str, environ: Mapping[str, str] = os.environ) -> list[str]:
     failed to start, deep in its logs."""
     if kind != "haproxy":
         return []
-    ports = {var: int(environ.get(var, default)) for var, default in HAPROXY_SIDE_PORTS.items()}
-    return [f"port {port} is in use (HAProxy's {var[len('RAY_SERVE_HAPROXY_'):-len('_PORT')].lower()}"
-            f" listener; set {var} to a free port)"
+    what = {"RAY_SERVE_HAPROXY_STATS_PORT": "HAProxy's stats listener",
+            "RAY_SERVE_HAPROXY_METRICS_PORT": "HAProxy's metrics listener",
+            "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": "Serve's fallback proxy",
+            "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": "Serve's fallback gRPC proxy"}
+    ports = {var: int(environ.get(var, default)) for var, default in {**HAPROXY_SIDE_PORTS, **FALLBACK_PORTS}.items()}
+    return [f"port {port} is in use ({what[var]}; set {var} to a free port)"
             for var, port in ports.items() if port_in_use(port)]

@@ -27,7 +27,7 @@ import httpx
 import yaml
 
 from cluster import local_run
-from cluster.ingress import INGRESS_KINDS, busy_ports, ingress_env, port_in_use
+from cluster.ingress import INGRESS_KINDS, busy_ports, ingress_env, port_in_use, serve_ports_env
 from cluster.loopback import loopback_env
 from cluster.ray_auth import ensure_token, token_mode
 
@@ -102,18 +102,28 @@ class Ports:
                 (self.dashboard_agent, "Ray's dashboard agent", "--dashboard-agent-port")]
 
 
+# Ray's metrics servers on fixed ports, moved by these variables (Ray's defaults).
+RAY_METRIC_PORTS = {"DASHBOARD_METRIC_PORT": ("the Ray dashboard's metrics", 44227),
+                    "AUTOSCALER_METRIC_PORT": ("the Ray autoscaler's metrics", 44217)}
+
+
 def busy(ports: Ports, ingress: str, environ: Mapping[str, str]) -> list[str]:
+    """Each port the run needs that something holds, with what moves it: Ray would
+    otherwise fail deep in its logs, or (the metrics servers) only log it."""
     out = [f"port {port} is in use ({what}; pass {option} PORT, with make: "
            f"make serve SERVE_ARGS='{option} PORT')"
            for port, what, option in ports.named() if port_in_use(port)]
+    out += [f"port {port} is in use ({what}; set {var} to a free port)"
+            for var, (what, default) in RAY_METRIC_PORTS.items()
+            if port_in_use(port := int(environ.get(var, default)))]
     return out + busy_ports(ingress, environ)
 
 
-def ray_start_command(bin_dir: Path, run_dir: Path, ports: Ports) -> list[str]:
+def ray_start_command(bin_dir: Path, ray_dir: Path, ports: Ports) -> list[str]:
     # --block: the command stays up as the head's supervisor (SIGTERM stops the head, and
     # it exits when a head process dies, e.g. under `ray stop --force`). The temp dir is
-    # the run's own, which is what marks its processes (cluster/local_run.py).
-    return [str(bin_dir / "ray"), "start", "--head", "--block", f"--temp-dir={run_dir}",
+    # the run's own (cluster/local_run.py).
+    return [str(bin_dir / "ray"), "start", "--head", "--block", f"--temp-dir={ray_dir}",
             f"--port={ports.ray}", f"--ray-client-server-port={ports.ray_client}",
             "--include-dashboard=true", "--dashboard-host=127.0.0.1",
             f"--dashboard-port={ports.dashboard}",
@@ -134,11 +144,22 @@ def job_submit_line(bin_dir: Path, dashboard_url: str, environ: Mapping[str, str
 
 
 def say(*lines: str) -> None:
-    """Print, unless the terminal is gone (a hang-up): clean-up goes on regardless."""
+    """Print, unless the terminal is gone (a hang-up): clean-up goes on regardless, and
+    what could not be written is dropped rather than flushed again at exit."""
     try:
         print(*lines, sep="\n", flush=True)
     except OSError:
-        pass
+        sys.stdout = open(os.devnull, "w")
+
+
+def last_error(log: Path) -> str:
+    """The error a failed `ray start` ended on (its last lines after a traceback's)."""
+    try:
+        lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    ends = [i for i, line in enumerate(lines) if "Error" in line.split(":")[0]]
+    return "\n".join(lines[ends[-1]:][:4]) if ends else "\n".join(lines[-3:])
 
 
 class Stop(Exception):
@@ -175,38 +196,67 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=None, help="HTTP port (default: the config's, 3300)")
     parser.add_argument("--dashboard-port", type=int, default=8265)
     parser.add_argument("--ray-port", type=int, default=6379, help="Ray's GCS")
-    parser.add_argument("--ray-client-port", type=int, default=10001)
+    parser.add_argument("--ray-client-port", type=int, default=10001,
+                        help="outside 10002-19999, Ray's worker ports")
     parser.add_argument("--dashboard-agent-port", type=int, default=52365)
     args = parser.parse_args(argv)
     data_dir = (args.data_dir if args.data_dir.is_absolute() else Path.cwd() / args.data_dir).resolve()
-    run_dir = local_run.run_dir_for(data_dir)
-    lock = local_run.RunLock(run_dir)
-    if not acquire(lock, data_dir):
-        return 2
+    lock = local_run.RunLock(data_dir)
     try:
-        return run(args, data_dir, run_dir, lock)
+        if not acquire(lock, data_dir):
+            return 2
+        return run(args, data_dir, lock)
+    except (PermissionError, RuntimeError) as exc:  # a folder not the user's alone, no free ports
+        say(f"cannot start Engram: {exc}")
+        return 2
     finally:
         lock.release()
 
 
 def acquire(lock: local_run.RunLock, data_dir: Path) -> bool:
-    """The run's lock; a reaper still stopping the run before gets a few seconds to finish."""
-    deadline = time.time() + 30
+    """The data directory's lock. A run that is stopping (or the reaper of one that died)
+    is waited for; a live one is named, with how to stop it."""
+    started = time.monotonic()
     while not lock.acquire():
-        holder = lock.holder()
-        if not holder.get("reaping") or time.time() > deadline:
-            say(f"Engram is already running over {data_dir} (pid {holder.get('pid', '?')}): "
-                "stop it first (Ctrl-C where it runs, or kill that pid)")
-            return False
-        time.sleep(0.5)
+        state = lock.state()
+        waited = time.monotonic() - started
+        # No state yet: its holder has only just taken the lock and is about to say why.
+        if state.get("phase") in ("stopping", "reaping") and waited < 180 or \
+                state.get("phase") in (None, "stopped") and waited < 5:
+            time.sleep(0.5)
+            continue
+        say(f"Engram is already running over {data_dir} (pid {state.get('pid', '?')}): "
+            "stop it first (Ctrl-C where it runs, or kill that pid)")
+        return False
     return True
 
 
-def run(args: argparse.Namespace, data_dir: Path, run_dir: Path, lock: local_run.RunLock) -> int:
-    left = local_run.stop_run(run_dir)
+class StopSignals:
+    """SIGINT, SIGTERM and SIGHUP raise Stop, once: after `hold()` (stopping has begun)
+    they are ignored, and a second Ctrl-C waits for the first."""
+
+    def __init__(self) -> None:
+        self.held = False
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        if not self.held:
+            self.held = True
+            raise Stop(signal.Signals(signum).name)
+
+    def hold(self) -> None:
+        self.held = True
+
+
+def run(args: argparse.Namespace, data_dir: Path, lock: local_run.RunLock) -> int:
+    run_dir = local_run.private_dir(local_run.run_dir_for(data_dir))
+    left = local_run.stop_run([run_dir, *local_run.recorded_run_dirs(lock)])
     if left:
         say(f"stopped {left} processes left by an earlier run over {data_dir}")
-    local_run.prune_sessions(run_dir)
+    lock.record(phase="starting", run_dir=str(run_dir))
+    ray_dir = run_dir / "ray"
+    local_run.prune_sessions(ray_dir)
     key = root_key(data_dir)
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "ENGRAM_ROOT_API_KEY": key,
@@ -214,10 +264,16 @@ def run(args: argparse.Namespace, data_dir: Path, run_dir: Path, lock: local_run
            "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "ENGRAM_HOME": str(ROOT),
            "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1",
            "RAY_SERVE_HTTP_HOST": "127.0.0.1",
+           # SIGTERM to `ray start --block` drains the node for up to 30 s first, for a pod
+           # whose replicas can move to other nodes. Here the head is the only node and Serve
+           # is already shut down when it gets SIGTERM: nothing can drain, it would only wait.
+           "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": os.environ.get("RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S", "0"),
            # Ray 2.5x turns token auth on for `ray start`; ensure_token creates the token.
            "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "token"),
-           **ingress_env(args.ingress),
-           **loopback_env(run_dir / "hap" if args.ingress == "haproxy" else None)}
+           **ingress_env(args.ingress), **serve_ports_env(args.ingress),
+           **loopback_env(run_dir / "hap" if args.ingress == "haproxy" else None),
+           # Every process Ray starts inherits it: how a later run knows this run's own.
+           local_run.RUN_MARK: str(run_dir)}
     created = ensure_token(env)
     if created:
         say(f"created the Ray cluster token in {created} (Ray's CLIs read it there)")
@@ -232,53 +288,67 @@ def run(args: argparse.Namespace, data_dir: Path, run_dir: Path, lock: local_run
         say("cannot start Engram: " + "; ".join(taken))
         return 2
 
-    stopping = False
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        nonlocal stopping
-        if not stopping:  # a second Ctrl-C while stopping waits for the first
-            stopping = True
-            raise Stop(signal.Signals(signum).name)
-
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, on_signal)
-    reaper = subprocess.Popen([sys.executable, "-m", "cluster.local_run", "--reap", str(run_dir)],
+    # The reaper first: from here on, however this process ends, nothing is left running.
+    reaper = subprocess.Popen([sys.executable, "-m", "cluster.local_run", "--reap", str(data_dir)],
                               stdin=subprocess.PIPE, cwd=ROOT, start_new_session=True)
-    ray_log = local_run.own_dir(run_dir) / "ray-start.log"
+    ray_log = run_dir / "ray-start.log"
     ray_proc: subprocess.Popen[bytes] | None = None
+    signals = StopSignals()
     try:
         with open(ray_log, "wb") as log:
             # A session of its own: the terminal's Ctrl-C and hang-up reach this process
             # only, which stops Serve before Ray.
-            ray_proc = subprocess.Popen(ray_start_command(bin_dir, run_dir, ports), env=env, cwd=ROOT,
+            ray_proc = subprocess.Popen(ray_start_command(bin_dir, ray_dir, ports), env=env, cwd=ROOT,
                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        lock.record(data_dir=str(data_dir), ray_pid=ray_proc.pid, reaper_pid=reaper.pid,
-                    ports=asdict(ports), url=url)
+        lock.record(ray_pid=ray_proc.pid, reaper_pid=reaper.pid, ports=asdict(ports), url=url)
         wait_for_dashboard(dashboard, ray_proc, env, timeout=120)
         subprocess.run([str(bin_dir / "serve"), "deploy", str(config_path), "--address", dashboard],
                        env=env, check=True, capture_output=True)
         wait_ready(url, key, args.timeout)
+        lock.record(phase="running")
         say(f"\nEngram is ready at {url}  (data: {data_dir})",
             f"root API key: {key}",
             f"Ray dashboard and job API: {dashboard}   (Ctrl-C stops)",
             "Bulk jobs (backfill, reshard), from this folder:",
             "  " + job_submit_line(bin_dir, dashboard, env))
-        while ray_proc.poll() is None:
-            time.sleep(1)
-        say(f"\nRay stopped underneath Engram (exit code {ray_proc.returncode}; {ray_log}); "
-            "stopping what is left")
+        watch_ray(ray_proc, ports.ray)
+        signals.hold()
+        say(f"\nRay stopped underneath Engram ({ray_log}); stopping what is left")
         return 1
     except Stop as sig:
+        signals.hold()
         say(f"\n{sig}: stopping Engram ...")
         return 0
     except (RuntimeError, TimeoutError, subprocess.CalledProcessError) as exc:
-        detail = exc.stderr.decode(errors="replace")[-2000:] if isinstance(exc, subprocess.CalledProcessError) else ""
+        signals.hold()
+        detail = (exc.stderr.decode(errors="replace")[-2000:] if isinstance(exc, subprocess.CalledProcessError)
+                  else last_error(ray_log))
         say(f"Engram did not start: {exc}", detail, f"Ray's own output: {ray_log}")
         return 1
     finally:
-        stopping = True
+        signals.hold()
+        lock.record(phase="stopping")
         stop(bin_dir, dashboard, env, ray_proc, run_dir, reaper)
+        lock.record(phase="stopped")
         say("stopped.")
+
+
+def watch_ray(ray_proc: subprocess.Popen[bytes], gcs_port: int) -> None:
+    """Return once the Ray head is gone: `ray start --block` exits when a head process dies
+    unexpectedly (`ray stop --force`), but a plain `ray stop` ends them with SIGTERM, which
+    it takes for a clean exit and waits on; the GCS no longer answering tells that too."""
+    silent = 0
+    while ray_proc.poll() is None and silent < 3:
+        time.sleep(2)
+        silent = 0 if port_accepts(gcs_port) else silent + 1
+
+
+def port_accepts(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        s.settimeout(2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def stop(bin_dir: Path, dashboard: str, env: Mapping[str, str],
@@ -296,8 +366,7 @@ def stop(bin_dir: Path, dashboard: str, env: Mapping[str, str],
             ray_proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             pass
-    local_run.stop_run(run_dir, exclude=[reaper.pid],
-                       head_group=ray_proc.pid if ray_proc is not None else None)
+    local_run.stop_run([run_dir], exclude=[reaper.pid])
     if ray_proc is not None and ray_proc.poll() is None:
         ray_proc.kill()
         ray_proc.wait()

@@ -1,24 +1,25 @@
 """What one `python -m cluster.local` run owns, and how it is found again after an unclean end.
 
-Each data directory has a run directory of its own (`run_dir`): Ray's temp dir (sessions,
-sockets, logs), HAProxy's files, the run's lock and its state file. The Ray head starts in
-a process group of its own, so that the terminal's Ctrl-C or hang-up reaches only
-cluster.local, which then stops things in order. What a run left behind is then:
+Two folders per data directory:
+- the run folder (`run_dir_for`, /tmp/engram-<hash>, the owner's alone): Ray's temp dir
+  (`ray/`: sessions, sockets, logs), HAProxy's files (`hap/`) and `ray start`'s output.
+  Ray opens its temp dir to every user (0777), so it sits one level down, behind a folder
+  nobody else may enter; a run refuses a run folder that is not its owner's alone;
+- `<data_dir>/.run/`: the lock (one live run per data directory, whatever TMPDIR says) and
+  the state file naming the run folder the last run used.
 
-- every process whose stdout or stderr is a file under the run directory: `ray start`
-  itself, gcs_server, raylet, the Ray client server, every worker (Serve's replicas, its
-  controller and proxy actors: Ray puts each in a process group of its own and rewrites its
-  command line, but its output goes to the session's logs) and HAProxy (its output goes
-  beside its config);
-- every process in the process group of one of those, or in the group `ray start` began
-  (its pid, kept in the run's state file): the rest of the Ray head (dashboard and its
-  module processes, monitors, agents), which outlive a head that died first;
+The Ray head starts in a process group of its own, with RUN_MARK=<run folder> in its
+environment, so that the terminal's Ctrl-C or hang-up reaches only cluster.local, which
+then stops things in order. What a run left behind is then:
+- every process that carries the mark in its environment (Ray passes its environment on
+  to every process it starts, HAProxy included) or whose stdout or stderr is a file under
+  the run folder (a process whose title Ray rewrote over its environment);
+- every process in the process group of one of those (the dashboard's module processes,
+  orphaned when the dashboard dies first);
 - every descendant of any of them.
-
-A group is only taken on the word of a live member (one that writes under the run
-directory, or runs this interpreter), so a process group id that Linux has since given to
-someone else is never signalled; and a process that merely reads the run's files (`tail -f`
-of a log) is not one of the run's.
+A group is only taken on the word of a live member, so a process group id that Linux has
+since given to someone else is never signalled; a process that merely reads the run's files
+(`tail -f` of a log) is not one of the run's; and another user's processes cannot be read.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ import hashlib
 import json
 import os
 import signal
+import stat
 import sys
 import tempfile
 import time
@@ -34,6 +36,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
+
+RUN_MARK = "ENGRAM_RUN_DIR"
 
 
 @dataclass(frozen=True)
@@ -43,7 +47,7 @@ class Proc:
     pgid: int
     zombie: bool
     outputs: tuple[str, ...]  # where its stdout and stderr go
-    cmdline: str
+    mark: str | None  # RUN_MARK in its environment
 
 
 def run_dir_for(data_dir: Path) -> Path:
@@ -52,29 +56,33 @@ def run_dir_for(data_dir: Path) -> Path:
     return Path(tempfile.gettempdir()) / f"engram-{digest}"
 
 
+def private_dir(path: Path) -> Path:
+    """`path` as a folder only its owner may enter, created so if missing. One that exists
+    otherwise (another owner, a symlink, open to others) is refused: whoever could write in
+    it could swap what Ray and HAProxy run from it."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise PermissionError(f"{path} must be a folder of yours that only you may enter "
+                              f"(mode 0700): remove it, or set TMPDIR to another folder")
+    return path
+
+
 def processes() -> list[Proc]:
-    """Every process this user can see, from /proc (Linux only, as Ray's HAProxy is)."""
+    """Every process of this user's, from /proc (Linux only, as Ray's HAProxy is)."""
     table = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
+            status = Path(f"/proc/{entry}/stat").read_text()
         except OSError:  # gone meanwhile
             continue
         # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
-        fields = stat[stat.rindex(")") + 2:].split()
+        fields = status[status.rindex(")") + 2:].split()
         table.append(Proc(pid=int(entry), ppid=int(fields[1]), pgid=int(fields[2]),
-                          zombie=fields[0] in ("Z", "X"), outputs=_outputs(entry),
-                          cmdline=_cmdline(entry)))
+                          zombie=fields[0] in ("Z", "X"), outputs=_outputs(entry), mark=_mark(entry)))
     return table
-
-
-def _cmdline(pid: str) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
 
 
 def _outputs(pid: str) -> tuple[str, ...]:
@@ -87,24 +95,28 @@ def _outputs(pid: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-def writes_under(proc: Proc, run_dir: Path) -> bool:
-    return any(path.startswith(f"{run_dir}/") for path in proc.outputs)
+def _mark(pid: str) -> str | None:
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:  # gone, or another user's
+        return None
+    prefix = f"{RUN_MARK}=".encode()
+    for var in environ.split(b"\0"):
+        if var.startswith(prefix):
+            return var[len(prefix):].decode(errors="replace")
+    return None
 
 
-def runs_this_python(proc: Proc) -> bool:
-    return f"{sys.prefix}/" in proc.cmdline
+def belongs(proc: Proc, run_dir: Path) -> bool:
+    return proc.mark == str(run_dir) or any(path.startswith(f"{run_dir}/") for path in proc.outputs)
 
 
-def leftovers(run_dir: Path, table: list[Proc] | None = None, exclude: Iterable[int] = (),
-              head_group: int | None = None) -> list[Proc]:
-    """The processes of any run over `run_dir` still alive (see the module docstring);
-    head_group: the process group `ray start` began, where it is known."""
+def leftovers(run_dir: Path, table: list[Proc] | None = None, exclude: Iterable[int] = ()) -> list[Proc]:
+    """The live processes of any run over `run_dir` (see the module docstring)."""
     table = processes() if table is None else table
     spared = {os.getpid(), *exclude}
-    marked = [p for p in table if not p.zombie and writes_under(p, run_dir)]
+    marked = [p for p in table if not p.zombie and belongs(p, run_dir)]
     groups = {p.pgid for p in marked if p.pgid > 1}
-    if head_group and any(p.pgid == head_group and runs_this_python(p) for p in table if not p.zombie):
-        groups.add(head_group)
     found = {p.pid for p in marked} | {p.pid for p in table if p.pgid in groups and not p.zombie}
     children: dict[int, list[int]] = {}
     for p in table:
@@ -120,7 +132,7 @@ def leftovers(run_dir: Path, table: list[Proc] | None = None, exclude: Iterable[
 
 
 def stop_processes(pids: Iterable[int], grace_s: float = 10.0) -> list[int]:
-    """SIGTERM each, SIGKILL what is left after `grace_s`; the pids that were still alive."""
+    """SIGTERM each, SIGKILL what is left after `grace_s`; the pids that were alive."""
     pids = [pid for pid in pids if _signal(pid, signal.SIGTERM)]
     deadline = time.monotonic() + grace_s
     while any(_alive(p) for p in pids) and time.monotonic() < deadline:
@@ -144,32 +156,36 @@ def _signal(pid: int, sig: int) -> bool:
 
 def _alive(pid: int) -> bool:
     try:
-        state = Path(f"/proc/{pid}/stat").read_text()
+        status = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return False
-    return state[state.rindex(")") + 2] not in "ZX"
+    return status[status.rindex(")") + 2] not in "ZX"
 
 
-def own_dir(run_dir: Path) -> Path:
-    """The run's own files (lock, state, `ray start`'s output), in a folder only its owner
-    may enter: Ray opens its temp dir, the run directory, to every user (0777)."""
-    own = run_dir / "own"
-    own.mkdir(mode=0o700, parents=True, exist_ok=True)
-    own.chmod(0o700)
-    return own
+def stop_run(run_dirs: Iterable[Path], exclude: Iterable[int] = (), rounds: int = 3) -> int:
+    """Stop every process of the runs over `run_dirs`; how many there were. A raylet
+    stopped in the same round as its workers may start one more first: a few rounds catch it."""
+    stopped = 0
+    for _ in range(rounds):
+        found = [p for run_dir in set(run_dirs) for p in leftovers(run_dir, exclude=exclude)]
+        if not found:
+            break
+        stopped += len(stop_processes([p.pid for p in found]))
+    return stopped
 
 
 class RunLock:
-    """One live run per data directory: an flock the kernel drops when its holder dies,
-    so a SIGKILLed run never leaves it held; the state file says who holds it."""
+    """One live run per data directory: an flock the kernel drops when its holder dies, so
+    a SIGKILLed run never leaves it held; the state file says what the holder is doing
+    (starting, running, stopping, reaping) and which run folder it used."""
 
-    def __init__(self, run_dir: Path) -> None:
-        self.run_dir = run_dir
-        self.state_path = run_dir / "own" / "run.json"
+    def __init__(self, data_dir: Path) -> None:
+        self.folder = data_dir / ".run"
+        self.state_path = self.folder / "state.json"
         self._file: IO[str] | None = None
 
     def acquire(self) -> bool:
-        f = open(own_dir(self.run_dir) / "lock", "w")
+        f = open(private_dir(self.folder) / "lock", "w")
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -178,67 +194,58 @@ class RunLock:
         self._file = f
         return True
 
-    def holder(self) -> dict[str, Any]:
-        """The state the holder recorded, or what the last holder left: {} if none."""
+    def state(self) -> dict[str, Any]:
+        """What the holder recorded, or what the last holder left: {} if nothing (yet)."""
         try:
             return dict(json.loads(self.state_path.read_text()))
         except (OSError, ValueError):
             return {}
 
-    def record(self, **state: Any) -> None:
+    def record(self, **changes: Any) -> None:
+        """Merge `changes` into the state (the pid is always the writer's)."""
         tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({**state, "pid": os.getpid()}, indent=1))
+        tmp.write_text(json.dumps({**self.state(), **changes, "pid": os.getpid()}, indent=1))
         tmp.replace(self.state_path)
 
     def release(self) -> None:
         if self._file is not None:
-            self.state_path.unlink(missing_ok=True)
             self._file.close()
             self._file = None
 
 
-def prune_sessions(run_dir: Path, keep: int = 2) -> None:
+def prune_sessions(ray_dir: Path, keep: int = 2) -> None:
     """Ray starts a new session folder (logs, sockets) per run: keep the newest few, for a
     post-mortem of the run before, and delete the rest."""
     import shutil
 
-    sessions = sorted((p for p in run_dir.glob("session_2*") if p.is_dir()), key=lambda p: p.name)
+    sessions = sorted((p for p in ray_dir.glob("session_2*") if p.is_dir()), key=lambda p: p.name)
     for old in sessions[:-keep] if keep else sessions:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def stop_run(run_dir: Path, exclude: Iterable[int] = (), head_group: int | None = None,
-             rounds: int = 3) -> int:
-    """Stop every process of a run over `run_dir`; how many there were. A raylet stopped
-    in the same round as its workers may start one more first: a few rounds catch it.
-    head_group: as for `leftovers`; by default the one the run's state file names."""
-    if head_group is None:
-        head_group = RunLock(run_dir).holder().get("ray_pid")
-    stopped = 0
-    for _ in range(rounds):
-        found = leftovers(run_dir, exclude=exclude, head_group=head_group)
-        if not found:
-            break
-        stopped += len(stop_processes([p.pid for p in found]))
-    return stopped
-
-
-def reap(run_dir: Path) -> None:
+def reap(data_dir: Path) -> None:
     """Wait for the run that started this reaper to end, however it ends (a SIGKILL runs no
     clean-up of its own), then stop whatever of it is left. The run holds the other end of
     this process's stdin, which the kernel closes when it dies."""
     sys.stdin.buffer.read()
-    lock = RunLock(run_dir)
+    lock = RunLock(data_dir)
     if not lock.acquire():
-        return  # a new run holds it already, and cleans up before it starts
+        return  # the run stopped cleanly and still holds it, or a new run does: both clean up
     try:
-        lock.record(**{**lock.holder(), "reaping": True})
-        stop_run(run_dir)
+        lock.record(phase="reaping")
+        stop_run([run_dir_for(data_dir), *recorded_run_dirs(lock)])
+        lock.record(phase="stopped")
     finally:
         lock.release()
 
 
+def recorded_run_dirs(lock: RunLock) -> list[Path]:
+    """The run folder the state names (another TMPDIR's, say), if any."""
+    recorded = lock.state().get("run_dir")
+    return [Path(recorded)] if recorded else []
+
+
 if __name__ == "__main__":
     if len(sys.argv) != 3 or sys.argv[1] != "--reap":
-        sys.exit("usage: python -m cluster.local_run --reap RUN_DIR")
+        sys.exit("usage: python -m cluster.local_run --reap DATA_DIR")
     reap(Path(sys.argv[2]))

@@ -30,9 +30,15 @@ def loopback_env(haproxy_folder: Path | None, environ: Mapping[str, str] = os.en
 
 
 def loopback_env_beside(ingress: str) -> dict[str, str]:
-    """loopback_env for a cluster that runs beside a `make serve` (tests, benchmarks),
-    HAProxy's files in a fresh folder of its own."""
+    """loopback_env for a cluster that runs beside a `make serve` (tests, benchmarks):
+    HAProxy's files in a fresh folder of its own, Ray's metrics servers, which default to
+    fixed ports (44227, 44217), on free ones, and Serve's replica servers on a block of their
+    own (cluster/ingress.py serve_ports_env)."""
     import tempfile
 
+    from cluster.ingress import free_ports, serve_ports_env
+
     folder = Path(tempfile.mkdtemp(prefix="eg-hap-")) if ingress == "haproxy" else None
-    return loopback_env(folder)
+    metrics = dict(zip(("DASHBOARD_METRIC_PORT", "AUTOSCALER_METRIC_PORT"), map(str, free_ports(2))))
+    return {**loopback_env(folder), **{k: v for k, v in metrics.items() if k not in os.environ},
+            **serve_ports_env(ingress, beside=True)}

@@ -6,6 +6,7 @@ the whole run; tests isolate themselves by namespace (unique names per test).
 from __future__ import annotations
 
 import os
+import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -101,6 +102,8 @@ def engram(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engram]:
     finally:
         serve.shutdown()
         ray.shutdown()
+        if ingress == "haproxy":  # HAProxy's folder of this run (loopback_env_beside)
+            shutil.rmtree(Path(os.environ["RAY_SERVE_HAPROXY_CONFIG_FILE_LOC"]).parent, ignore_errors=True)
 
 
 @pytest.fixture

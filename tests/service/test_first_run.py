@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from cluster.ingress import free_ports
-from cluster.local_run import run_dir_for
+from cluster.local_run import RUN_MARK, RunLock, stop_run
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,10 +38,19 @@ class Newcomer:
     data_dir: Path
     ports: dict[str, int]
     env: dict[str, str] = field(default_factory=dict)
+    runs: list[Run] = field(default_factory=list)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.ports['http']}"
+
+    def state(self) -> dict[str, object]:
+        """What the run over the data recorded (cluster/local_run.py RunLock)."""
+        return RunLock(self.data_dir).state()
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(str(self.state()["run_dir"]))
 
 
 class Run:
@@ -58,6 +67,7 @@ class Run:
             start_new_session=True)
         self.lines: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
+        user.runs.append(self)
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -88,7 +98,7 @@ def newcomer(tmp_path: Path) -> Iterator[Newcomer]:
     home = tmp_path / "home"
     home.mkdir()
     names = ["http", "dashboard", "ray", "ray_client", "agent", "haproxy_stats", "haproxy_metrics",
-             "dashboard_metrics", "autoscaler_metrics"]
+             "dashboard_metrics", "autoscaler_metrics", "fallback_http", "fallback_grpc"]
     ports = dict(zip(names, free_ports(len(names))))
     user = Newcomer(home=home, data_dir=tmp_path / "data", ports=ports)
     # A login shell's environment, nothing of this test session's (its Ray, HAProxy and
@@ -98,12 +108,18 @@ def newcomer(tmp_path: Path) -> Iterator[Newcomer]:
                 "RAY_SERVE_HAPROXY_STATS_PORT": str(ports["haproxy_stats"]),
                 "RAY_SERVE_HAPROXY_METRICS_PORT": str(ports["haproxy_metrics"]),
                 "DASHBOARD_METRIC_PORT": str(ports["dashboard_metrics"]),
-                "AUTOSCALER_METRIC_PORT": str(ports["autoscaler_metrics"])}
+                "AUTOSCALER_METRIC_PORT": str(ports["autoscaler_metrics"]),
+                "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(ports["fallback_http"]),
+                "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(ports["fallback_grpc"])}
     yield user
-    # Whatever the test's outcome, leave nothing of its runs behind.
-    from cluster.local_run import stop_run
-
-    stop_run(run_dir_for(user.data_dir))
+    # Whatever the test's outcome, leave nothing of its runs behind (a run that failed to
+    # start would otherwise wait for its service up to 600 s, holding the data's lock).
+    for run in user.runs:
+        if run.proc.poll() is None:
+            run.proc.kill()
+            run.proc.wait()
+    if user.state().get("run_dir"):
+        stop_run([user.run_dir])
 
 
 def test_a_newcomer_starts_uses_kills_restarts_and_stops_it(newcomer: Newcomer, tmp_path: Path) -> None:
@@ -115,8 +131,8 @@ def test_a_newcomer_starts_uses_kills_restarts_and_stops_it(newcomer: Newcomer, 
     key = run.wait_for(r"^root API key: (\S+)").group(1)
     submit_line = run.wait_for(r"^\s+(RAY_AUTH_MODE=token \S+ job submit .*)$").group(1)
     assert (newcomer.home / ".ray" / "auth_token").stat().st_mode & 0o077 == 0  # created, the user's only
-    ray_group = json.loads((run_dir_for(newcomer.data_dir) / "own" / "run.json").read_text())["ray_pid"]
-    assert_on_loopback(run_dir_for(newcomer.data_dir))
+    run_dir = newcomer.run_dir
+    assert_on_loopback(run_dir)
 
     with DakeraClient(newcomer.url, api_key=key) as client:
         client.store_memory(agent_id=agent, content="Jane prefers email over phone calls", importance=0.8)
@@ -132,11 +148,17 @@ def test_a_newcomer_starts_uses_kills_restarts_and_stops_it(newcomer: Newcomer, 
                          text=True, timeout=420)
     assert job.returncode == 0 and "succeeded" in job.stdout + job.stderr, job.stdout[-3000:] + job.stderr[-3000:]
 
+    # SIGKILL runs no clean-up of its own: the run's reaper stops what is left, and the
+    # next start would too.
     assert run.signal_and_wait(signal.SIGKILL) == -signal.SIGKILL
+    deadline = time.time() + 120
+    while list(run_processes(run_dir)) or any(accepts(port) for port in newcomer.ports.values()):
+        assert time.time() < deadline, f"left after the SIGKILL: {list(run_processes(run_dir))}"
+        time.sleep(1)
+    assert newcomer.state()["phase"] == "stopped"  # the reaper's word
     again = Run(newcomer)
     again.wait_for(r"^Engram is ready at ", timeout=420)
     assert again.wait_for(r"^root API key: (\S+)").group(1) == key  # kept beside the data
-    second_group = json.loads((run_dir_for(newcomer.data_dir) / "own" / "run.json").read_text())["ray_pid"]
     with DakeraClient(newcomer.url, api_key=key) as client:
         contacts = client.recall(agent_id=agent, query="how does Jane like to be contacted").memories
         orders = client.recall(agent_id=agent, query="how was order 7741 shipped").memories
@@ -145,12 +167,11 @@ def test_a_newcomer_starts_uses_kills_restarts_and_stops_it(newcomer: Newcomer, 
 
     assert again.signal_and_wait(signal.SIGTERM) == 0, again.output
     assert "stopped." in again.output
-    assert_nothing_left(newcomer, run_dir_for(newcomer.data_dir), {ray_group, second_group})
+    assert_nothing_left(newcomer, run_dir)
 
 
-def assert_nothing_left(user: Newcomer, run_dir: Path, groups: set[int]) -> None:
-    left = [(pid, cmd) for pid, cmd in run_processes(run_dir) ] + [
-        (pid, cmd) for pid, cmd, pgid in all_processes() if pgid in groups]
+def assert_nothing_left(user: Newcomer, run_dir: Path) -> None:
+    left = list(run_processes(run_dir))
     assert not left, f"processes of the run still alive: {left}"
     listening = [name for name, port in user.ports.items() if accepts(port)]
     assert not listening, f"still listening: {listening}"
@@ -176,13 +197,16 @@ def all_processes() -> Iterator[tuple[int, str, int]]:
 
 
 def run_processes(run_dir: Path) -> Iterator[tuple[int, str]]:
-    """Processes that name the run's folder anywhere: command line or any open file."""
+    """Processes that name the run's folder anywhere: command line, environment (the run's
+    mark) or any open file; wider than what cluster/local_run.py looks for."""
     for pid, cmd, _ in all_processes():
         try:
             files = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+            environ = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
         except OSError:
             continue
-        if pid != os.getpid() and (str(run_dir) in cmd or any(f.startswith(f"{run_dir}/") for f in files)):
+        if pid != os.getpid() and (str(run_dir) in cmd or f"{RUN_MARK}={run_dir}" in environ
+                                   or any(f.startswith(f"{run_dir}/") for f in files)):
             yield pid, cmd
 
 
@@ -224,7 +248,7 @@ def assert_on_loopback(run_dir: Path) -> None:
 def test_a_hang_up_or_ctrl_c_stops_it_as_cleanly_as_sigterm(newcomer: Newcomer, sig: int) -> None:
     run = Run(newcomer)
     run.wait_for(r"^Engram is ready at ")
-    group = json.loads((run_dir_for(newcomer.data_dir) / "own" / "run.json").read_text())["ray_pid"]
+    run_dir = newcomer.run_dir
     assert run.signal_and_wait(sig) == 0, run.output
     assert f"{signal.Signals(sig).name}: stopping Engram" in run.output
-    assert_nothing_left(newcomer, run_dir_for(newcomer.data_dir), {group})
+    assert_nothing_left(newcomer, run_dir)
