@@ -18,14 +18,9 @@ import os
 import socket
 from collections.abc import Mapping
 
-from cluster.haproxy_loopback import SIDE_PORTS
+from cluster.haproxy_loopback import SIDE_PORTS as HAPROXY_SIDE_PORTS  # stats, metrics
 
 INGRESS_KINDS = ("haproxy", "proxy")
-
-# HAProxy's own listeners besides the HTTP port, and the variables that move them (Ray's
-# defaults). Ray's template binds them on every interface; clusters started on this machine
-# move them to 127.0.0.1 (cluster/haproxy_loopback.py).
-HAPROXY_SIDE_PORTS = SIDE_PORTS
 
 # Serve's own ports behind HAProxy, one set per cluster: the fallback proxy HAProxy sends
 # requests to while no Router replica is up (8500; gRPC 9500), and a block for the Router
@@ -142,6 +137,13 @@ def port_in_use(port: int) -> bool:
         except OSError:
             return True
     return False
+
+
+def port_accepts(port: int) -> bool:
+    """Whether something answers a connection on 127.0.0.1:`port`."""
+    with socket.socket() as s:
+        s.settimeout(2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def busy_ports(kind: str, environ: Mapping[str, str] = os.environ) -> list[str]:

@@ -27,9 +27,9 @@ import httpx
 import yaml
 
 from cluster import local_run
-from cluster.ingress import INGRESS_KINDS, busy_ports, ingress_env, port_in_use, serve_ports_env
+from cluster.ingress import INGRESS_KINDS, busy_ports, ingress_env, port_accepts, port_in_use, serve_ports_env
 from cluster.loopback import loopback_env
-from cluster.ray_auth import ensure_token, token_mode
+from cluster.ray_auth import ensure_token, read_token, token_mode
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -168,10 +168,7 @@ class Stop(Exception):
 
 def wait_for_dashboard(url: str, ray_proc: subprocess.Popen[bytes], environ: Mapping[str, str],
                        timeout: float) -> None:
-    from cluster.ray_auth import token_path
-
-    token = environ.get("RAY_AUTH_TOKEN") or (token_path(environ).read_text().strip()
-                                              if token_mode(environ) else "")
+    token = read_token(environ) if token_mode(environ) else None
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -225,8 +222,8 @@ def acquire(lock: local_run.RunLock, data_dir: Path) -> bool:
                 state.get("phase") in (None, "stopped") and waited < 5:
             time.sleep(0.5)
             continue
-        say(f"Engram is already running over {data_dir} (pid {state.get('pid', '?')}): "
-            "stop it first (Ctrl-C where it runs, or kill that pid)")
+        say(f"Engram is already running over {data_dir} (pid {state.get('pid', '?')}, "
+            f"{state.get('url', 'starting')}): stop it first (Ctrl-C where it runs, or kill that pid)")
         return False
     return True
 
@@ -300,7 +297,7 @@ def run(args: argparse.Namespace, data_dir: Path, lock: local_run.RunLock) -> in
             # only, which stops Serve before Ray.
             ray_proc = subprocess.Popen(ray_start_command(bin_dir, ray_dir, ports), env=env, cwd=ROOT,
                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        lock.record(ray_pid=ray_proc.pid, reaper_pid=reaper.pid, ports=asdict(ports), url=url)
+        lock.record(ports=asdict(ports), url=url)
         wait_for_dashboard(dashboard, ray_proc, env, timeout=120)
         subprocess.run([str(bin_dir / "serve"), "deploy", str(config_path), "--address", dashboard],
                        env=env, check=True, capture_output=True)
@@ -341,14 +338,6 @@ def watch_ray(ray_proc: subprocess.Popen[bytes], gcs_port: int) -> None:
     while ray_proc.poll() is None and silent < 3:
         time.sleep(2)
         silent = 0 if port_accepts(gcs_port) else silent + 1
-
-
-def port_accepts(port: int) -> bool:
-    import socket
-
-    with socket.socket() as s:
-        s.settimeout(2)
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def stop(bin_dir: Path, dashboard: str, env: Mapping[str, str],

@@ -12,10 +12,12 @@ per Serve replica, which Ray binds to `[::]:0` with no setting (README, Listenin
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 from cluster.haproxy_loopback import haproxy_env
+from cluster.ingress import free_ports, serve_ports_env
 
 ONE_MACHINE_RAY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
@@ -34,10 +36,6 @@ def loopback_env_beside(ingress: str) -> dict[str, str]:
     HAProxy's files in a fresh folder of its own, Ray's metrics servers, which default to
     fixed ports (44227, 44217), on free ones, and Serve's replica servers on a block of their
     own (cluster/ingress.py serve_ports_env)."""
-    import tempfile
-
-    from cluster.ingress import free_ports, serve_ports_env
-
     folder = Path(tempfile.mkdtemp(prefix="eg-hap-")) if ingress == "haproxy" else None
     metrics = dict(zip(("DASHBOARD_METRIC_PORT", "AUTOSCALER_METRIC_PORT"), map(str, free_ports(2))))
     return {**loopback_env(folder), **{k: v for k, v in metrics.items() if k not in os.environ},

@@ -29,11 +29,17 @@ def token_path(environ: Mapping[str, str]) -> Path:
     return (Path(home) if home else Path.home()) / ".ray" / "auth_token"
 
 
-def has_token(environ: Mapping[str, str]) -> bool:
+def read_token(environ: Mapping[str, str]) -> str | None:
+    """The token Ray's CLIs would send: $RAY_AUTH_TOKEN, else the file's; None if neither."""
     if environ.get("RAY_AUTH_TOKEN", "").strip():
-        return True
+        return environ["RAY_AUTH_TOKEN"].strip()
     path = token_path(environ)
-    return path.is_file() and bool(path.read_text().strip())
+    token = path.read_text().strip() if path.is_file() else ""
+    return token or None
+
+
+def has_token(environ: Mapping[str, str]) -> bool:
+    return read_token(environ) is not None
 
 
 def ensure_token(environ: Mapping[str, str]) -> Path | None:

@@ -12,7 +12,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster.ingress import free_ports
+from cluster.ingress import free_ports, port_accepts
 from cluster.local_run import RUN_MARK, RunLock, stop_run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -152,7 +151,7 @@ def test_a_newcomer_starts_uses_kills_restarts_and_stops_it(newcomer: Newcomer, 
     # next start would too.
     assert run.signal_and_wait(signal.SIGKILL) == -signal.SIGKILL
     deadline = time.time() + 120
-    while list(run_processes(run_dir)) or any(accepts(port) for port in newcomer.ports.values()):
+    while list(run_processes(run_dir)) or any(port_accepts(port) for port in newcomer.ports.values()):
         assert time.time() < deadline, f"left after the SIGKILL: {list(run_processes(run_dir))}"
         time.sleep(1)
     assert newcomer.state()["phase"] == "stopped"  # the reaper's word
@@ -173,14 +172,8 @@ def test_a_newcomer_starts_uses_kills_restarts_and_stops_it(newcomer: Newcomer, 
 def assert_nothing_left(user: Newcomer, run_dir: Path) -> None:
     left = list(run_processes(run_dir))
     assert not left, f"processes of the run still alive: {left}"
-    listening = [name for name, port in user.ports.items() if accepts(port)]
+    listening = [name for name, port in user.ports.items() if port_accepts(port)]
     assert not listening, f"still listening: {listening}"
-
-
-def accepts(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(1)
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def all_processes() -> Iterator[tuple[int, str, int]]:
