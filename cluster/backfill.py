@@ -271,12 +271,12 @@ class Backfill:
                  for m, (vector, sentences) in zip(prepared.items, embedded, strict=True)]
         for k, group in self._by_shard(items).items():
             try:
-                stored = await self._call(k, "write", group)
+                stored = list((await self._call(k, "write", group)).memories)
             except refused:  # a write is one transaction: settle the batch row by row
                 stored = []
                 for item in group:
                     try:
-                        stored += await self._call(k, "write", [item])
+                        stored += (await self._call(k, "write", [item])).memories
                     except refused as exc:
                         self.tally.rejected[CONFLICT if isinstance(exc, Conflict) else str(exc)[:120]] += 1
             for _, created in stored:

@@ -99,6 +99,8 @@ def from_exception(exc: BaseException) -> ApiError:
             resource = field if status == 404 else None
             if resource in ("id", "memory_ids"):
                 resource = "memory"
+            elif resource == "session_id":
+                resource = "session"
             if status == 404:
                 code = not_found_code(resource)
             retry = 1 if status == 503 else None

@@ -31,7 +31,7 @@ from serve.shard_routing import FixedShardMap, ShardRouter
 from models.entities import build_extractor
 from models.sentences import regroup, texts_to_embed
 from shards.routing import ShardMap
-from shards.types import EntityRef, MemoryChanges, NewMemory, RecallFilter, Scope, Session
+from shards.types import EntityRef, MemoryChanges, NewMemory, RecallFilter, Scope, Session, WriteResult
 
 
 class MemoryService:
@@ -177,16 +177,10 @@ class MemoryService:
             )
             for i, (b, (vector, sentence_vectors)) in enumerate(zip(bodies, embedded))
         ]
-        shard = self.shard(namespace)
-        session_ids = sorted({i.session_id for i in items if i.session_id})
-        sessions: list[Session] = []
-        for sid in session_ids:
-            session = await shard.call("get_session", sid, Scope.of(namespace))
-            if session is None:
-                raise not_found("session", sid)
-            sessions.append(session)
-        stored = await shard.call("write", items)
-        return [render.memory_json(m) for m, _ in stored], embed_ms, sessions
+        # One call: the shard checks each session as it writes (a missing one is a 404 on
+        # session_id, and nothing is stored) and answers the sessions' state after it.
+        written: WriteResult = await self.shard(namespace).call("write", items)
+        return [render.memory_json(m) for m, _ in written.memories], embed_ms, list(written.sessions)
 
     def _filter(self, *, memory_type: str | None = None, session_id: str | None = None,
                 since: Any = None, until: Any = None, min_importance: float | None = None,

@@ -53,6 +53,7 @@ from shards.types import (
     Scope,
     Session,
     ShardStats,
+    WriteResult,
 )
 
 if TYPE_CHECKING:
@@ -296,9 +297,21 @@ class Shard:
         near = self.records.session_neighbor_rows(key, CONTEXT_TURNS, CONTEXT_TURNS)
         return "\n".join(memory.content for _, memory in near)
 
+    def _apply_rows(self, rows: Sequence[IndexRow], keyword_rows: Sequence[IndexRow] = ()) -> None:
+        """Index rows a write has just built from what it wrote (no read back): both indexes
+        for `rows`, the keyword index alone for `keyword_rows`."""
+        try:
+            self._exact.invalidate(list({r.ns_id for r in rows}))
+            self.vectors.upsert(rows)
+            self.keywords.upsert([*rows, *keyword_rows])
+        except Exception:
+            self._indexes_behind = True  # as in _apply: the keys are in the index log
+            raise
+
     def _apply(self, keys: Sequence[int], keywords_only: Sequence[int] = ()) -> None:
         """Bring both indexes in line with the record store for these keys (and the keyword
-        index alone for `keywords_only`: turns whose context changed, not their vector)."""
+        index alone for `keywords_only`: turns whose context changed, not their vector).
+        Reads every row back: the path of repairs, updates, deletes and imports."""
         try:
             for start in range(0, len(keys), 1000):
                 chunk = keys[start:start + 1000]
@@ -359,18 +372,78 @@ class Shard:
             return len(keys)
 
     # -- memories -----------------------------------------------------------------------
-    def write(self, items: Sequence[NewMemory], now: float | None = None) -> list[tuple[Memory, bool]]:
-        """Store durably, then index. Returns (memory, created) per item, in order."""
+    def write(self, items: Sequence[NewMemory], now: float | None = None) -> WriteResult:
+        """Store durably, then index. Answers (memory, created) per item, in order, and the
+        sessions the items are turns of, as they stand after the write (a session the
+        namespace lacks is a NotFound on field session_id, and nothing is stored)."""
         now = time.time() if now is None else now
         with self._lock:
             for namespace in {item.namespace for item in items}:
                 self._check(namespace, write=True)
             stored = self.records.insert(items, now)
-            self._index_new(stored)
-        return [(memory, was_created) for _, memory, was_created in stored]
+            self._index_written(items, stored)
+            sessions = []
+            for namespace, session_id in sorted({(i.namespace, i.session_id) for i in items
+                                                 if i.session_id is not None}):
+                session = self.records.get_session(session_id, Scope.of(namespace))
+                if session is not None:
+                    sessions.append(session)
+        return WriteResult(memories=tuple((memory, created) for _, memory, created in stored),
+                           sessions=tuple(sessions))
+
+    def _index_written(self, items: Sequence[NewMemory],
+                       stored: Sequence[tuple[int, Memory, bool]]) -> None:
+        """Index what a write created from the items themselves: the vectors and contents
+        are in hand, so nothing just written is read back. Reads left: each namespace's id
+        and each session's key (point reads), and the turns before a session's first new one
+        (their context now holds it, and they hold the new turns' context). A crash before
+        this ends leaves the keys in the record store's index log for _apply to repair."""
+        new = [(key, item, memory) for item, (key, memory, created) in zip(items, stored) if created]
+        if not new:
+            return
+        ns_ids: dict[str, int] = {}
+        for namespace in {item.namespace for _, item, _ in new}:
+            ns_id = self.records.namespace_id(namespace)
+            assert ns_id is not None  # the write has just created it
+            ns_ids[namespace] = ns_id
+        by_session: dict[tuple[str, str], list[tuple[int, Memory]]] = {}
+        for key, item, memory in new:
+            if item.session_id is not None:
+                by_session.setdefault((item.namespace, item.session_id), []).append((key, memory))
+        context: dict[int, str] = {}
+        session_keys: dict[int, int] = {}
+        keyword_rows: list[IndexRow] = []
+        for (namespace, session_id), turns in by_session.items():
+            session_key = self.records.session_key(namespace, session_id) or 0
+            # The new turns come after every stored one (they are the newest), so a session
+            # reads in order as its stored tail, then the batch's turns. Two turns of context
+            # for each of the two stored turns before the first new one: four read.
+            tail, _ = self.records.session_sides(turns[0][0], 2 * CONTEXT_TURNS, 0)
+            sequence = tail + turns
+            first_new = len(tail)
+            for at in range(max(0, first_new - CONTEXT_TURNS), len(sequence)):
+                key, memory = sequence[at]
+                near = sequence[max(0, at - CONTEXT_TURNS):at] + sequence[at + 1:at + 1 + CONTEXT_TURNS]
+                text = "\n".join(m.content for _, m in near)
+                if at >= first_new:
+                    context[key], session_keys[key] = text, session_key
+                else:  # a stored turn: its vector is unchanged, only its keyword context
+                    keyword_rows.append(self._row(key, ns_ids[namespace], (), memory, text, session_key))
+        rows = [self._row(key, ns_ids[item.namespace], item.vector, memory, context.get(key, ""),
+                          session_keys.get(key, 0)) for key, item, memory in new]
+        self._apply_rows(rows, keyword_rows)
+
+    @staticmethod
+    def _row(key: int, ns_id: int, vector: Sequence[float], memory: Memory, context: str,
+             session_key: int) -> IndexRow:
+        return IndexRow(key=key, ns_id=ns_id, vector=tuple(vector), content=indexed_text(memory),
+                        context=context, memory_type=memory_type_code(memory.memory_type),
+                        session_key=session_key, event_time=memory.event_time,
+                        importance=memory.importance)
 
     def _index_new(self, stored: Sequence[tuple[int, Memory, bool]]) -> None:
-        """Index what a write (or an import) created."""
+        """Index what an import created (rows read back: an import carries no vectors in
+        the form the indexes take)."""
         created = [key for key, _, was_created in stored if was_created]
         if not created:
             return

@@ -217,3 +217,11 @@ class ShardStats:
     namespaces: int
     sessions: int
     pending_index_changes: int
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What Shard.write answers: (memory, created) per item in order (created False: a retry
+    answered with what was stored), and the sessions the items are turns of, after the write."""
+    memories: tuple[tuple[Memory, bool], ...]
+    sessions: tuple[Session, ...] = ()

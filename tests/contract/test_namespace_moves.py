@@ -92,7 +92,7 @@ def test_a_namespace_moves_whole(open_shard: OpenShard) -> None:
     nodes, _ = dest.memory_graph("m1", Scope.of(MOVING), depth=1)  # type: ignore[misc]
     assert {n.memory.id for n in nodes} == {"m1", "m2"}
     assert [e.key for e in dest.memory_entities("m1", Scope.of(MOVING))[1]] == ["order:4521"]  # type: ignore[index]
-    [(retry, created)] = dest.write([mem("other-id", MOVING, m1.content, seed=1, idempotency_key="idem-1")])
+    [(retry, created)] = dest.write([mem("other-id", MOVING, m1.content, seed=1, idempotency_key="idem-1")]).memories
     assert retry.id == "m1" and not created
     assert ids(dest.recall_candidates(MOVING, vec(30), "weather", RecallFilter(), 10))
     # The staying agent never moved.
@@ -144,7 +144,7 @@ def test_a_namespace_takes_writes_while_it_is_copied(open_shard: OpenShard) -> N
 
     source.start_session(MOVING, "sess-2", {"channel": "mail"})
     source.write([mem("late", MOVING, "order #9999 arrived late", seed=20, session_id="sess-2",
-                      entities=(order(9999),), idempotency_key="idem-late")])
+                      entities=(order(9999),), idempotency_key="idem-late")]).memories
     source.update(MOVING, "m1", MemoryChanges(
         content="customer reported order #4521 arrived dented", vector=vec(21),
         importance=0.9, entities=(order(4521),)))
@@ -188,7 +188,7 @@ def test_a_namespace_takes_writes_while_it_is_copied(open_shard: OpenShard) -> N
     nodes, _ = dest.memory_graph("m1", Scope.of(MOVING), depth=1)  # type: ignore[misc]
     assert {n.memory.id for n in nodes} == {"m1", "m2"}
     [(retry, created)] = dest.write([mem("x", MOVING, "order #9999 arrived late", seed=20,
-                                         idempotency_key="idem-late")])
+                                         idempotency_key="idem-late")]).memories
     assert retry.id == "late" and not created
 
 

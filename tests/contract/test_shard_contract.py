@@ -68,11 +68,11 @@ def test_namespaces_are_scoped_inside_the_shard(open_shard: OpenShard) -> None:
 
 def test_writes_are_idempotent(open_shard: OpenShard) -> None:
     shard = open_shard()
-    first = shard.write([mem("m1", "ns", "once")])
-    again = shard.write([mem("m1", "ns", "once")])
+    first = shard.write([mem("m1", "ns", "once")]).memories
+    again = shard.write([mem("m1", "ns", "once")]).memories
     assert first[0][1] is True and again[0][1] is False and again[0][0].content == "once"
-    a = shard.write([mem("gen-1", "ns", "keyed", idempotency_key="k1")])
-    b = shard.write([mem("gen-2", "ns", "keyed", idempotency_key="k1")])
+    a = shard.write([mem("gen-1", "ns", "keyed", idempotency_key="k1")]).memories
+    b = shard.write([mem("gen-2", "ns", "keyed", idempotency_key="k1")]).memories
     assert a[0][0].id == b[0][0].id == "gen-1"
     with pytest.raises(Conflict):  # the same id for other content is refused, not ignored
         shard.write([mem("m1", "ns", "something else")])
@@ -342,9 +342,9 @@ def test_an_idempotency_key_outlives_its_deleted_memory(open_shard: OpenShard) -
     shard = open_shard()
     shard.write([mem("m1", "ns", "keyed", idempotency_key="k1")])
     shard.delete(Scope.of("ns"), ["m1"], "ns")
-    [(again, created)] = shard.write([mem("m1", "ns", "keyed", idempotency_key="k1")])
+    [(again, created)] = shard.write([mem("m1", "ns", "keyed", idempotency_key="k1")]).memories
     assert created and again.id == "m1"
-    [(retry, created)] = shard.write([mem("m2", "ns", "keyed", idempotency_key="k1")])
+    [(retry, created)] = shard.write([mem("m2", "ns", "keyed", idempotency_key="k1")]).memories
     assert not created and retry.id == "m1"  # the key names the stored memory again
 
 
@@ -390,3 +390,29 @@ def test_a_dropped_namespace_leaves_no_access_counts_behind(open_shard: OpenShar
     shard.checkpoint()
     [m] = shard.lookup("a", Scope.of("ns"))
     assert m.access_count == 0
+
+
+def test_a_write_indexes_what_a_rebuild_would(open_shard: OpenShard) -> None:
+    """A write builds its index rows from the items in hand (no read back). They must equal
+    what the repair path (_index_rows) reads from the record store: the same text, session
+    context (the stored turns before a batch gain the new ones as context) and fields."""
+    shard = open_shard()
+    s = shard.start_session("ns", "s1", {}, None, now=100.0)
+    sent: dict[int, object] = {}
+    upsert = shard.keywords.upsert
+
+    def spy(rows):  # type: ignore[no-untyped-def]
+        sent.update({r.key: r for r in rows})
+        upsert(rows)
+
+    shard.keywords.upsert = spy  # type: ignore[method-assign]
+    shard.write([mem(f"a{i}", "ns", f"first batch turn {i}", session_id=s.id, seed=i) for i in range(5)])
+    shard.write([mem("loose", "ns", "no session here", seed=7)])
+    shard.write([mem(f"b{i}", "ns", f"second batch turn {i}", session_id=s.id, seed=10 + i)
+                 for i in range(3)] + [mem("other", "ns", "also loose", seed=8)])
+    shard.write([mem("c0", "ns", "a lone later turn", session_id=s.id, seed=20)])
+    expected, _ = shard._index_rows(sorted(sent))
+    fields = ("key", "ns_id", "content", "context", "memory_type", "session_key", "event_time", "importance")
+    assert [tuple(getattr(sent[r.key], f) for f in fields) for r in expected] == \
+        [tuple(getattr(r, f) for f in fields) for r in expected]
+    assert any(r.context for r in expected) and len(expected) == 11

@@ -70,7 +70,7 @@ def test_a_copy_is_whole_and_the_source_unchanged(tmp_path: Path) -> None:
     assert {c.memory.id for c in found} == {"order", "refund"}
     assert any("bm25" in c.ranks for c in found if c.memory.id == "refund")
     [(memory, created)] = shard.write([mem("x", name, f"{name} asked about order 4521", seed=1,
-                                           idempotency_key=f"k-{name}")])
+                                           idempotency_key=f"k-{name}")]).memories
     assert (memory.id, created) == ("order", False)  # its idempotency key came along
     shard.close()
     control = open_control_store(target.storage)
