@@ -177,6 +177,7 @@ class Backfill:
 
         from serve.clients import ServeShardClient
         from serve.service import MemoryService
+        from serve.shard_calls import ShardCalls
 
         self.cfg = cfg
         self.shard_map = shard_map  # the app's, read from its Router when the job starts
@@ -190,6 +191,8 @@ class Backfill:
                              f"shards for app {app!r}; pass the config the app was deployed with") from None
         # The API's own validation and entity extraction; the embedder is the actor pool.
         self.service = MemoryService(cfg, [ServeShardClient(h) for h in self.handles], embedder=None)  # type: ignore[arg-type]
+        self.shards = [ShardCalls(PatientShard(ServeShardClient(h, max_batch=1), i))
+                       for i, h in enumerate(self.handles)]
         self.tally = tally
 
     def row_memory(self, row: dict[str, Any], now: float) -> NewMemory:
@@ -248,7 +251,7 @@ class Backfill:
             fresh[key] = item
         by_shard = self._by_shard(list(fresh.values()))
         statuses = await asyncio.gather(*(
-            self._call(k, "stored_status", [(m.namespace, m.id, m.content) for m in group])
+            self.shards[k].stored_status([(m.namespace, m.id, m.content) for m in group])
             for k, group in by_shard.items()))
         keep: list[NewMemory] = []
         for group, status in zip(by_shard.values(), statuses):
@@ -271,12 +274,12 @@ class Backfill:
                  for m, (vector, sentences) in zip(prepared.items, embedded, strict=True)]
         for k, group in self._by_shard(items).items():
             try:
-                stored = list((await self._call(k, "write", group)).memories)
+                stored = list((await self.shards[k].write(group)).memories)
             except refused:  # a write is one transaction: settle the batch row by row
                 stored = []
                 for item in group:
                     try:
-                        stored += (await self._call(k, "write", [item])).memories
+                        stored += (await self.shards[k].write([item])).memories
                     except refused as exc:
                         self.tally.rejected[CONFLICT if isinstance(exc, Conflict) else str(exc)[:120]] += 1
             for _, created in stored:
@@ -291,28 +294,36 @@ class Backfill:
             groups.setdefault(self.shard_map.home(item.namespace), []).append(item)
         return groups
 
-    async def _call(self, shard: int, method: str, *args: Any) -> Any:
-        """A shard call, retried with capped backoff while the shard is busy, restarting or
-        catching up its indexes (which can take minutes), up to RETRY_DEADLINE_S."""
+
+class PatientShard:
+    """A shard's transport for a bulk job: each call is retried with capped backoff while the
+    shard is busy, restarting or catching up its indexes (which can take minutes), up to
+    RETRY_DEADLINE_S. A reshard under way ends the job (its namespaces are moving)."""
+
+    def __init__(self, client: Any, index: int) -> None:
+        self._client = client
+        self._index = index
+
+    async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         from serve.errors import is_transient
+        from serve.retrying import retrying
         from serve.shard_routing import move_error
         from shards.errors import NamespaceMoved
 
-        deadline = time.monotonic() + RETRY_DEADLINE_S
-        delay = 0.5
-        while True:
-            try:
-                return await self.handles[shard].call.remote(method, *args)
-            except Exception as exc:
-                if isinstance(move_error(exc), NamespaceMoved):
-                    raise SystemExit("a reshard moved namespaces while this backfill ran: run the "
-                                     "backfill again once it has finished (nothing is stored "
-                                     "twice)") from None
-                if not is_transient(exc) or time.monotonic() + delay > deadline:
-                    raise
-                log.warning("shard %d unavailable (%s); retrying in %.0f s", shard, type(exc).__name__, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 15.0)
+        def retriable(exc: BaseException) -> bool:
+            if isinstance(move_error(exc), NamespaceMoved):
+                raise SystemExit("a reshard moved namespaces while this backfill ran: run the "
+                                 "backfill again once it has finished (nothing is stored "
+                                 "twice)") from None
+            return is_transient(exc)
+
+        def on_retry(exc: BaseException, pause: float) -> None:
+            log.warning("shard %d unavailable (%s); retrying in %.0f s", self._index,
+                        type(exc).__name__, pause)
+
+        return await retrying(lambda: self._client.call(method, *args, **kwargs),
+                              retriable=retriable, deadline_s=RETRY_DEADLINE_S,
+                              first_pause_s=0.5, max_pause_s=15.0, on_retry=on_retry)
 
 
 def batches(dataset: Any, batch_size: int) -> Iterator[list[dict[str, Any]]]:
@@ -424,7 +435,7 @@ async def check_app_matches(job: Backfill, worker: Any, app: str, timeout_s: flo
 
     dim = None
     for i in range(job.shard_map.count):
-        index, count, dim = await job._call(i, "layout")
+        index, count, dim = await job.shards[i].layout()
         if (index, count) != (i, job.shard_map.count):
             raise SystemExit(f"Shard{i} of app {app!r} holds shard {index} of {count}, but "
                              f"the app's shard map says {job.shard_map.count} shards: pass the "

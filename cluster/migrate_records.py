@@ -20,12 +20,17 @@ source while this runs are not copied: stop the service (or scale its Routers to
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cluster.backfill import load_config
+from cluster.namespace_copy import NamespaceCopy
+from serve.clients import LocalShardClient
+from serve.shard_calls import ShardCalls
 from serve.config import EngramConfig
 from shards.config import EmbeddedStorageConfig
 from shards.control_store import open_control_store
@@ -67,14 +72,42 @@ def copy_shard(source: RecordStore, target: Shard, page: int, copied: Copied) ->
                 target.records.namespace_size(name) == source.namespace_size(name):
             copied.skipped += 1  # whole on the target from an earlier run
             continue
-        head = source.export_head(name)
-        target.import_head(head, replace_live=True)  # a copy cut short starts afresh
-        after = 0
-        while after != -1:
-            rows, after = source.export_memories(name, after, page)
-            copied.memories += target.import_memories(name, rows)
-        target.activate(name, head["memories"])
+        # The reshard's own copy (cluster/namespace_copy.py), not live: the service is stopped.
+        # A copy cut short is copied afresh (replace_live).
+        copy = NamespaceCopy(StoppedRecords(source), ShardCalls(LocalShardClient(target)), name, page)
+        expected = asyncio.run(copy.copy())
+        asyncio.run(copy.target.activate(name, expected or 0))
+        copied.memories += copy.memories
         copied.namespaces += 1
+
+
+class StoppedRecords:
+    """A record store not being served, as a namespace copy's source: never live (nothing
+    writes to it), so a copy reads its head and pages and has no changes to catch up."""
+
+    def __init__(self, records: RecordStore) -> None:
+        self._records = records
+
+    async def begin_copy(self, namespace: str) -> bool:
+        return False
+
+    async def freeze(self, namespace: str) -> int | None:
+        return int(self._records.export_head(namespace)["memories"])
+
+    async def export_head(self, namespace: str) -> dict[str, Any]:
+        return self._records.export_head(namespace)
+
+    async def export_memories(self, namespace: str, after_key: int, limit: int
+                              ) -> tuple[list[Any], int]:
+        rows, after = self._records.export_memories(namespace, after_key, limit)
+        return list(rows), after
+
+    async def export_changes(self, namespace: str, after_seq: int, limit: int
+                             ) -> tuple[list[Any], list[str], int]:
+        return [], [], after_seq
+
+    async def handoff(self, namespace: str) -> None:
+        raise RuntimeError("a stopped service's records are copied, never handed off")
 
 
 def migrate(source: EngramConfig, target: EngramConfig, page: int = 500) -> Copied:

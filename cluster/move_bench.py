@@ -13,6 +13,7 @@ Prints a Markdown table.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import tempfile
 import threading
@@ -21,7 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from cluster.namespace_copy import NamespaceCopy
 from cluster.scale import synthetic_batch
+from serve.clients import LocalShardClient
+from serve.shard_calls import ShardCalls
 from shards.config import EmbeddedStorageConfig
 from shards.errors import NamespaceMoving
 from shards.routing import shard_for
@@ -37,16 +41,6 @@ def fill(source: Shard, memories: int) -> None:
         batch = synthetic_batch(rng, start, min(1000, memories - start), None, memories)
         source.write([dataclasses.replace(m, namespace=MOVING) for m in batch])
     source.checkpoint()
-
-
-def catch_up(source: Shard, dest: Shard, seq: int, page: int) -> tuple[int, int]:
-    """Carry the logged changes after `seq` over until a page comes back short."""
-    carried = 0
-    while True:
-        rows, deleted, seq = source.export_changes(MOVING, seq, page)
-        carried += dest.import_changes(MOVING, rows, deleted)
-        if len(rows) + len(deleted) < page:
-            return seq, carried
 
 
 class Writer(threading.Thread):
@@ -93,22 +87,15 @@ def main() -> None:
         writer = Writer(source, args.writes_per_second)
         writer.start()
 
-        t0 = time.perf_counter()
-        assert source.begin_copy(MOVING)
-        dest.import_head(source.export_head(MOVING), True)
-        cursor = 0
-        while cursor != -1:
-            rows, cursor = source.export_memories(MOVING, cursor, args.page_size)
-            dest.import_memories(MOVING, rows)
-        seq, live_changes = catch_up(source, dest, 0, args.page_size)
-        t1 = time.perf_counter()
+        # The job's own sequence (cluster/namespace_copy.py), over the shards in process.
+        copy = NamespaceCopy(ShardCalls(LocalShardClient(source)), ShardCalls(LocalShardClient(dest)),
+                             MOVING, args.page_size)
+        t0 = time.monotonic()
+        expected = asyncio.run(copy.copy())
+        asyncio.run(copy.hand_over(expected or 0))
+        t2 = time.monotonic()
+        t1 = copy.frozen_at or t2
         stored_during_copy = writer.stored
-        expected = source.freeze(MOVING)
-        _, changes = catch_up(source, dest, seq, args.page_size)
-        dest.refresh_head(source.export_head(MOVING))
-        source.handoff(MOVING)
-        dest.activate(MOVING, expected or 0)
-        t2 = time.perf_counter()
         writer.stop.set()
         writer.join()
         copied = dest.records.namespace_size(MOVING)
@@ -118,8 +105,8 @@ def main() -> None:
         print("| memories | live copy and catch-up (writes flow) | stored meanwhile "
               "| changes caught up live | last catch-up (writes held) | changes then |")
         print("|---:|---:|---:|---:|---:|---:|")
-        print(f"| {args.memories:,} | {t1 - t0:.2f} s | {stored_during_copy} | {live_changes} | "
-              f"{(t2 - t1) * 1000:.0f} ms | {changes} |")
+        print(f"| {args.memories:,} | {t1 - t0:.2f} s | {stored_during_copy} | {copy.caught_up_live} | "
+              f"{(t2 - t1) * 1000:.0f} ms | {copy.caught_up_frozen} |")
         for shard in (source, dest):
             shard.close()
 

@@ -45,6 +45,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cluster.namespace_copy import NamespaceCopy
+from serve.clients import ServeShardClient, ShardClient
+from serve.retrying import retrying
+from serve.shard_calls import ShardCalls
 from shards.errors import Conflict, shard_error_in
 from shards.routing import ShardMap, shard_for
 
@@ -91,11 +95,11 @@ class Progress:
 
 
 class Reshard:
-    def __init__(self, router: Any, shards: list[Any], page_size: int, tally: Tally,
+    def __init__(self, router: Any, shards: list[ShardClient], page_size: int, tally: Tally,
                  lease_seconds: float = 60.0, job: str | None = None,
                  max_namespaces: int | None = None) -> None:
         self.router = router  # the Router deployment: it keeps the shard map
-        self.shards = shards  # Shard0..ShardK-1 handles (K: the shards deployed)
+        self.shards = shards  # Shard0..ShardK-1's transports (K: the shards deployed)
         self.page_size = page_size
         self.tally = tally
         self.lease_seconds = lease_seconds
@@ -105,8 +109,9 @@ class Reshard:
         self.finished = False
         self.max_namespaces = max_namespaces  # moves in this run; None: all of them
 
-    async def call(self, shard: int, method: str, *args: Any) -> Any:
-        return await self.shards[shard].call.remote(method, *args, map_epoch=self.epoch)
+    def shard(self, index: int) -> ShardCalls:
+        """Shard `index`, each call sent under the map epoch this job works by."""
+        return ShardCalls(AtJobEpoch(self.shards[index], self))
 
     async def _renew(self) -> None:
         """Renew the lease every third of it while the job runs: a live job keeps it however
@@ -239,7 +244,7 @@ class Reshard:
         """Roll back the moves a killed run left halfway: a copy being filled, or activated
         but never in the map, is dropped; its source, still the namespace's home in the
         map, takes writes again; an old copy whose move the map recorded is released."""
-        tables = await asyncio.gather(*(self.call(i, "namespace_table")
+        tables = await asyncio.gather(*(self.shard(i).namespace_table()
                                         for i in range(len(self.shards))))
         for i, table in enumerate(tables):
             for name, state in table:
@@ -248,19 +253,19 @@ class Reshard:
                 home = shard_map.home(name)
                 homes = {shard_for(name, shard_map.count), shard_for(name, target)}
                 if state == INCOMING:
-                    await self.call(i, "discard", name)
+                    await self.shard(i).discard(name)
                 elif i != home:  # handed off, and the map points to its successor
-                    await self.call(i, "release", name)
+                    await self.shard(i).release(name)
                 else:  # the map still points here: the move never happened
                     for other in homes - {i}:
-                        await self.call(other, "discard", name, True)
-                    await self.call(i, "thaw", name)
+                        await self.shard(other).discard(name, True)
+                    await self.shard(i).thaw(name)
                 self.check_lease()
 
     async def absent_at_new_home(self, shard_map: ShardMap, target: int) -> set[str]:
         homes = {shard_for(name, target) for name in shard_map.moved}
         tables = dict(zip(homes, await asyncio.gather(
-            *(self.call(i, "namespace_table") for i in homes))))
+            *(self.shard(i).namespace_table() for i in homes))))
         return {name for name in shard_map.moved
                 if name not in {n for n, _ in tables[shard_for(name, target)]}}
 
@@ -269,33 +274,34 @@ class Reshard:
             raise RuntimeError(f"{name}: its home under both counts is shard {source}")
         expected = await self.copy(name, source, dest)
         if expected is not None:
-            await self.call(source, "handoff", name)
-            await self.call(dest, "activate", name, expected)
+            await NamespaceCopy(self.shard(source), self.shard(dest), name, self.page_size
+                                ).hand_over(expected)
         await self.router.unmark_moved.remote([name], self.job)
         if expected is not None:
-            await self.call(source, "release", name)
+            await self.shard(source).release(name)
             self.tally.namespaces += 1
             self.tally.memories += expected
 
-    async def set_routing(self, shard_map: ShardMap, attempts: int = 5) -> None:
-        """Every shard learns the map's counts and epoch. Retried: until all have it, a
-        shard left behind places new namespaces by the map before."""
+    async def set_routing(self, shard_map: ShardMap) -> None:
+        """Every shard learns the map's counts and epoch. Retried for about 15 s: until all
+        have it, a shard left behind places new namespaces by the map before."""
         self.epoch = shard_map.epoch
-        for attempt in range(attempts):
-            try:
-                await asyncio.gather(*(self.call(i, "set_routing", shard_map.count,
-                                                 shard_map.target, shard_map.epoch)
-                                       for i in range(len(self.shards))))
-                return
-            except Exception as exc:
-                if attempt == attempts - 1 or shard_error_in(exc) is not None:
-                    raise  # refused (a newer job, a conflict): no retry changes that
-                log.warning("a shard did not take the shard map (%s); trying again", exc)
-                await asyncio.sleep(2 ** attempt)
+
+        async def everywhere() -> None:
+            await asyncio.gather(*(self.shard(i).set_routing(shard_map.count, shard_map.target,
+                                                             shard_map.epoch)
+                                   for i in range(len(self.shards))))
+
+        def on_retry(exc: BaseException, pause: float) -> None:
+            log.warning("a shard did not take the shard map (%s); trying again", exc)
+
+        # A refusal (a newer job, a conflict) is final: no retry changes that.
+        await retrying(everywhere, retriable=lambda exc: shard_error_in(exc) is None,
+                       deadline_s=16.0, first_pause_s=1.0, max_pause_s=8.0, on_retry=on_retry)
 
     async def pending_moves(self, target: int) -> list[tuple[str, int]]:
         """(namespace, shard holding it) of every namespace not yet at its new home."""
-        tables = await asyncio.gather(*(self.call(i, "namespace_table")
+        tables = await asyncio.gather(*(self.shard(i).namespace_table()
                                         for i in range(len(self.shards))))
         return [(name, i) for i, table in enumerate(tables) for name, state in table
                 if state != INCOMING and shard_for(name, target) != i]
@@ -305,67 +311,43 @@ class Reshard:
         if name in shard_map.moved:
             # A run that died after the map recorded the move: the new copy is live (and may
             # have taken writes since); only the old one is left to delete.
-            await self.call(source, "handoff", name)
-            await self.call(source, "release", name)
+            await self.shard(source).handoff(name)
+            await self.shard(source).release(name)
             self.tally.released += 1
             return
         expected = await self.copy(name, source, dest)
         if expected is None:
             return  # deleted since it was listed
-        await self.call(source, "handoff", name)
-        await self.call(dest, "activate", name, expected)
+        await NamespaceCopy(self.shard(source), self.shard(dest), name, self.page_size
+                            ).hand_over(expected)
         await self.router.mark_moved.remote([name], self.job)
-        await self.call(source, "release", name)
+        await self.shard(source).release(name)
         self.tally.namespaces += 1
         self.tally.memories += expected
 
 
     async def copy(self, name: str, source: int, dest: int) -> int | None:
-        """Copy a namespace from its home to a shard that will serve it; the memory count
-        the copy must hold (None: the namespace is gone). The source is left frozen."""
-        # Live: the namespace takes writes while it is copied; they wait only for the
-        # catch-up after the freeze. Not live: a killed run left it frozen, or it is gone.
-        started = time.monotonic()
-        live = await self.call(source, "begin_copy", name)
-        expected = None if live else await self.call(source, "freeze", name)
-        if not live and expected is None:
-            return None  # deleted since it was listed
-        head = await self.call(source, "export_head", name)
-        # replace_live: a copy that a killed run activated is not in the map yet, so nothing
-        # has written to it; it is rebuilt from the source like a partial one.
-        await self.call(dest, "import_head", head, True)
-        cursor = 0
-        while cursor != -1:
-            rows, cursor = await self.call(source, "export_memories", name, cursor, self.page_size)
-            if rows:
-                await self.call(dest, "import_memories", name, rows)
-            self.check_lease()
-        if live:
-            # Catch up while writes go on (for as long as the copy took, at most: a namespace
-            # written faster than it can be copied is frozen anyway), then freeze: writes
-            # wait only for the changes made since the last round.
-            seq = await self.catch_up(name, source, dest, 0, time.monotonic() - started)
-            expected = await self.call(source, "freeze", name)
-            await self.catch_up(name, source, dest, seq, None)
-            await self.call(dest, "refresh_head", await self.call(source, "export_head", name))
-        return expected
+        """Copy a namespace from its home to a shard that will serve it (cluster/
+        namespace_copy.py); the memory count the copy must hold (None: the namespace is
+        gone). The source is left frozen."""
+        copy = NamespaceCopy(self.shard(source), self.shard(dest), name, self.page_size,
+                             between_pages=self.check_lease)
+        try:
+            return await copy.copy()
+        finally:
+            self.tally.caught_up += copy.caught_up
 
-    async def catch_up(self, name: str, source: int, dest: int, seq: int,
-                       seconds: float | None) -> int:
-        """Carry the changes logged after `seq` over to the copy, page by page, until a page
-        comes back short (the log is drained) or `seconds` have passed; the seq reached."""
-        deadline = None if seconds is None else time.monotonic() + max(seconds, 1.0)
-        while True:
-            rows, deleted, seq = await self.call(source, "export_changes", name, seq,
-                                                 self.page_size)
-            if rows or deleted:
-                self.tally.caught_up += await self.call(dest, "import_changes", name, rows,
-                                                        deleted)
-            self.check_lease()
-            if len(rows) + len(deleted) < self.page_size:
-                return seq
-            if deadline is not None and time.monotonic() > deadline:
-                return seq
+
+class AtJobEpoch:
+    """A shard's transport that sends each call under the job's map epoch (which changes as
+    the job goes): the shards refuse calls from a job a newer one has fenced off."""
+
+    def __init__(self, client: ShardClient, job: Reshard) -> None:
+        self._client = client
+        self._job = job
+
+    async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return await self._client.call(method, *args, map_epoch=self._job.epoch, **kwargs)
 
 
 async def main_async(args: argparse.Namespace, tally: Tally) -> dict[str, Any]:
@@ -377,7 +359,9 @@ async def main_async(args: argparse.Namespace, tally: Tally) -> dict[str, Any]:
     if args.to is not None and args.to > deployed:
         raise SystemExit(f"app {args.app!r} runs {deployed} shards: deploy it with "
                          f"shard_count: {args.to} first, then run this job again")
-    shards = [serve.get_deployment_handle(f"Shard{i}", app_name=args.app) for i in range(deployed)]
+    shards: list[ShardClient] = [
+        ServeShardClient(serve.get_deployment_handle(f"Shard{i}", app_name=args.app), max_batch=1)
+        for i in range(deployed)]
     job = Reshard(router, shards, args.page_size, tally, args.lease_seconds,
                   max_namespaces=args.max_namespaces)
     if args.abort:

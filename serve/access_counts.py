@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from serve.shard_calls import ShardCalls
 from serve.shard_routing import ShardRouter
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ class AccessCounts:
             if home < len(self._router.shards):  # else the layout error answers its requests
                 by_shard.setdefault(home, []).append((namespace, memory_ids))
         sent = await asyncio.gather(
-            *(self._router.shards[home].call("record_accesses", batch)
+            *(ShardCalls(self._router.shards[home]).record_accesses(batch)
               for home, batch in by_shard.items()),
             return_exceptions=True)
         for failure in (r for r in sent if isinstance(r, BaseException)):

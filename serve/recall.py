@@ -9,7 +9,8 @@ from typing import Any
 
 from serve import render
 from serve.access_counts import AccessCounts
-from serve.clients import EmbedderClient, RerankerClient, ShardClient
+from serve.clients import EmbedderClient, RerankerClient
+from serve.shard_calls import ShardCalls
 from serve.config import EngramConfig
 from serve.errors import bad_request, too_large
 from serve.ranking import Scored, fuse, rank, spread
@@ -41,7 +42,7 @@ class Recaller:
     def query_entities(self, query: str) -> list[str]:
         return [e.key for e in self.extractor.extract(query)]
 
-    async def recall(self, shard: ShardClient, namespace: str, body: RecallBody | SearchBody,
+    async def recall(self, shard: ShardCalls, namespace: str, body: RecallBody | SearchBody,
                      flt: RecallFilter, *, track_access: bool) -> dict[str, Any]:
         cap = self.cfg.limits.max_top_k
         if not 1 <= body.top_k <= cap:
@@ -61,8 +62,8 @@ class Recaller:
         mode = self._neighborhood_mode(full)
         # One shard call: the candidates come with their session neighbours (the results'
         # context, whichever of them rank first), and a recall in a session touches it.
-        candidates: list[Candidate] = await shard.call(
-            "recall_candidates", namespace, vector, keyword_text if "bm25" in channels else "",
+        candidates = await shard.recall_candidates(
+            namespace, vector, keyword_text if "bm25" in channels else "",
             flt, limit, self.query_entities(body.query) if "graph" in channels else [],
             "graph" in channels, "session" in channels,
             neighbors=None if mode == "off" else (self.cfg.ranking.neighborhood_before,
@@ -155,11 +156,11 @@ class Recaller:
         else:
             out["context_memories"] = context
 
-    async def _associated(self, shard: ShardClient, namespace: str, body: RecallBody,
+    async def _associated(self, shard: ShardCalls, namespace: str, body: RecallBody,
                           ids: list[str], flt: RecallFilter) -> list[dict[str, Any]]:
         depth = body.associated_memories_depth or 1
         cap = 10 if body.associated_memories_cap is None else body.associated_memories_cap
-        nodes = await shard.call("associated", namespace, ids, depth, cap,
-                                 body.associated_memories_min_weight or 0.0, flt)
+        nodes = await shard.associated(namespace, ids, depth, cap,
+                                       body.associated_memories_min_weight or 0.0, flt)
         return [{**render.memory_json(n.memory), "score": round(n.weight, 6), "depth": n.depth,
                  "retrieval": "associated"} for n in nodes]

@@ -10,7 +10,8 @@ import json
 import time
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from serve import render
 from serve.access_counts import AccessCounts
@@ -27,11 +28,15 @@ from serve.schemas import (
     UpdateBody,
     parse_time,
 )
+from serve.shard_calls import ShardCalls
 from serve.shard_routing import FixedShardMap, ShardRouter
 from models.entities import build_extractor
 from models.sentences import regroup, texts_to_embed
 from shards.routing import ShardMap
-from shards.types import EntityRef, MemoryChanges, NewMemory, RecallFilter, Scope, Session, WriteResult
+from shards.types import EntityRef, MemoryChanges, NewMemory, RecallFilter, Scope, Session
+
+
+T = TypeVar("T")
 
 
 class MemoryService:
@@ -43,7 +48,7 @@ class MemoryService:
         if len(shards) != cfg.shard_count:
             raise ValueError(f"{len(shards)} shard clients for shard_count={cfg.shard_count}")
         self.cfg = cfg
-        self.shards = shards
+        self.shards = [ShardCalls(s) for s in shards]  # each shard as itself, for fan-outs
         self.router = router or ShardRouter(shards, FixedShardMap(len(shards)), ShardMap(len(shards)))
         self.embedder = embedder
         self.reranker = reranker  # None: no cross-encoder configured; recall says so
@@ -53,8 +58,9 @@ class MemoryService:
         self._dimension: int | None = None
 
     # -- helpers ------------------------------------------------------------------------
-    def shard(self, namespace: str) -> ShardClient:
-        return self.router.for_namespace(namespace)
+    def shard(self, namespace: str) -> ShardCalls:
+        """The shard of this namespace, found again by each call (a reshard may move it)."""
+        return ShardCalls(self.router.for_namespace(namespace))
 
     def namespace_of(self, agent_id: str | None, namespace: str | None, field: str = "agent_id") -> str:
         """The one namespace a request names (agent_id and namespace are the same thing)."""
@@ -114,16 +120,16 @@ class MemoryService:
         found = self.extractor.extract(content + ("\n" + " ".join(tags) if tags else ""))
         return tuple(EntityRef(key=e.key, type=e.type, value=e.value, score=e.score) for e in found)
 
-    async def _fan_out(self, method: str, *args: Any) -> list[Any]:
-        return list(await asyncio.gather(*(s.call(method, *args) for s in self.shards)))
+    async def _fan_out(self, call: Callable[[ShardCalls], Awaitable[T]]) -> list[T]:
+        return list(await asyncio.gather(*(call(s) for s in self.shards)))
 
-    async def _across(self, scope: Scope, method: str, *args: Any) -> list[Any]:
-        """One answer per shard that may hold namespaces of the scope (`scope` is args[0] or
-        args[1] of the call): the namespace's own shard when the scope names just one."""
+    async def _across(self, scope: Scope, call: Callable[[ShardCalls], Awaitable[T]]) -> list[T]:
+        """One answer per shard that may hold namespaces of the scope (which the call passes
+        on): the namespace's own shard when the scope names just one."""
         only = scope.single()
         if only is not None:
-            return [await self.shard(only).call(method, *args)]
-        return await self._fan_out(method, *args)
+            return [await call(self.shard(only))]
+        return await self._fan_out(call)
 
     # -- memories -----------------------------------------------------------------------
     def new_memory(self, namespace: str, body: StoreBody, vector: Sequence[float], now: float,
@@ -179,7 +185,7 @@ class MemoryService:
         ]
         # One call: the shard checks each session as it writes (a missing one is a 404 on
         # session_id, and nothing is stored) and answers the sessions' state after it.
-        written: WriteResult = await self.shard(namespace).call("write", items)
+        written = await self.shard(namespace).write(items)
         return [render.memory_json(m) for m, _ in written.memories], embed_ms, list(written.sessions)
 
     def _filter(self, *, memory_type: str | None = None, session_id: str | None = None,
@@ -214,7 +220,7 @@ class MemoryService:
                                           track_access=track_access)
 
     async def lookup(self, memory_id: str, scope: Scope) -> list[Any]:
-        found = await self._across(scope, "lookup", memory_id, scope)
+        found = await self._across(scope, lambda s: s.lookup(memory_id, scope))
         # While a reshard hands a namespace over, both shards may answer for a moment.
         return list({(m.namespace, m.id): m for group in found for m in group}.values())
 
@@ -222,7 +228,7 @@ class MemoryService:
         if agent_id is not None:
             namespace = self.namespace_of(agent_id, None)
             principal.require(namespace, "read")
-            found = await self.shard(namespace).call("lookup", memory_id, Scope.of(namespace))
+            found = await self.shard(namespace).lookup(memory_id, Scope.of(namespace))
         else:
             principal.require_level("read")
             found = await self.lookup(memory_id, principal.scope)
@@ -241,7 +247,8 @@ class MemoryService:
         return regroup(await self.embedder.embed(texts), counts)
 
     async def update(self, namespace: str, memory_id: str, body: UpdateBody) -> dict[str, Any]:
-        vector, sentence_vectors = None, ()
+        vector: tuple[float, ...] | None = None
+        sentence_vectors: tuple[tuple[float, ...], ...] = ()
         if body.content is not None:
             self.check_content(body.content)
             [(vector, sentence_vectors)] = await self.embed_memories([body.content])
@@ -256,10 +263,10 @@ class MemoryService:
             event_time=parse_time(body.event_time, "event_time"),
             entities=await self._entities_after(shard, namespace, memory_id, body.content, tags),
         )
-        memory = await shard.call("update", namespace, memory_id, changes)
+        memory = await shard.update(namespace, memory_id, changes)
         return render.memory_json(memory)
 
-    async def _entities_after(self, shard: ShardClient, namespace: str, memory_id: str,
+    async def _entities_after(self, shard: ShardCalls, namespace: str, memory_id: str,
                               content: str | None, tags: tuple[str, ...] | None
                               ) -> tuple[EntityRef, ...] | None:
         """The memory's entities once an update changes its content or its tags (None: it
@@ -268,7 +275,7 @@ class MemoryService:
         if content is None and tags is None:
             return None
         if content is None or tags is None:
-            found = await shard.call("lookup", memory_id, Scope.of(namespace))
+            found = await shard.lookup(memory_id, Scope.of(namespace))
             if not found:
                 return None  # the update itself answers 404
             content = found[0].content if content is None else content
@@ -276,15 +283,14 @@ class MemoryService:
         return self.entities_of(content, list(tags))
 
     async def forget(self, namespace: str, memory_ids: list[str]) -> dict[str, Any]:
-        deleted = await self.shard(namespace).call(
-            "delete", Scope.of(namespace), memory_ids, namespace)
+        deleted = await self.shard(namespace).delete(Scope.of(namespace), memory_ids, namespace)
         return {"deleted_count": len(deleted), "deleted_ids": [m.id for m in deleted]}
 
     async def batch_recall(self, namespace: str, flt: BatchFilter, limit: int) -> dict[str, Any]:
         limit = min(limit, self.cfg.limits.max_page)
         shard = self.shard(namespace)
-        memories, matched = await shard.call("listing", namespace, self._filter(batch=flt), limit, 0)
-        _, total = await shard.call("listing", namespace, RecallFilter(), 0, 0)
+        memories, matched = await shard.listing(namespace, self._filter(batch=flt), limit, 0)
+        _, total = await shard.listing(namespace, RecallFilter(), 0, 0)
         return {"memories": [render.memory_json(m) for m in memories], "total": total,
                 "filtered": matched, "truncated": matched > len(memories), "warnings": []}
 
@@ -292,24 +298,23 @@ class MemoryService:
         if flt.is_empty():
             raise bad_request("filter", "set at least one predicate; an empty filter would "
                               "delete the whole agent (use DELETE /v1/namespaces/{ns} for that)")
-        deleted = await self.shard(namespace).call("forget_matching", namespace, self._filter(batch=flt))
+        deleted = await self.shard(namespace).forget_matching(namespace, self._filter(batch=flt))
         return {"deleted_count": len(deleted)}
 
     async def listing(self, namespace: str, memory_type: str | None, limit: int, offset: int,
                       preview: int | None) -> list[dict[str, Any]]:
         flt = RecallFilter(memory_types=(memory_type,) if memory_type else None, now=time.time())
-        memories, _ = await self.shard(namespace).call(
-            "listing", namespace, flt, min(limit, self.cfg.limits.max_page), offset)
+        memories, _ = await self.shard(namespace).listing(namespace, flt, min(limit, self.cfg.limits.max_page), offset)
         return [render.memory_json(m, preview) for m in memories]
 
     # -- sessions -----------------------------------------------------------------------
     async def locate_session(self, principal: Principal, session_id: str, needed: str) -> Session:
-        found = [s for s in await self._across(principal.scope, "get_session", session_id,
-                                                principal.scope) if s]
+        found = [s for s in await self._across(
+            principal.scope, lambda s: s.get_session(session_id, principal.scope)) if s]
         if not found:
             raise not_found("session", session_id)
         principal.require(found[0].namespace, needed)
-        return found[0]  # type: ignore[no-any-return]
+        return found[0]
 
     def session_json(self, s: Session) -> dict[str, Any]:
         return render.session_json(s, self.cfg.sessions.idle_timeout_seconds)
@@ -319,8 +324,7 @@ class MemoryService:
         if idle_timeout is not None and idle_timeout > self.cfg.sessions.max_idle_timeout_seconds:
             raise bad_request("idle_timeout_secs",
                               f"at most {int(self.cfg.sessions.max_idle_timeout_seconds)} seconds")
-        session = await self.shard(namespace).call(
-            "start_session", namespace, f"sess_{uuid.uuid4().hex}",
+        session = await self.shard(namespace).start_session(namespace, f"sess_{uuid.uuid4().hex}",
             self._check_metadata(metadata, "metadata"), idle_timeout)
         return {"session": self.session_json(session)}
 
@@ -328,14 +332,12 @@ class MemoryService:
         session = await self.locate_session(principal, session_id, "write")
         if summary is not None:
             self.check_content(summary, "summary")
-        ended = await self.shard(session.namespace).call(
-            "end_session", session_id, Scope.of(session.namespace), summary, "client")
+        ended = await self.shard(session.namespace).end_session(session_id, Scope.of(session.namespace), summary, "client")
         return {"session": self.session_json(ended), "memory_count": ended.memory_count}
 
     async def touch_session(self, principal: Principal, session_id: str) -> dict[str, Any]:
         session = await self.locate_session(principal, session_id, "write")
-        touched = await self.shard(session.namespace).call(
-            "touch_session", session_id, Scope.of(session.namespace))
+        touched = await self.shard(session.namespace).touch_session(session_id, Scope.of(session.namespace))
         return {"session": self.session_json(touched),
                 "session_state": "active" if touched.active else "ended",
                 "idle_deadline_at": render.idle_deadline(touched, self.cfg.sessions.idle_timeout_seconds)}
@@ -345,11 +347,11 @@ class MemoryService:
         limit = min(max(limit, 1), self.cfg.limits.max_page)
         if namespace is not None:
             principal.require(namespace, "read")
-            sessions = await self.shard(namespace).call("sessions", namespace, active_only, limit, offset)
+            sessions = await self.shard(namespace).sessions(namespace, active_only, limit, offset)
         else:
             principal.require_level("read")
-            groups = await self._across(principal.scope, "all_sessions", principal.scope,
-                                        active_only, limit + offset)
+            groups = await self._across(
+                principal.scope, lambda s: s.all_sessions(principal.scope, active_only, limit + offset))
             unique = {s.id: s for g in groups for s in g}.values()
             merged = sorted(unique, key=lambda s: (-s.started_at, s.id))
             sessions = merged[offset:offset + limit]
@@ -358,19 +360,18 @@ class MemoryService:
     async def session_memories(self, principal: Principal, session_id: str, limit: int,
                                offset: int, preview: int | None) -> dict[str, Any]:
         session = await self.locate_session(principal, session_id, "read")
-        memories, total = await self.shard(session.namespace).call(
-            "listing", session.namespace, RecallFilter(session_id=session_id),
+        memories, total = await self.shard(session.namespace).listing(session.namespace, RecallFilter(session_id=session_id),
             min(limit, 500), offset, False)
         return {"session": self.session_json(session),
                 "memories": [render.memory_json(m, preview) for m in memories], "total": total}
 
     # -- agents and namespaces ------------------------------------------------------------
     async def namespaces(self, scope: Scope) -> list[Any]:
-        groups = await self._across(scope, "namespaces", scope)
+        groups = await self._across(scope, lambda s: s.namespaces(scope))
         return sorted({n.name: n for g in groups for n in g}.values(), key=lambda n: n.name)
 
     async def create_agent(self, namespace: str, metadata: dict[str, Any] | None) -> tuple[dict[str, Any], bool]:
-        created = await self.shard(namespace).call("ensure_namespace", namespace, metadata)
+        created = await self.shard(namespace).ensure_namespace(namespace, metadata)
         out: dict[str, Any] = {
             "agent_id": namespace, "namespace": dakera_namespace(namespace), "created": created,
             "dimension": await self.dimension(), "model": render.model_name(self.cfg.embedder.model),
@@ -378,7 +379,7 @@ class MemoryService:
         return out, created
 
     async def agent_stats(self, namespace: str) -> dict[str, Any]:
-        info, stats = await self.shard(namespace).call("namespace_stats", namespace)
+        info, stats = await self.shard(namespace).namespace_stats(namespace)
         avg = stats["avg_importance"]
         return {
             "agent_id": namespace, "total_memories": info.memory_count,
@@ -390,23 +391,23 @@ class MemoryService:
         }
 
     async def drop_namespace(self, namespace: str) -> dict[str, Any]:
-        deleted = await self.shard(namespace).call("drop_namespace", namespace)
+        deleted = await self.shard(namespace).drop_namespace(namespace)
         return {"deleted": True, "namespace": namespace, "deleted_memories": deleted}
 
     async def ready(self) -> list[Any]:
-        return await self._fan_out("stats")
+        return await self._fan_out(lambda s: s.stats())
 
     # -- knowledge graph ----------------------------------------------------------------
     async def _graph_of(self, principal: Principal, memory_id: str, depth: int,
                         min_weight: float, namespace: str | None) -> Any:
         if namespace is not None:
             principal.require(namespace, "read")
-            found = [await self.shard(namespace).call(
-                "memory_graph", memory_id, Scope.of(namespace), depth, 50, min_weight)]
+            found = [await self.shard(namespace).memory_graph(
+                memory_id, Scope.of(namespace), depth, 50, min_weight)]
         else:
             principal.require_level("read")
-            found = await self._across(principal.scope, "memory_graph", memory_id, principal.scope,
-                                       depth, 50, min_weight)
+            found = await self._across(principal.scope, lambda s: s.memory_graph(
+                memory_id, principal.scope, depth, 50, min_weight))
         graphs = [g for g in found if g is not None]
         if not graphs:
             raise not_found("memory", memory_id)
@@ -443,8 +444,8 @@ class MemoryService:
 
     async def memory_entities(self, principal: Principal, memory_id: str) -> dict[str, Any]:
         principal.require_level("read")
-        found = [f for f in await self._across(principal.scope, "memory_entities", memory_id,
-                                                principal.scope) if f]
+        found = [f for f in await self._across(
+            principal.scope, lambda s: s.memory_entities(memory_id, principal.scope)) if f]
         if not found:
             raise not_found("memory", memory_id)
         memory, entities = found[0]

@@ -6,12 +6,11 @@ than the caller's StaleShardMap; the router then re-reads the map and calls agai
 """
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any, Protocol
 
 from serve.clients import ShardClient
 from serve.control_calls import control_call
+from serve.retrying import retrying
 from shards.control_store import ControlStore
 from shards.errors import (
     LayoutMismatch,
@@ -90,24 +89,24 @@ class ShardRouter:
         return self.shards[home]
 
     async def call(self, namespace: str, method: str, *args: Any, **kwargs: Any) -> Any:
-        deadline = time.monotonic() + MOVE_WAIT_S
-        pause = 0.02
+        # The map this call is routed by: other requests may refresh self.map meanwhile,
+        # and what counts after a refusal is whether the map has changed since *this* call.
+        sent = self.map
         new_home: ShardClient | None = None  # a read of a namespace its old home lacks
-        while True:
-            # The map this call is routed by: other requests may refresh self.map meanwhile,
-            # and what counts below is whether the map has changed since *this* call.
+
+        async def attempt() -> Any:
+            nonlocal sent, new_home
             sent = self.map
-            try:
-                client = new_home or self._client(namespace)
-                return await client.call(method, *args, map_epoch=sent.epoch, **kwargs)
-            except Exception as exc:
-                moved = move_error(exc)
-                if moved is None or time.monotonic() > deadline:
-                    raise
-            new_home = None
+            client, new_home = new_home or self._client(namespace), None
+            return await client.call(method, *args, map_epoch=sent.epoch, **kwargs)
+
+        async def recover(exc: BaseException) -> bool:
+            """Re-read the map; True: call again at once (else after a pause)."""
+            nonlocal new_home
+            moved = move_error(exc)
             current = await self.refresh()
             if current.home(namespace) != sent.home(namespace) or current.epoch != sent.epoch:
-                continue  # the map has caught up: call the (new) home at once
+                return True  # the map has caught up: call the (new) home at once
             if isinstance(moved, NamespaceMoved) and current.target is not None \
                     and not current.aborting and namespace not in current.moved:
                 # Not on its old home and not moved: a namespace new during a reshard is
@@ -118,9 +117,12 @@ class ShardRouter:
                     self.map = await self.source.place(namespace)
                 else:
                     new_home = self.shards[shard_for(namespace, current.target)]
-                continue
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 0.5)
+                return True
+            return False
+
+        return await retrying(attempt, retriable=lambda exc: move_error(exc) is not None,
+                              deadline_s=MOVE_WAIT_S, first_pause_s=0.02, max_pause_s=0.5,
+                              recover=recover)
 
     def for_namespace(self, namespace: str) -> RoutedShard:
         return RoutedShard(self, namespace)

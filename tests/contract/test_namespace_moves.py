@@ -2,7 +2,13 @@
 what each step allows, that everything travels, and that every step can run again."""
 from __future__ import annotations
 
+import asyncio
+
 import pytest
+
+from cluster.namespace_copy import NamespaceCopy
+from serve.clients import LocalShardClient
+from serve.shard_calls import ShardCalls
 
 from shards.errors import Conflict, NamespaceMoved, NamespaceMoving
 from shards.routing import shard_for
@@ -35,13 +41,17 @@ def fill(source: Shard) -> None:
     source.checkpoint()
 
 
-def copy(source: Shard, dest: Shard, page: int = 3, replace_live: bool = False) -> int:
-    expected = source.freeze(MOVING)
-    dest.import_head(source.export_head(MOVING), replace_live)
-    cursor = 0
-    while cursor != -1:
-        rows, cursor = source.export_memories(MOVING, cursor, page)
-        dest.import_memories(MOVING, rows)
+def job_copy(source: Shard, dest: Shard, page: int) -> NamespaceCopy:
+    """The resharding job's own copy sequence (cluster/namespace_copy.py), over these shards."""
+    return NamespaceCopy(ShardCalls(LocalShardClient(source)), ShardCalls(LocalShardClient(dest)),
+                         MOVING, page)
+
+
+def copy(source: Shard, dest: Shard, page: int = 3, replace_live: bool = False) -> int | None:
+    """Freeze, then carry the head and every page over, as the job does."""
+    moving = job_copy(source, dest, page)
+    expected = asyncio.run(moving.freeze())
+    asyncio.run(moving.copy_pages(replace_live))
     return expected
 
 
@@ -111,11 +121,7 @@ def everything(shard: Shard) -> tuple[object, ...]:
 def copy_live(source: Shard, dest: Shard, page: int) -> None:
     """Begin a live copy (again, if begun before) and carry every page over, as the job does."""
     assert source.begin_copy(MOVING)
-    dest.import_head(source.export_head(MOVING), True)
-    cursor = 0
-    while cursor != -1:
-        rows, cursor = source.export_memories(MOVING, cursor, page)
-        dest.import_memories(MOVING, rows)
+    asyncio.run(job_copy(source, dest, page).copy_pages(replace_live=True))
 
 
 def drain(source: Shard, dest: Shard, seq: int) -> tuple[int, set[str]]:

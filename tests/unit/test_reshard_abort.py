@@ -25,7 +25,7 @@ GHOST = next(n for n in (f"ghost-{i}" for i in range(200)) if shard_for(n, 2) ==
 
 def test_an_abort_rolls_back_every_kind_of_half_move(tmp_path: Path) -> None:
     shards, control, clients, router = two_shards(tmp_path, GOING)
-    handles = [Remote(c) for c in clients]
+    handles = list(clients)
 
     # A run that moves one namespace and stops (--max-namespaces 1).
     first = sorted(GOING)[0]

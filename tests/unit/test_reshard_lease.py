@@ -105,7 +105,7 @@ def test_a_stalled_job_is_taken_over_and_fenced(tmp_path: Path) -> None:
 
     # The stalled job runs in its own thread and event loop (its own process, in life).
     stalled_shard = StalledShard(clients[1])
-    stalled = Reshard(router, [Remote(clients[0]), Remote(stalled_shard)], 2, Tally(),
+    stalled = Reshard(router, [clients[0], stalled_shard], 2, Tally(),
                       lease_seconds=0.6, job="stalled")
     outcome: dict[str, BaseException] = {}
 
@@ -121,10 +121,10 @@ def test_a_stalled_job_is_taken_over_and_fenced(tmp_path: Path) -> None:
 
     async def take_over() -> None:
         with pytest.raises(Conflict, match="reshard job stalled is running"):
-            await Reshard(router, [Remote(c) for c in clients], 2, Tally(), job="early").run(2, 60)
+            await Reshard(router, list(clients), 2, Tally(), job="early").run(2, 60)
         await asyncio.sleep(0.8)  # the stalled job's lease runs out
         tally = Tally()
-        done = await Reshard(router, [Remote(c) for c in clients], 2, tally, job="next").run(2, 60)
+        done = await Reshard(router, list(clients), 2, tally, job="next").run(2, 60)
         assert (done.count, done.target) == (2, None) and tally.namespaces == len(MOVING)
 
     asyncio.run(take_over())
@@ -162,7 +162,7 @@ def test_a_live_job_keeps_its_lease_through_a_long_step(tmp_path: Path) -> None:
             return await clients[1].call(method, *args, **kwargs)
 
     async def scenario() -> None:
-        job = Reshard(router, [Remote(clients[0]), Remote(SlowShard())], 2, Tally(),
+        job = Reshard(router, [clients[0], SlowShard()], 2, Tally(),
                       lease_seconds=0.3, job="slow")
         task = asyncio.create_task(job.run(2, 60))
         await asyncio.sleep(0.6)
