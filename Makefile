@@ -1,5 +1,6 @@
 # Engram: `make serve` runs the service on this machine, `make test` runs the whole suite.
 # Both create .venv on first use; every install goes through constraints.txt (torch pin).
+# `make lint` runs mypy --strict (pydantic plugin, pyproject.toml) over every package.
 # `make load` runs the Locust load test against a running `make serve` (LOAD_ARGS passes options);
 # `make bench` and `make scale` are the benchmarks (BENCH_ARGS, SCALE_ARGS); SERVE_ARGS passes
 # options to `make serve` (`python -m cluster.local --help`: data dir, ports).
@@ -13,7 +14,7 @@ STAMP  := $(VENV)/.installed-$(HASH)
 LOAD_STAMP := $(VENV)/.load-installed-$(HASH)
 PIP    := $(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: serve test bench scale load install clean-data
+.PHONY: serve test lint bench scale load install clean-data
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +29,9 @@ serve: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+lint: $(STAMP)
+	$(BIN)/python -m mypy --no-incremental serve shards models engram cluster
 
 bench: $(LOAD_STAMP)
 	$(BIN)/python -m cluster.bench $(BENCH_ARGS)

@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         results[f"recall_serve_{clients}"]["cpu_ms_per_recall"] = per_recall
         cpu_rows.append((clients, per_recall))
     client.close()
-    serve.shutdown()  # handles_loop stays open: the handles' routers shut down on it
+    serve.shutdown()  # type: ignore[no-untyped-call]  # handles_loop stays open: the handles' routers shut down on it
     ray.shutdown()
 
     # The same shards and model in this process: the cost of Serve and HTTP is the difference.

@@ -38,7 +38,7 @@ def build_large_embedder(directory: Path) -> Path:
     transformer, pooling = model[0], model[1]
     # sentence-transformers 6 keeps the network as `model` (auto_model is a read-only alias);
     # older releases as `auto_model`. The pooling layer declares its width under either name.
-    setattr(transformer, "model" if "model" in transformer._modules else "auto_model", BertModel(config).eval())
+    setattr(transformer, "model" if "model" in transformer._modules else "auto_model", BertModel(config).eval())  # type: ignore[no-untyped-call]
     for width in ("embedding_dimension", "word_embedding_dimension"):
         if hasattr(pooling, width):
             setattr(pooling, width, 1024)
@@ -57,8 +57,8 @@ def build_cross_encoder(directory: Path) -> Path:
     torch.manual_seed(0)
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=384, num_hidden_layers=6,
                         num_attention_heads=12, intermediate_size=1536, max_position_embeddings=512,
-                        num_labels=1)
-    BertForSequenceClassification(config).eval().save_pretrained(directory)
+                        num_labels=1)  # type: ignore[call-arg]  # a PretrainedConfig kwarg
+    BertForSequenceClassification(config).eval().save_pretrained(directory)  # type: ignore[no-untyped-call]
     tokenizer.save_pretrained(directory)
     return directory
 

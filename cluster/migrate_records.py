@@ -33,7 +33,7 @@ from serve.clients import LocalShardClient
 from serve.shard_calls import ShardCalls
 from serve.config import EngramConfig
 from shards.config import EmbeddedStorageConfig
-from shards.control_store import open_control_store
+from shards.control.factory import open_control_store
 from shards.errors import LayoutMismatch
 from shards.shard import RecordStore, Shard, open_record_store, shard_dir
 

@@ -70,6 +70,7 @@ def measure(shard: Shard, namespaces: int, queries: int, rng: np.random.Generato
     from serve.access_counts import AccessCounts
     from serve.app import resolve_config
     from serve.clients import LocalShardClient
+    from serve.shard_calls import ShardCalls
     from serve.recall import Recaller
     from serve.schemas import RecallBody
     from serve.shard_routing import FixedShardMap, ShardRouter
@@ -103,7 +104,7 @@ def measure(shard: Shard, namespaces: int, queries: int, rng: np.random.Generato
     for ns, text, vector in jobs:
         embedder.next = vector
         t = time.perf_counter()
-        asyncio.run(recaller.recall(client, ns, RecallBody(query=text, top_k=10), RecallFilter(now=time.time()),
+        asyncio.run(recaller.recall(ShardCalls(client), ns, RecallBody(query=text, top_k=10), RecallFilter(now=time.time()),
                                     track_access=False))
         times["recall"].append(time.perf_counter() - t)
     return {part: percentiles(values) for part, values in times.items()}

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from ray.serve import Application
+from ray.serve import Application, Deployment
 
 from serve.config import EngramConfig
 from serve.deployments import (
@@ -14,7 +14,7 @@ from serve.deployments import (
     RouterDeployment,
     ShardDeployment,
 )
-from shards.control_store import SQLiteControlStore
+from shards.control.sqlite import SQLiteControlStore
 
 
 # Deployments only the Router calls: no access-log line per call (a recall makes three or
@@ -22,6 +22,11 @@ from shards.control_store import SQLiteControlStore
 # formatting were a visible share of each replica's CPU per call. A YAML logging_config wins.
 INTERNAL_LOGGING = {"enable_access_log": False}
 
+
+
+def deployment(cls: type) -> Deployment:
+    """A class @serve.deployment has decorated, as the Deployment it is at run time."""
+    return cast(Deployment, cls)
 
 def resolve_config(args: dict[str, Any] | None) -> EngramConfig:
     """Validate the args; a relative data_dir is taken from ENGRAM_HOME (or the cwd here)."""
@@ -61,14 +66,17 @@ def build_app_with(args: dict[str, Any] | None,
         finally:
             control.close()
     cfg_dict = cfg.model_dump(mode="json")
-    embedder = EmbedderDeployment.options(**options("Embedder", logging_config=INTERNAL_LOGGING)).bind(
+    # @serve.deployment made each class a Deployment; mypy keeps the class's own type.
+    embedder = deployment(EmbedderDeployment).options(**options("Embedder", logging_config=INTERNAL_LOGGING)).bind(
         cfg.embedder.model_dump(mode="json"))
     shards = [
-        ShardDeployment.options(**options(f"Shard{i}", name=f"Shard{i}", logging_config=INTERNAL_LOGGING)).bind(
+        deployment(ShardDeployment).options(**options(f"Shard{i}", name=f"Shard{i}", logging_config=INTERNAL_LOGGING)).bind(
             i, cfg_dict, embedder)
         for i in range(cfg.shard_count)
     ]
     # No model configured: no Reranker replica at all, and recall reports reranking unavailable.
-    reranker = (RerankerDeployment.options(**options("Reranker", logging_config=INTERNAL_LOGGING)).bind(
+    reranker = (deployment(RerankerDeployment).options(**options("Reranker", logging_config=INTERNAL_LOGGING)).bind(
         cfg.reranker.model_dump(mode="json")) if cfg.reranker.model else None)
-    return RouterDeployment.options(**options("Router")).bind(cfg_dict, embedder, reranker, *shards)
+    app: Application = deployment(RouterDeployment).options(**options("Router")).bind(
+        cfg_dict, embedder, reranker, *shards)
+    return app

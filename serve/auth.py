@@ -5,7 +5,7 @@ import time
 from dataclasses import dataclass
 
 from serve.errors import ApiError
-from shards.control_store import ApiKey, ControlStore
+from shards.control.base import ApiKey, ControlStore
 from shards.types import Scope
 
 SCOPES = {"read": 1, "write": 2, "admin": 3, "super_admin": 4}

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from shards.control_store import ControlStore
+from shards.control.base import ControlStore
 
 T = TypeVar("T")
 

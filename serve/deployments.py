@@ -7,6 +7,7 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from collections.abc import Callable
 from typing import Any
 
 from ray import serve
@@ -14,7 +15,6 @@ from ray import serve
 from models.config import EmbedderConfig, RerankerConfig
 from models.embedders import build_embedder, split_for_passes
 from models.rerankers import CrossEncoderReranker
-from serve.api import create_app
 from serve.clients import (
     EmbedderClient,
     LocalEmbedderClient,
@@ -25,15 +25,20 @@ from serve.clients import (
     ShardClient,
 )
 from serve.config import EngramConfig
-from serve.control_calls import control_call
+from serve.routes.app import create_app
+from serve.reshard_control import ReshardControl
 from serve.service import MemoryService
 from serve.shard_routing import ControlShardMap, ShardRouter
-from shards.control_store import open_control_store
+from shards.control.factory import open_control_store
 from shards.errors import InvalidInput, ShardError
 from shards.routing import ShardMap
 from shards.shard import Shard
 
 log = logging.getLogger(__name__)
+
+# serve.batch's types know one-list methods only (score_pair takes two lists, and the
+# decorated methods carry set_max_batch_size): typed Any, as Ray itself treats them.
+batched: Callable[..., Callable[[Callable[..., Any]], Any]] = serve.batch
 
 # What the router may call on a shard; nothing else crosses the handle.
 SHARD_METHODS = Shard.REMOTE_METHODS
@@ -61,7 +66,7 @@ class EmbedderDeployment:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self.model.embed, texts)
 
-    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005)
+    @batched(max_batch_size=64, batch_wait_timeout_s=0.005)
     async def embed_one(self, texts: list[str]) -> list[list[float]]:
         return await self._embed(texts)
 
@@ -97,7 +102,7 @@ class RerankerDeployment:
         self.score_pair.set_max_batch_size(self.cfg.max_batch_size)
         self.score_pair.set_batch_wait_timeout_s(self.cfg.batch_wait_timeout_s)
 
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.005)
+    @batched(max_batch_size=8, batch_wait_timeout_s=0.005)
     async def score_pair(self, queries: list[str], passages: list[str]) -> list[float]:
         # Off the event loop: recalls that arrive during a pass queue their pairs for the next.
         loop = asyncio.get_running_loop()
@@ -109,7 +114,7 @@ class RerankerDeployment:
         if len(passages) > self.cfg.max_candidates:
             raise InvalidInput(f"{len(passages)} passages to rerank; at most "
                                f"reranker.max_candidates={self.cfg.max_candidates}", "passages")
-        scores = await asyncio.gather(*(self.score_pair(query, p) for p in passages))
+        scores: list[float] = await asyncio.gather(*(self.score_pair(query, p) for p in passages))
         return list(scores)
 
 
@@ -117,7 +122,7 @@ class RerankerDeployment:
 class ShardDeployment:
     """One shard. Embedded: exactly one replica, which owns the shard's files."""
 
-    async def __init__(self, index: int, cfg: dict[str, Any], embedder: Any) -> None:
+    async def __init__(self, index: int, cfg: dict[str, Any], embedder: Any) -> None:  # type: ignore[misc]  # Serve awaits it
         self.cfg = EngramConfig.from_args(cfg)
         self.index = index
         dim = await embedder.dim.remote()
@@ -227,8 +232,10 @@ async def query_embedder(config: EngramConfig, remote: ServeEmbedderClient, hand
 
 @serve.deployment(name="Router", max_ongoing_requests=128, ray_actor_options={"num_cpus": 0})
 @serve.ingress()
-class RouterDeployment:
-    async def __init__(self, cfg: dict[str, Any], embedder: Any, reranker: Any, *shards: Any) -> None:
+class RouterDeployment(ReshardControl):
+    """The API (its routes: serve/routes/), and the reshard job's calls (ReshardControl)."""
+
+    async def __init__(self, cfg: dict[str, Any], embedder: Any, reranker: Any, *shards: Any) -> None:  # type: ignore[misc]  # Serve awaits it
         """reranker: the Reranker's handle, or None when no reranker.model is configured."""
         config = EngramConfig.from_args(cfg)
         self.control = open_control_store(config.storage)
@@ -245,52 +252,12 @@ class RouterDeployment:
                         config.auth.root_key_env)
             self.control.revoke_root_key()
         clients: list[ShardClient] = [ServeShardClient(h, config.router.shard_read_batch) for h in shards]
+        router = ShardRouter(clients, ControlShardMap(self.control), shard_map)
         self.service = MemoryService(
             config, clients, await query_embedder(config, ServeEmbedderClient(embedder), embedder),
             reranker=ServeRerankerClient(reranker) if reranker is not None else None,
-            router=ShardRouter(clients, ControlShardMap(self.control), shard_map))
-
-    # The shard map, for the resharding job (cluster/reshard.py) through a handle; the
-    # control store is where the Router runs. Every replica re-reads it on NamespaceMoved.
-    async def shard_map(self) -> ShardMap:
-        return await self.service.router.refresh()
-
-    def deployed_shards(self) -> int:
-        return len(self.service.shards)
-
-    async def begin_reshard(self, target: int, job: str, lease_seconds: float) -> ShardMap:
-        if target > len(self.service.shards):
-            raise InvalidInput(f"this app runs {len(self.service.shards)} shards: deploy it "
-                               f"with shard_count: {target} before resharding to {target}",
-                               "target")
-        await control_call(self.control, self.control.begin_reshard, target, job, lease_seconds)
-        return await self.service.router.refresh()
-
-    async def renew_reshard_lease(self, job: str, lease_seconds: float) -> None:
-        await control_call(self.control, self.control.renew_reshard_lease, job, lease_seconds)
-
-    async def release_reshard_lease(self, job: str) -> None:
-        await control_call(self.control, self.control.release_reshard_lease, job)
-
-    async def mark_moved(self, names: list[str], job: str) -> ShardMap:
-        await control_call(self.control, self.control.mark_moved, names, job)
-        return await self.service.router.refresh()
-
-    async def finish_reshard(self, job: str) -> ShardMap:
-        await control_call(self.control, self.control.finish_reshard, job)
-        return await self.service.router.refresh()
-
-    async def begin_abort(self, job: str, lease_seconds: float) -> ShardMap:
-        await control_call(self.control, self.control.begin_abort, job, lease_seconds)
-        return await self.service.router.refresh()
-
-    async def unmark_moved(self, names: list[str], job: str) -> ShardMap:
-        await control_call(self.control, self.control.unmark_moved, names, job)
-        return await self.service.router.refresh()
-
-    async def finish_abort(self, job: str) -> ShardMap:
-        await control_call(self.control, self.control.finish_abort, job)
-        return await self.service.router.refresh()
+            router=router)
+        ReshardControl.__init__(self, self.control, router)
 
     async def __del__(self) -> None:
         """Serve calls this on a graceful shutdown (a redeploy, a scale-down): the access

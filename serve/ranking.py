@@ -76,7 +76,7 @@ def spread(values: Sequence[float]) -> list[float]:
 
 
 def half_life_decay(age_seconds: float, half_life_days: float) -> float:
-    return 0.5 ** (max(age_seconds, 0.0) / (half_life_days * DAY))
+    return float(0.5 ** (max(age_seconds, 0.0) / (half_life_days * DAY)))
 
 
 def channel_weights(vector_weight: float, channels: Sequence[str], cfg: RankingConfig) -> dict[str, float]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from serve.ranking import Scored
-from shards.control_store import ApiKey
+from shards.control.base import ApiKey
 from shards.types import Memory, Session
 
 

@@ -1,7 +1,8 @@
-"""The one typed client of a shard: each method mirrors the Shard's method of the same name
-(its parameters, defaults and result), so mypy checks every shard call's arguments and the
-use of its answer. tests/unit/test_shard_calls.py holds the two together: a Shard method
-whose signature changes fails there until its mirror changes with it.
+"""The one typed client of a shard. For each method a shard serves remotely
+(Shard.REMOTE_METHODS) it has one of the same name, parameters, defaults and result, so mypy
+checks every shard call's arguments and the use of its answer. tests/unit/test_shard_calls.py
+holds the two together: a Shard method whose signature changes fails there until its mirror
+changes with it.
 
 A ShardCalls sends each call through a transport, the one untyped hop (serve.clients.
 ShardClient): a shard's Serve handle (ServeShardClient), a Shard in this process
@@ -28,12 +29,6 @@ from shards.types import (
     ShardStats,
     WriteResult,
 )
-
-# Shard methods not mirrored: in-process only (the transports' own hooks, closing, the
-# graph walk's key-level step and the static weight the walk uses).
-IN_PROCESS_ONLY = frozenset({"call_at_epoch", "check_epoch", "close", "entity_weight", "traverse",
-                             "record_access"})
-
 
 class ShardCalls:
     """A shard's methods as async calls over a transport, in alphabetical order."""
@@ -76,9 +71,6 @@ class ShardCalls:
 
     async def drop_namespace(self, namespace: str) -> int:
         return cast("int", await self._transport.call("drop_namespace", namespace))
-
-    async def end_idle_sessions(self, default_timeout: float, now: float | None = None) -> int:
-        return cast("int", await self._transport.call("end_idle_sessions", default_timeout, now))
 
     async def end_session(
             self, session_id: str, scope: Scope, summary: str | None = None, reason: str =
@@ -187,6 +179,9 @@ class ShardCalls:
         return cast("list[Candidate]", await self._transport.call(
             "recall_candidates", namespace, vector, text, flt, limit, query_entities, graph,
             session, neighbors=neighbors, touch_session=touch_session))
+
+    async def record_access(self, namespace: str, memory_ids: Sequence[str], now: float | None = None) -> None:
+        await self._transport.call("record_access", namespace, memory_ids, now)
 
     async def record_accesses(self, accesses: Sequence[tuple[str, Sequence[str]]]) -> None:
         await self._transport.call("record_accesses", accesses)

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 from serve.clients import ShardClient
 from serve.control_calls import control_call
 from serve.retrying import retrying
-from shards.control_store import ControlStore
+from shards.control.base import ControlStore
 from shards.errors import (
     LayoutMismatch,
     NamespaceMoved,

@@ -51,7 +51,7 @@ class ElasticsearchConfig(BaseModel):
     # false: bulk writes without a refresh, and this shard refreshes before its next search
     # (read-your-writes for a shard's own replica, no refresh per store); wait_for: every
     # write waits until all readers see it (up to 1 s a store). A shard is one replica either
-    # way: the Elasticsearch record store caches what it reads (shards/es_record_store.py).
+    # way: the Elasticsearch record store caches what it reads (shards/records/elasticsearch.py).
     write_refresh: Literal["false", "wait_for"] = "false"
     number_of_shards: int = Field(1, ge=1)
     number_of_replicas: int = Field(1, ge=0)
@@ -73,8 +73,8 @@ class EmbeddedStorageConfig(BaseModel):
     kind: Literal["embedded"] = "embedded"
     data_dir: Path = Path("data")
     # The source of truth (memories, sessions, graph) and the control data (API keys, shard
-    # map): SQLite in data_dir, or the `elasticsearch` cluster (shards/es_record_store.py,
-    # shards/es_control_store.py). Switching does not move data: a data_dir that holds SQLite
+    # map): SQLite in data_dir, or the `elasticsearch` cluster (shards/records/elasticsearch.py,
+    # shards/control/elasticsearch.py). Switching does not move data: a data_dir that holds SQLite
     # records refuses to start with `elasticsearch`; cluster/migrate_records.py copies it.
     record_store: Literal["sqlite", "elasticsearch"] = "sqlite"
     # FULL fsyncs every commit: an acknowledged store survives power loss, not only a crash.
@@ -88,7 +88,7 @@ class EmbeddedStorageConfig(BaseModel):
     search_ef: int = Field(96, ge=8)
     checkpoint_seconds: float = Field(2.0, gt=0)
     # Namespaces up to this many memories are searched exactly from a cache of their vectors
-    # (shards/exact_vectors.py): filtered HNSW is slow and lossy when a namespace is a small
+    # (shards/indexes/exact.py): filtered HNSW is slow and lossy when a namespace is a small
     # slice of the shard. Bigger namespaces use the HNSW index.
     exact_search_max_rows: int = Field(20_000, ge=0)
     # 1 GiB holds ~700 namespaces of 1k MiniLM vectors; a miss reads one range of SQLite.

@@ -4,12 +4,15 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from shards.config import ElasticsearchConfig, EmbeddedStorageConfig, MilvusServerConfig
-from shards.control_store import ControlStore, open_control_store
+from shards.control.base import ControlStore
+from shards.control.factory import open_control_store
 from shards.shard import Shard
 from tests.milvus_server import MilvusTestServer
 
@@ -104,34 +107,48 @@ def reopen_control(control_storage: EmbeddedStorageConfig) -> Iterator[ControlSt
     store.close()
 
 
-def _config(backend: str, tmp: Path, request: pytest.FixtureRequest) -> EmbeddedStorageConfig:
-    if backend == "embedded":
-        return EmbeddedStorageConfig(data_dir=tmp)
-    if backend == "elasticsearch":  # records in SQLite, BM25 on the cluster
-        return EmbeddedStorageConfig(data_dir=tmp, elasticsearch=request.getfixturevalue("elasticsearch"))
-    if backend == "servers":  # production: records and BM25 on Elasticsearch, vectors on Milvus
-        return EmbeddedStorageConfig(data_dir=tmp / "unused", record_store="elasticsearch",
-                                     elasticsearch=request.getfixturevalue("elasticsearch"),
-                                     milvus_server=request.getfixturevalue("milvus_server"))
-    # No exact search of small namespaces from SQLite: every recall goes through the server's HNSW.
-    return EmbeddedStorageConfig(data_dir=tmp, exact_search_max_rows=0,
-                                 milvus_server=request.getfixturevalue("milvus_server"))
+@dataclass(frozen=True)
+class Backend:
+    """One row of the shard suite: the storage settings a shard opens with. `servers` name
+    the settings that point a part at a server (`milvus_server`: vectors; `elasticsearch`:
+    BM25, and the records too with record_store="elasticsearch"), each set from the fixture
+    of the same name; what is on no server is embedded in the test's directory."""
+
+    record_store: str = "sqlite"
+    servers: tuple[str, ...] = ()
+    settings: tuple[tuple[str, Any], ...] = ()  # any other storage settings, (name, value)
+
+    def config(self, tmp: Path, request: pytest.FixtureRequest) -> EmbeddedStorageConfig:
+        fields = {name: request.getfixturevalue(name) for name in self.servers}
+        fields.update(self.settings)
+        cfg = EmbeddedStorageConfig(data_dir=tmp, record_store=self.record_store, **fields)
+        if cfg.all_remote:  # every part on a server: the suite checks nothing lands on disk
+            cfg = EmbeddedStorageConfig(data_dir=tmp / "unused", record_store=self.record_store,
+                                        **fields)
+        return cfg
 
 
-# Every backend runs this suite. No Elasticsearch server can be installed on the development
-# machines: its row runs where ENGRAM_ES_URL points at one and is skipped, saying so, elsewhere.
+# Every backend runs this suite: a new record store (or index) is one row here. No
+# Elasticsearch server can be installed on the development machines: its rows run where
+# ENGRAM_ES_URL points at one and are skipped, saying so, elsewhere.
 BACKENDS = [
-    pytest.param("embedded", id="embedded"),
-    pytest.param("milvus-server", id="milvus-server"),
-    pytest.param("elasticsearch", id="elasticsearch", marks=NEEDS_ELASTICSEARCH),
-    pytest.param("servers", id="es-records+milvus-server", marks=NEEDS_ELASTICSEARCH),
+    pytest.param(Backend(), id="embedded"),
+    # No exact search of small namespaces from SQLite: every recall goes through the server's HNSW.
+    pytest.param(Backend(servers=("milvus_server",), settings=(("exact_search_max_rows", 0),)),
+                 id="milvus-server"),
+    # records in SQLite, BM25 on the cluster
+    pytest.param(Backend(servers=("elasticsearch",)), id="elasticsearch", marks=NEEDS_ELASTICSEARCH),
+    # production: records and BM25 on Elasticsearch, vectors on Milvus
+    pytest.param(Backend(record_store="elasticsearch", servers=("elasticsearch", "milvus_server")),
+                 id="es-records+milvus-server", marks=NEEDS_ELASTICSEARCH),
 ]
 
 
 @pytest.fixture(params=BACKENDS)
 def open_shard(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OpenShard]:
     opened: list[Shard] = []
-    open_configured = _opener(_config(request.param, tmp_path, request))
+    cfg = request.param.config(tmp_path, request)
+    open_configured = _opener(cfg)
 
     def opener(*args: object, **kwargs: object) -> Shard:
         shard = open_configured(*args, **kwargs)
@@ -144,5 +161,5 @@ def open_shard(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OpenS
             shard.close()
         except Exception:
             pass
-    if request.param == "servers":  # every part of a shard on a server: nothing on local disk
-        assert not (tmp_path / "unused").exists()
+    if cfg.all_remote:  # every part of a shard on a server: nothing on local disk
+        assert not cfg.data_dir.exists()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shards.control_store import ControlStore
+from shards.control.base import ControlStore
 from shards.errors import Conflict, LayoutMismatch, NotFound
 from shards.routing import shard_for
 

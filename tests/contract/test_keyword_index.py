@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from shards.indexes import IndexFilter, IndexRow, memory_type_code
+from shards.indexes.base import IndexFilter, IndexRow, memory_type_code
 from tests.contract.conftest import ES_URL, NEEDS_ELASTICSEARCH, WITHOUT_ELASTICSEARCH
 
 
@@ -24,14 +24,14 @@ from tests.contract.conftest import ES_URL, NEEDS_ELASTICSEARCH, WITHOUT_ELASTIC
 ])
 def index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     if request.param == "tantivy":
-        from shards.tantivy_index import TantivyKeywordIndex
+        from shards.indexes.tantivy import TantivyKeywordIndex
 
         idx: Any = TantivyKeywordIndex(tmp_path / "keywords")
         yield idx
         idx.close()
         return
     from shards.es_client import connect
-    from shards.es_keyword_index import ElasticsearchKeywordIndex
+    from shards.indexes.elasticsearch import ElasticsearchKeywordIndex
 
     client = connect(str(ES_URL), os.environ.get("ENGRAM_ES_API_KEY"), ca_certs=os.environ.get("ENGRAM_ES_CA_CERTS"))
     name = f"engram_test_{uuid.uuid4().hex[:12]}"
@@ -104,7 +104,7 @@ def test_clear_empties_it(index: Any) -> None:
 def test_an_existing_index_reopens_for_its_store_only() -> None:
     from shards.errors import LayoutMismatch
     from shards.es_client import connect
-    from shards.es_keyword_index import ElasticsearchKeywordIndex
+    from shards.indexes.elasticsearch import ElasticsearchKeywordIndex
 
     client = connect(str(ES_URL), os.environ.get("ENGRAM_ES_API_KEY"), ca_certs=os.environ.get("ENGRAM_ES_CA_CERTS"))
     name = f"engram_test_{uuid.uuid4().hex[:12]}"

@@ -12,8 +12,8 @@ from pydantic import ValidationError
 
 from shards.config import EmbeddedStorageConfig, MilvusServerConfig
 from shards.errors import LayoutMismatch, StorageUnavailable
-from shards.indexes import IndexFilter, IndexRow
-from shards.milvus_index import MilvusServerVectorIndex, entities, server_version
+from shards.indexes.base import IndexFilter, IndexRow
+from shards.indexes.milvus import MilvusServerVectorIndex, entities, server_version
 from shards.shard import Shard
 from shards.types import RecallFilter, Scope
 from tests.conftest import free_port

@@ -18,9 +18,10 @@ from ray.serve._private.common import DeploymentID
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from starlette.responses import Response
 
-from serve.api import EngramRoute, create_app
 from serve.errors import from_exception
-from shards.control_store import SQLiteControlStore
+from serve.routes.app import create_app
+from serve.routes.errors import EngramRoute
+from shards.control.sqlite import SQLiteControlStore
 
 
 def _serve_handler(_: Request, exc: Exception) -> Response:
@@ -75,6 +76,7 @@ def test_an_unexpected_error_stays_a_json_500(tmp_path: Path) -> None:
 
 
 def test_every_api_route_maps_errors_itself() -> None:
-    from serve.api import router
+    from serve.routes.app import ROUTERS
 
-    assert router.routes and all(isinstance(r, EngramRoute) for r in router.routes)
+    routes = [r for router in ROUTERS for r in router.routes]
+    assert routes and all(isinstance(r, EngramRoute) for r in routes)

@@ -15,7 +15,7 @@ from serve.app import resolve_config
 from serve.clients import LocalEmbedderClient, LocalShardClient
 from serve.schemas import RecallBody, StoreBody, UpdateBody
 from serve.service import MemoryService
-from shards.exact_vectors import split_stacks
+from shards.indexes.exact import split_stacks
 from shards.shard import Shard
 from shards.types import Scope
 

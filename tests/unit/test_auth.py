@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from serve.auth import Principal, canonical_namespace, grants_scope, valid_grant
-from shards.control_store import ApiKey
+from shards.control.base import ApiKey
 
 
 def key(scope: str, namespaces: tuple[str, ...] | None) -> Principal:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from serve.app import build_app
-from shards.control_store import SQLiteControlStore
+from shards.control.sqlite import SQLiteControlStore
 from shards.errors import Conflict, LayoutMismatch
 from shards.routing import ShardMap, shard_for
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from cluster.migrate_records import migrate
 from serve.config import EngramConfig
-from shards.control_store import open_control_store
+from shards.control.factory import open_control_store
 from shards.routing import shard_for
 from shards.shard import Shard
 from shards.types import EntityRef, RecallFilter, Scope

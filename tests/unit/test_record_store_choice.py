@@ -9,7 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from shards.config import ElasticsearchConfig, EmbeddedStorageConfig
-from shards.control_store import SQLiteControlStore, open_control_store
+from shards.control.factory import open_control_store
+from shards.control.sqlite import SQLiteControlStore
 from shards.errors import LayoutMismatch
 from shards.shard import Shard
 

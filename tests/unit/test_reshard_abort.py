@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from cluster.reshard import Reshard, Tally
-from shards.control_store import SQLiteControlStore
+from shards.control.sqlite import SQLiteControlStore
 from shards.errors import Conflict
 from shards.routing import shard_for
 from shards.types import RecallFilter, Scope

@@ -14,8 +14,10 @@ import pytest
 
 from cluster.reshard import LeaseLost, Reshard, Tally
 from serve.clients import LocalShardClient
+from serve.reshard_control import ReshardControl
+from serve.shard_routing import ControlShardMap, ShardRouter
 from shards.config import EmbeddedStorageConfig
-from shards.control_store import SQLiteControlStore
+from shards.control.sqlite import SQLiteControlStore
 from shards.errors import Conflict
 from shards.routing import shard_for
 from shards.shard import Shard
@@ -36,38 +38,11 @@ class Remote:
         return type("Method", (), {"remote": staticmethod(method)})
 
 
-class RouterStandIn:
-    """The Router deployment's reshard methods, over the real control store."""
-
-    def __init__(self, control: SQLiteControlStore) -> None:
-        self.control = control
-
-    async def shard_map(self) -> Any:
-        return self.control.shard_map()
-
-    async def begin_reshard(self, target: int, job: str, lease_seconds: float) -> Any:
-        return self.control.begin_reshard(target, job, lease_seconds)
-
-    async def renew_reshard_lease(self, job: str, lease_seconds: float) -> None:
-        self.control.renew_reshard_lease(job, lease_seconds)
-
-    async def release_reshard_lease(self, job: str) -> None:
-        self.control.release_reshard_lease(job)
-
-    async def mark_moved(self, names: list[str], job: str) -> Any:
-        return self.control.mark_moved(names, job)
-
-    async def finish_reshard(self, job: str) -> Any:
-        return self.control.finish_reshard(job)
-
-    async def begin_abort(self, job: str, lease_seconds: float) -> Any:
-        return self.control.begin_abort(job, lease_seconds)
-
-    async def unmark_moved(self, names: list[str], job: str) -> Any:
-        return self.control.unmark_moved(names, job)
-
-    async def finish_abort(self, job: str) -> Any:
-        return self.control.finish_abort(job)
+def router_of(control: SQLiteControlStore, clients: list[LocalShardClient]) -> Remote:
+    """The Router deployment's own reshard methods (serve/reshard_control.py) over the real
+    control store, behind a stand-in for the Router's Serve handle."""
+    router = ShardRouter(list(clients), ControlShardMap(control), control.shard_map())
+    return Remote(ReshardControl(control, router))
 
 
 class StalledShard:
@@ -97,7 +72,8 @@ def two_shards(tmp_path: Path, namespaces: list[str]
     for n, ns in enumerate(namespaces):
         shards[0].write([mem(f"{ns}-m{i}", ns, f"note {i} of {ns}", seed=n * 10 + i)
                          for i in range(5)])
-    return shards, control, [LocalShardClient(s) for s in shards], Remote(RouterStandIn(control))
+    clients = [LocalShardClient(s) for s in shards]
+    return shards, control, clients, router_of(control, clients)
 
 
 def test_a_stalled_job_is_taken_over_and_fenced(tmp_path: Path) -> None:
@@ -153,7 +129,7 @@ def test_a_live_job_keeps_its_lease_through_a_long_step(tmp_path: Path) -> None:
     control.check_deployed_shards(1)
     shards[0].write([mem(f"{MOVING[0]}-m{i}", MOVING[0], f"note {i}", seed=i) for i in range(3)])
     clients = [LocalShardClient(s) for s in shards]
-    router = Remote(RouterStandIn(control))
+    router = router_of(control, clients)
 
     class SlowShard:
         async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:

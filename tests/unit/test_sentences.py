@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from models.sentences import MAX_SENTENCES, leading_label, regroup, sentences, texts_to_embed
-from shards.exact_vectors import split_stacks, stack_scores
-from shards.record_store import pack_vectors
+from shards.indexes.exact import split_stacks, stack_scores
+from shards.records.base import pack_vectors
 
 
 def test_one_sentence_gets_no_extra_vectors() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from serve.clients import LocalShardClient
 from serve.shard_routing import ControlShardMap, ShardRouter
 from shards.config import EmbeddedStorageConfig
-from shards.control_store import SQLiteControlStore
+from shards.control.sqlite import SQLiteControlStore
 from shards.routing import shard_for
 from shards.shard import Shard
 from shards.types import RecallFilter

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from shards.indexes import IndexFilter, IndexRow
+from shards.indexes.base import IndexFilter, IndexRow
 from shards.types import Hit
 
 _WORD = re.compile(r"\w+", re.UNICODE)

@@ -1,6 +1,10 @@
 """Elasticsearch record store: a shard's source of truth on an Elasticsearch cluster, the same
-contract as the SQLite store (shards/record_store.py), so that a shard keeps nothing on a
-local volume and its replica can run on any node.
+contract as the SQLite store (RecordStore, shards/records/base.py), so that a shard keeps
+nothing on a local volume and its replica can run on any node.
+
+One module, longer than the rest of shards/: it is only fitted to the RecordStore protocol,
+not split by job, because the production-form issue replaces it (PostgreSQL, as
+docs/architecture.md says).
 
 Four indexes per shard (`<prefix>memories`, `sessions`, `namespaces`, `control`), explicit
 strict mappings. Elasticsearch has no transaction across documents, so every write is
@@ -41,8 +45,8 @@ from typing import Any
 
 from shards.errors import Conflict, LayoutMismatch, NotFound, StorageUnavailable
 from shards.es_client import ensure_strict_index, guarded, scan
-from shards.indexes import CONTEXT_TURNS, memory_type_code
-from shards.record_store import pack_vectors, stats_by_type, unpack_vector
+from shards.indexes.base import CONTEXT_TURNS, memory_type_code
+from shards.records.base import pack_vectors, stats_by_type, unpack_vector
 from shards.types import (
     EntityRef,
     Memory,

@@ -16,8 +16,8 @@ from typing import Any
 
 from shards.es_client import ensure_index, guarded
 from shards.errors import LayoutMismatch, StorageUnavailable
-from shards.indexes import IndexFilter, IndexRow
-from shards.tantivy_index import CONTEXT_BOOST, query_terms
+from shards.indexes.base import IndexFilter, IndexRow
+from shards.indexes.tantivy import CONTEXT_BOOST, query_terms
 from shards.types import Hit
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from shards.indexes import IndexFilter
+from shards.indexes.base import IndexFilter
 from shards.types import Hit
 
 # Measured on LoCoMo dev (vector channel alone, R@10): best sentence only 0.607, 0.3 whole +

@@ -1,5 +1,5 @@
 """Control data on Elasticsearch (production, beside an Elasticsearch record store): the
-same rules as the SQLite control store (shards/control_store.py), one index
+same rules as the SQLite control store (shards/control/sqlite.py), one index
 `<index_prefix>control`.
 
 The shard map and the reshard lease are one document, changed by optimistic concurrency
@@ -17,7 +17,8 @@ from dataclasses import asdict, replace
 from typing import Any
 
 from shards.config import ElasticsearchConfig
-from shards.control_store import ApiKey, ControlStore, MapState, hash_key
+from shards.control.base import ApiKey, MapState, hash_key
+from shards.control.rules import ControlRules
 from shards.errors import Conflict, LayoutMismatch, NotFound, StorageUnavailable
 from shards.es_client import connect_config, ensure_strict_index, guarded, scan
 
@@ -40,7 +41,7 @@ CHANGE_ATTEMPTS = 50  # conditional writes lost to other writers before giving u
 KEY_CACHE_SECONDS = 5.0
 
 
-class ElasticsearchControlStore(ControlStore):
+class ElasticsearchControlStore(ControlRules):
     remote = True  # every call is a network round trip (serve/control_calls.py)
 
     def __init__(self, client: Any, index: str, *, shards: int = 1, replicas: int = 1) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from shards.config import MilvusServerConfig
 from shards.errors import LayoutMismatch, StorageUnavailable
-from shards.indexes import IndexFilter, IndexRow
+from shards.indexes.base import IndexFilter, IndexRow
 from shards.types import Hit
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,97 @@
+"""The FastAPI app: every resource's routes, the error handlers and the metrics middleware."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from serve.errors import ApiError
+from serve.metrics import observe
+from serve.routes import agents, capabilities, graph, health, keys, memories, namespaces, sessions
+from serve.routes.errors import error_response, validation_error
+from serve.routes.health import VERSION
+from serve.service import MemoryService
+from shards.control.base import ControlStore
+
+# Included in this order: the first route whose path and method match answers, so where two
+# paths overlap the order decides.
+ROUTERS = (health.router, capabilities.router, memories.router, graph.router, sessions.router,
+           agents.router, namespaces.router, keys.router)
+
+
+async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers())
+
+
+async def _request_validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    err = validation_error(exc.errors(), located=True)
+    return JSONResponse(err.body(), status_code=err.status)
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    if exc.status_code in (404, 405):
+        # A method this path does not serve is a route we do not serve (DESIGN §6): 404.
+        body = {"error": f"route not found: {request.method} {request.url.path}",
+                "code": "ROUTE_NOT_FOUND"}
+        return JSONResponse(body, status_code=404)
+    body = {"error": str(exc.detail), "code": "INVALID_REQUEST"}
+    return JSONResponse(body, status_code=exc.status_code)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    return error_response(request, exc)
+
+
+class ObserveMiddleware:
+    """Request metrics per route, and a JSON error for anything raised past the handlers
+    (e.g. from Serve itself). A plain ASGI middleware: Starlette's BaseHTTPMiddleware runs
+    every request through an extra task and a memory stream."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+        started = False
+
+        async def send_observed(message: dict[str, Any]) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                status, started = int(message["status"]), True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_observed)
+        except Exception as exc:
+            if started:  # the answer is on its way: nothing better to send
+                raise
+            response = error_response(Request(scope), exc)
+            status = response.status_code
+            await response(scope, receive, send)
+        finally:
+            route = scope.get("route")
+            observe(getattr(route, "path", "unmatched"), scope["method"], status, time.perf_counter() - start)
+
+
+def create_app(svc: MemoryService, store: ControlStore) -> FastAPI:
+    """A FastAPI app bound to one service; each router replica builds its own."""
+    api = FastAPI(title="Engram", version=VERSION, docs_url="/docs", redoc_url=None)
+    api.add_exception_handler(ApiError, _api_error)  # type: ignore[arg-type]
+    api.add_exception_handler(RequestValidationError, _request_validation)  # type: ignore[arg-type]
+    api.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    api.add_exception_handler(Exception, _unexpected)
+    api.add_middleware(ObserveMiddleware)
+    for router in ROUTERS:
+        api.include_router(router)
+    api.state.service = svc
+    api.state.control = store
+    api.state.started_at = time.time()
+    return api

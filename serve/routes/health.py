@@ -1,0 +1,53 @@
+"""Health and metrics: liveness, readiness, and Prometheus (open, and the admin-only ops route)."""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from serve.metrics import render_metrics
+from serve.routes.errors import EngramRoute
+from serve.routes.plumbing import ok, principal, service
+
+VERSION = "0.1.0"
+log = logging.getLogger(__name__)
+router = APIRouter(route_class=EngramRoute)
+
+
+@router.get("/health")
+async def health() -> dict[str, Any]:
+    return {"status": "healthy", "version": VERSION}
+
+
+@router.get("/health/live")
+async def health_live(request: Request) -> dict[str, Any]:
+    return {"alive": True, "version": VERSION, "starting": False,
+            "uptime_seconds": int(time.time() - request.app.state.started_at)}
+
+
+@router.get("/health/ready")
+async def health_ready(request: Request) -> JSONResponse:
+    try:
+        stats = await service(request).ready()
+    except Exception as exc:  # a shard is starting or restarting
+        log.warning("not ready", exc_info=exc)
+        return JSONResponse({"ready": False, "version": VERSION, "starting": True,
+                             "reason": type(exc).__name__}, status_code=503,
+                            headers={"Retry-After": "1"})
+    return ok({"ready": True, "version": VERSION,
+               "checks": {"storage": {"status": "ok", "shards": len(stats)}}})
+
+
+@router.get("/metrics")
+async def metrics() -> PlainTextResponse:
+    """Open for Prometheus scrapers: it holds counts and latencies, never tenant data."""
+    return PlainTextResponse(render_metrics(), media_type="text/plain; version=0.0.4")
+
+
+@router.get("/v1/ops/metrics")
+async def ops_metrics(request: Request) -> PlainTextResponse:
+    (await principal(request)).require_level("admin")  # Dakera's ops routes need an admin key
+    return PlainTextResponse(render_metrics(), media_type="text/plain; version=0.0.4")

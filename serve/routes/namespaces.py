@@ -1,0 +1,27 @@
+"""Namespaces: list those a key reaches, and drop one (admin)."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from serve.auth import canonical_namespace, dakera_namespace
+from serve.routes.errors import EngramRoute
+from serve.routes.plumbing import ok, principal, service
+
+router = APIRouter(route_class=EngramRoute)
+
+
+@router.get("/v1/namespaces")
+async def namespaces_list(request: Request) -> JSONResponse:
+    p = await principal(request)
+    names = [dakera_namespace(n.name) for n in await service(request).namespaces(p.scope)]
+    return ok({"namespaces": names, "kinds": {name: "agent" for name in names}})
+
+
+@router.delete("/v1/namespaces/{namespace:path}")
+async def namespace_delete(request: Request, namespace: str) -> JSONResponse:
+    p = await principal(request)
+    svc = service(request)
+    ns = svc.check_namespace(canonical_namespace(namespace), "namespace")
+    p.require(ns, "admin")
+    return ok(await svc.drop_namespace(ns))

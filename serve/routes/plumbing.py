@@ -1,0 +1,78 @@
+"""What every route does: find the service and the key store, authenticate, read and parse
+the body, check the key's grant on the namespace, answer JSON."""
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
+
+from serve import jsonbody
+from serve.auth import Principal, authenticate
+from serve.control_calls import control_call
+from serve.errors import too_large
+from serve.routes.errors import validation_error
+from serve.schemas import Owned
+from serve.service import MemoryService
+from shards.control.base import ControlStore
+
+M = TypeVar("M", bound=BaseModel)
+O = TypeVar("O", bound=Owned)
+
+
+def service(request: Request) -> MemoryService:
+    svc: MemoryService = request.app.state.service
+    return svc
+
+
+def control(request: Request) -> ControlStore:
+    store: ControlStore = request.app.state.control
+    return store
+
+
+async def principal(request: Request) -> Principal:
+    store = control(request)
+    return await control_call(store, authenticate, store, request.headers.get("authorization"))
+
+
+async def read_body(request: Request) -> bytes:
+    """The body, refused with 413 once it passes `limits.max_body_bytes` (a body that says
+    its length up front is refused before any of it is read)."""
+    limit = service(request).cfg.limits.max_body_bytes
+    refusal = f"over the limit of {limit} bytes: send fewer memories per batch"
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large("body", f"{declared} bytes is {refusal}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large("body", refusal)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def parse(request: Request, model: type[M]) -> M:
+    data = jsonbody.decode(await read_body(request))
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(exc.errors()) from None
+
+
+async def owned(request: Request, model: type[O], needed: str) -> tuple[O, MemoryService, str]:
+    """Authenticate, parse an agent-owned body, and check the key's grant on its namespace."""
+    p = await principal(request)  # a bad key is a 401 whatever the body holds
+    body = await parse(request, model)
+    svc = service(request)
+    ns = svc.namespace_of(body.agent_id, body.namespace)
+    p.require(ns, needed)
+    return body, svc, ns
+
+
+MAX_OFFSET = 1_000_000_000  # past SQLite's 64-bit integers an offset fails in the store
+
+
+def ok(body: Any, status: int = 200) -> JSONResponse:
+    return JSONResponse(body, status_code=status)

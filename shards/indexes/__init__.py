@@ -1,0 +1,1 @@
+"""Derived indexes, rebuilt from the record store: vectors (Milvus Lite or server, exact search) and keywords (tantivy or Elasticsearch)."""

@@ -1,0 +1,34 @@
+"""Picks the record store from the config (storage.record_store); a backend that needs a
+server is imported only when configured."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from shards.config import EmbeddedStorageConfig
+from shards.errors import LayoutMismatch
+from shards.records.base import RecordStore
+from shards.records.sqlite import SQLiteRecordStore
+
+
+def open_record_store(cfg: EmbeddedStorageConfig, root: Path, index: int) -> RecordStore:
+    """SQLite in the shard's directory, or the shard's indexes on the Elasticsearch cluster."""
+    if cfg.record_store == "sqlite":
+        return SQLiteRecordStore(root / "records.db", synchronous=cfg.sqlite_synchronous)
+    if (root / "records.db").exists():
+        raise LayoutMismatch(
+            f"{root} holds this shard's records in SQLite, but storage.record_store is "
+            "elasticsearch: set record_store: sqlite back, or copy the records with `python -m "
+            "cluster.migrate_records` and point data_dir elsewhere", "record_store")
+    es = cfg.elasticsearch
+    assert es is not None  # EmbeddedStorageConfig refuses elasticsearch records without it
+    from shards.es_client import connect_config
+    from shards.records.elasticsearch import ElasticsearchRecordStore
+
+    client = connect_config(es)
+    try:
+        return ElasticsearchRecordStore(
+            client, f"{es.index_prefix}shard_{index:03d}_", write_refresh=es.write_refresh,
+            shards=es.number_of_shards, replicas=es.number_of_replicas)
+    except Exception:
+        client.close()
+        raise
