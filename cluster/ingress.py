@@ -57,7 +57,7 @@ ONE_LOOP_REPLICAS = {
 # also to stderr for Ray's log monitor to copy. Measured on the 2-core default, 8 clients,
 # runs alternated within the hour: at 2k memories CPU per recall 29.4-29.5 -> 18.6-23.9 ms
 # (most of it Serve's call handling in the Shards and the Routers), 66 -> 81-106 recalls/s;
-# at 100k (one pair) 29.5 -> 28.3 ms, 63.7 -> 69.4 recalls/s (README, Benchmark).
+# at 100k (one pair) 29.5 -> 28.3 ms, 63.7 -> 69.4 recalls/s (an A/B run of 2026-11-22; git history of README.md).
 LEAN_REQUEST_PATH = {
     "RAY_SERVE_USE_GRPC_BY_DEFAULT": "1",
     "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "1000",

@@ -360,7 +360,11 @@ def stop(bin_dir: Path, dashboard: str, env: Mapping[str, str],
         ray_proc.kill()
         ray_proc.wait()
     if reaper.stdin is not None:
-        reaper.stdin.close()  # it finds the lock still held, and exits
+        try:
+            reaper.stdin.write(local_run.CLEAN_END)  # nothing left for it to do
+            reaper.stdin.close()
+        except OSError:  # it has died: nothing to tell
+            pass
     try:
         reaper.wait(timeout=30)
     except subprocess.TimeoutExpired:

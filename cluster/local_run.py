@@ -162,16 +162,18 @@ def _alive(pid: int) -> bool:
     return status[status.rindex(")") + 2] not in "ZX"
 
 
-def stop_run(run_dirs: Iterable[Path], exclude: Iterable[int] = (), rounds: int = 3) -> int:
+def stop_run(run_dirs: Iterable[Path], exclude: Iterable[int] = (), deadline_s: float = 90.0) -> int:
     """Stop every process of the runs over `run_dirs`; how many there were. A raylet
-    stopped in the same round as its workers may start one more first: a few rounds catch it."""
+    stopped in the same round as its workers may start one more first: rounds go on until
+    none is left (a round lasts at most about 15 s), for up to `deadline_s`."""
+    run_dirs = set(run_dirs)
+    deadline = time.monotonic() + deadline_s
     stopped = 0
-    for _ in range(rounds):
-        found = [p for run_dir in set(run_dirs) for p in leftovers(run_dir, exclude=exclude)]
-        if not found:
-            break
+    while True:
+        found = [p for run_dir in run_dirs for p in leftovers(run_dir, exclude=exclude)]
+        if not found or time.monotonic() > deadline:
+            return stopped
         stopped += len(stop_processes([p.pid for p in found]))
-    return stopped
 
 
 class RunLock:
@@ -223,14 +225,26 @@ def prune_sessions(ray_dir: Path, keep: int = 2) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def reap(data_dir: Path) -> None:
+CLEAN_END = b"stopped cleanly\n"
+
+
+def reap(data_dir: Path, lock_wait_s: float = 60.0) -> None:
     """Wait for the run that started this reaper to end, however it ends (a SIGKILL runs no
     clean-up of its own), then stop whatever of it is left. The run holds the other end of
-    this process's stdin, which the kernel closes when it dies."""
-    sys.stdin.buffer.read()
+    this process's stdin, which the kernel closes when it dies; a run that stopped what it
+    started says CLEAN_END first."""
+    run_pid = os.getppid()
+    if sys.stdin.buffer.read() == CLEAN_END:
+        return
     lock = RunLock(data_dir)
-    if not lock.acquire():
-        return  # the run stopped cleanly and still holds it, or a new run does: both clean up
+    # The kernel closes a dead process's files one by one, and this pipe's end may come
+    # before the lock is dropped: wait for it. If a new run takes it first, that run stops
+    # what is left itself (it does so before anything else).
+    deadline = time.monotonic() + lock_wait_s
+    while not lock.acquire():
+        if lock.state().get("pid") not in (None, run_pid) or time.monotonic() > deadline:
+            return
+        time.sleep(0.05)
     try:
         lock.record(phase="reaping")
         stop_run([run_dir_for(data_dir), *recorded_run_dirs(lock)])

@@ -15,8 +15,8 @@ stored again) unless --ingest-once. Prints Recall@1/5/10/20, MRR, nDCG@10
 and recall latency per channel and category; writes bench-results/locomo.json with every
 question's gold ids and returned top-20 dia_ids.
 
-This file is the only place that knows LoCoMo: recall requests carry the question text and
-nothing else (no speaker, no category).
+These files (cluster/locomo*.py) are the only place that knows LoCoMo: recall requests carry
+the question text and nothing else (no speaker, no category).
 With --url the `locomo-*` namespaces of that service are dropped and re-ingested (admin key).
 """
 from __future__ import annotations
@@ -24,14 +24,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import os
-import re
 import statistics
 import tempfile
 import time
 import uuid
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -39,227 +36,17 @@ import httpx
 
 from cluster.ingress import ingress_env
 from cluster.local import ROOT, deployment_options
+from cluster.locomo_data import load_questions
+from cluster.locomo_http import Unavailable, ingest, recall
+from cluster.locomo_scores import METRICS, TOP_K, groups, pct, score, table
 from cluster.loopback import loopback_env_beside
 
 ROOT_KEY = "ek_locomo_root"
-CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop", 5: "adversarial"}
-KS = (1, 5, 10, 20)
-TOP_K = 20
-BATCH = 100
 CHANNEL_ROUTING: dict[str, str | None] = {"fused": None, "vector": "vector", "bm25": "bm25",
                                           "graph": "graph"}
 
 
-class Unavailable(Exception):
-    """The server refused a channel's routing (400)."""
-
-
-# -- the data --------------------------------------------------------------------------------
-def parse_date(text: str) -> datetime:
-    """LoCoMo session dates, e.g. '1:56 pm on 8 May, 2023' (taken as UTC)."""
-    cleaned = re.sub(r"\s+", " ", text.strip())
-    for fmt in ("%I:%M %p on %d %B, %Y", "%I:%M %p on %d %b, %Y", "%I:%M %p on %d %B %Y"):
-        try:
-            return datetime.strptime(cleaned, fmt).replace(tzinfo=timezone.utc)
-        except ValueError:
-            continue
-    raise ValueError(f"unparsed session date: {text!r}")
-
-
-def photo_note(turn: dict[str, Any]) -> str:
-    """A shared image as text: its caption (`blip_caption`), the only description a chat
-    client would have. (`query` is the search that found the image; `img_url` is a link.)"""
-    caption = turn.get("blip_caption")
-    if not isinstance(caption, str) or not caption.strip():
-        return ""
-    caption = re.sub(r"^(a )?(photo|photograph|photography|picture|image) of\s+", "",
-                     caption.strip(), flags=re.IGNORECASE)
-    return f" [shares a photo of {caption}]"
-
-
-def sessions_of(conv: dict[str, Any]) -> list[tuple[int, str, list[dict[str, Any]]]]:
-    """(N, date text, turns) for every non-empty session_N, in order."""
-    out = []
-    for key, turns in conv.items():
-        m = re.fullmatch(r"session_(\d+)", key)
-        if m and isinstance(turns, list) and turns:
-            n = int(m.group(1))
-            out.append((n, conv.get(f"session_{n}_date_time", ""), turns))
-    return sorted(out, key=lambda s: s[0])
-
-
-def normalise_evidence(raw: list[Any], turns: set[str]) -> list[str]:
-    """'D8:6; D9:17' → both; 'D:11:26' → 'D11:26'; 'D30:05' → 'D30:5'; ids naming no turn dropped."""
-    gold: list[str] = []
-    for item in raw or []:
-        for token in re.split(r"[;,\s]+", str(item)):
-            m = re.fullmatch(r"D:?(\d+):(\d+)", token.strip())
-            if not m:
-                continue
-            dia = f"D{int(m.group(1))}:{int(m.group(2))}"
-            if dia in turns and dia not in gold:
-                gold.append(dia)
-    return gold
-
-
-# -- HTTP ------------------------------------------------------------------------------------
-async def call(c: httpx.AsyncClient, method: str, path: str, *, attempts: int = 8,
-               **kwargs: Any) -> httpx.Response:
-    """One request, retried on 429/503 (after Retry-After) and on connection errors."""
-    delay = 0.5
-    for attempt in range(attempts):
-        try:
-            r = await c.request(method, path, **kwargs)
-        except (httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError, httpx.ReadTimeout):
-            if attempt == attempts - 1:
-                raise
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10)
-            continue
-        if r.status_code in (429, 503) and attempt < attempts - 1:
-            try:
-                wait = float(r.headers.get("retry-after", delay))
-            except ValueError:
-                wait = delay
-            await asyncio.sleep(min(max(wait, 0.1), 30))
-            delay = min(delay * 2, 10)
-            continue
-        return r
-    raise AssertionError("unreachable")
-
-
-def check(r: httpx.Response, what: str) -> dict[str, Any]:
-    if r.status_code >= 400:
-        raise RuntimeError(f"{what}: HTTP {r.status_code}: {r.text[:500]}")
-    body: dict[str, Any] = r.json()
-    return body
-
-
-async def ingest(c: httpx.AsyncClient, conv: dict[str, Any], run_id: str, reset: bool) -> dict[str, Any]:
-    sample = conv["sample_id"]
-    ns = f"locomo-{sample}"
-    if reset:
-        r = await call(c, "DELETE", f"/v1/namespaces/{ns}")
-        if r.status_code not in (200, 404):
-            check(r, f"drop {ns}")
-    speakers = conv["conversation"]
-    stored = 0
-    for n, date_text, turns in sessions_of(speakers):
-        when = parse_date(date_text)
-        started = check(await call(c, "POST", "/v1/sessions/start", json={
-            "agent_id": ns, "metadata": {"locomo_session": n, "date": date_text}}), f"{ns} session {n} start")
-        session_id = started["session"]["id"]
-        items = []
-        for turn in turns:
-            items.append({
-                "content": f"{turn['speaker']}: {turn['text']}{photo_note(turn)}",
-                "session_id": session_id,
-                "metadata": {"dia_id": turn["dia_id"], "speaker": turn["speaker"]},
-                "event_time": when.isoformat().replace("+00:00", "Z"),
-            })
-        for i in range(0, len(items), BATCH):
-            chunk = items[i:i + BATCH]
-            body = check(await call(c, "POST", "/v1/memories/store/batch",
-                                    json={"agent_id": ns, "memories": chunk},
-                                    headers={"Idempotency-Key": f"locomo-{run_id}-{sample}-{n}-{i}"}),
-                         f"{ns} session {n} store")
-            if body.get("stored_count") != len(chunk):
-                raise RuntimeError(f"{ns} session {n}: stored {body.get('stored_count')} of {len(chunk)}")
-            stored += len(chunk)
-        check(await call(c, "POST", f"/v1/sessions/{session_id}/end", json={}), f"{ns} session {n} end")
-    return {"namespace": ns, "memories": stored}
-
-
-async def recall(c: httpx.AsyncClient, ns: str, question: str, routing: str | None,
-                 endpoint: str = "recall") -> tuple[list[str], list[str], float]:
-    """The ranked results' dia_ids, best first, and those of the context the answer adds
-    after them (session neighbours inlined with `retrieval: "neighborhood"`), and the time."""
-    body: dict[str, Any] = {"agent_id": ns, "query": question, "top_k": TOP_K}
-    if routing is not None:
-        body["routing"] = routing
-    t = time.perf_counter()
-    r = await call(c, "POST", f"/v1/memory/{endpoint}", json=body)
-    elapsed = time.perf_counter() - t
-    if r.status_code == 400 and routing is not None:
-        raise Unavailable(r.text[:300])
-    data = check(r, f"recall in {ns}")
-    rows = data.get("memories", data.get("results", []))
-    ranked: list[str] = []
-    context: list[str] = []
-    for m in rows:
-        d = (m.get("metadata") or {}).get("dia_id") if isinstance(m, dict) else None
-        extra = isinstance(m, dict) and m.get("retrieval") in ("neighborhood", "associated")
-        (context if extra else ranked).append(d if isinstance(d, str) else "?")
-    return ranked[:TOP_K], context, elapsed
-
-
-# -- metrics ---------------------------------------------------------------------------------
-def score(gold: list[str], returned: list[str]) -> dict[str, float]:
-    g = set(gold)
-    seen: set[str] = set()
-    ranked = []  # first occurrence of each id only
-    for d in returned[:TOP_K]:
-        if d not in seen:
-            seen.add(d)
-            ranked.append(d)
-        else:
-            ranked.append("?dup")
-    out = {f"R@{k}": len(g & set(ranked[:k])) / len(g) for k in KS}
-    first = next((i for i, d in enumerate(ranked, 1) if d in g), None)
-    out["MRR"] = 1 / first if first else 0.0
-    dcg = sum(1 / math.log2(i + 1) for i, d in enumerate(ranked[:10], 1) if d in g)
-    idcg = sum(1 / math.log2(i + 1) for i in range(1, min(len(g), 10) + 1))
-    out["nDCG@10"] = dcg / idcg
-    out["rank"] = first or 0
-    return out
-
-
-METRICS = [f"R@{k}" for k in KS] + ["MRR", "nDCG@10"]
-
-
-def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {"n": len(rows)}
-    for m in METRICS + ["R@20+ctx"]:
-        out[m] = statistics.mean(r["metrics"][m] for r in rows) if rows else float("nan")
-    return out
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
-
-
-def groups(rows: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
-    out = [("overall (1-4)", aggregate([r for r in rows if r["category"] in (1, 2, 3, 4)]))]
-    for cat in (1, 2, 3, 4, 5):
-        out.append((f"cat{cat} {CATEGORIES[cat]}", aggregate([r for r in rows if r["category"] == cat])))
-    return out
-
-
-def table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| questions | n | " + " | ".join(METRICS) + " |", "|---|---:|" + "---:|" * len(METRICS)]
-    for name, agg in groups(rows):
-        cells = " | ".join("–" if not agg["n"] else f"{agg[m]:.3f}" for m in METRICS)
-        lines.append(f"| {name} | {agg['n']} | {cells} |")
-    return "\n".join(lines)
-
-
 # -- the run ---------------------------------------------------------------------------------
-def load_questions(convs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
-    questions, skipped = [], 0
-    for conv in convs:
-        turns = {t["dia_id"] for _, _, ts in sessions_of(conv["conversation"]) for t in ts}
-        for i, qa in enumerate(conv["qa"]):
-            gold = normalise_evidence(qa.get("evidence", []), turns)
-            if not gold:
-                skipped += 1
-                continue
-            questions.append({"sample_id": conv["sample_id"], "index": i, "question": qa["question"],
-                              "category": qa.get("category"), "gold": gold,
-                              "answer": qa.get("answer", qa.get("adversarial_answer"))})
-    return questions, skipped
-
-
 async def run(url: str, key: str, convs: list[dict[str, Any]], channels: list[str],
               concurrency: int, reingest: bool, endpoint: str = "recall") -> dict[str, Any]:
     """Ingest, then every question once per channel. A recall counts as an access and access

@@ -5,7 +5,7 @@ that sentence diluted by the rest (and a memory longer than the model's window i
 So a memory of several sentences also gets one vector per sentence, and vector search
 scores a memory by its best sentence as well as by its whole (max-sim over passages, as
 in passage-level retrieval); its whole vector is the mean of its sentences' (regroup).
-On LoCoMo dev this took the vector channel alone from R@10 0.513 to 0.643 (README).
+On LoCoMo dev this took the vector channel alone from R@10 0.513 to 0.643 (docs/benchmarks.md).
 
 A sentence cut out of its memory loses who said it: "Melanie: We went camping. The kids
 loved the lake." gives "The kids loved the lake." with no Melanie in it. So a memory that

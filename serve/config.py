@@ -38,7 +38,7 @@ class SessionsConfig(_Strict):
 
 
 class RankingConfig(_Strict):
-    # Tuned on LoCoMo dev (README): min-max over channel scores beats RRF by ~0.1 R@10 there,
+    # Tuned on LoCoMo dev (docs/benchmarks.md): min-max over channel scores beats RRF by ~0.1 R@10 there,
     # because rank-only fusion lets a weak dense channel's noise reach the top. Dakera's
     # server default is min-max too.
     fusion: Literal["rrf", "minmax"] = "minmax"

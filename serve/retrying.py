@@ -19,8 +19,9 @@ async def retrying(attempt: Callable[[], Awaitable[T]], *,
                    recover: Callable[[BaseException], Awaitable[bool]] | None = None,
                    on_retry: Callable[[BaseException, float], None] | None = None) -> T:
     """Await `attempt()` until it answers. A failure `retriable` accepts is tried again after
-    a pause that doubles up to `max_pause_s`, while the pause ends within `deadline_s` of the
-    first try; any other failure, or one past the deadline, is raised as it is.
+    a pause that doubles up to `max_pause_s` (cut short at the deadline, so the last try
+    falls on it), for as long as `deadline_s` since the first try has not passed; any other
+    failure, or one after the deadline, is raised as it is.
 
     recover: run after each retriable failure, before the pause; True means try again at
     once (the Router re-read the shard map and it had changed). on_retry: told the failure
@@ -31,11 +32,12 @@ async def retrying(attempt: Callable[[], Awaitable[T]], *,
         try:
             return await attempt()
         except Exception as exc:
-            if not retriable(exc) or time.monotonic() + pause > deadline:
+            if not retriable(exc) or time.monotonic() > deadline:
                 raise
             if recover is not None and await recover(exc):
                 continue
+            wait = max(0.0, min(pause, deadline - time.monotonic()))
             if on_retry is not None:
-                on_retry(exc, pause)
-            await asyncio.sleep(pause)
+                on_retry(exc, wait)
+            await asyncio.sleep(wait)
             pause = min(pause * 2, max_pause_s)

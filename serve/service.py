@@ -5,20 +5,17 @@ same logic runs behind Serve and in-process (benchmarks).
 """
 from __future__ import annotations
 
-import asyncio
-import json
 import time
 import uuid
 from collections.abc import Sequence
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from serve import render
 from serve.access_counts import AccessCounts
-from serve.auth import Principal, canonical_namespace, dakera_namespace
+from serve.auth import Principal, dakera_namespace
 from serve.clients import EmbedderClient, RerankerClient, ShardClient
 from serve.config import EngramConfig
-from serve.errors import bad_request, not_found, too_large
+from serve.errors import bad_request, not_found
 from serve.recall import Recaller
 from serve.schemas import (
     BatchFilter,
@@ -28,6 +25,8 @@ from serve.schemas import (
     UpdateBody,
     parse_time,
 )
+from serve.service_graph import GraphMethods
+from serve.service_sessions import SessionMethods
 from serve.shard_calls import ShardCalls
 from serve.shard_routing import FixedShardMap, ShardRouter
 from models.entities import build_extractor
@@ -36,10 +35,10 @@ from shards.routing import ShardMap
 from shards.types import EntityRef, MemoryChanges, NewMemory, RecallFilter, Scope, Session
 
 
-T = TypeVar("T")
+class MemoryService(SessionMethods, GraphMethods):
+    """Memories, agents and namespaces here; sessions (serve/service_sessions.py), the knowledge
+    graph (serve/service_graph.py) and the checks on a request (serve/service_base.py) beside."""
 
-
-class MemoryService:
     def __init__(self, cfg: EngramConfig, shards: list[ShardClient], embedder: EmbedderClient,
                  reranker: RerankerClient | None = None,
                  router: ShardRouter | None = None) -> None:
@@ -58,57 +57,6 @@ class MemoryService:
         self._dimension: int | None = None
 
     # -- helpers ------------------------------------------------------------------------
-    def shard(self, namespace: str) -> ShardCalls:
-        """The shard of this namespace, found again by each call (a reshard may move it)."""
-        return ShardCalls(self.router.for_namespace(namespace))
-
-    def namespace_of(self, agent_id: str | None, namespace: str | None, field: str = "agent_id") -> str:
-        """The one namespace a request names (agent_id and namespace are the same thing)."""
-        if agent_id is not None and namespace is not None and \
-                canonical_namespace(agent_id) != canonical_namespace(namespace):
-            raise bad_request(field, "agent_id and namespace name different namespaces")
-        name = agent_id if agent_id is not None else namespace
-        if name is None:
-            raise bad_request(field, "required: the agent (namespace) this request is for")
-        return self.check_namespace(canonical_namespace(name), field)
-
-    def check_namespace(self, name: str, field: str = "agent_id") -> str:
-        if not name:
-            raise bad_request(field, "must not be empty")
-        if len(name.encode("utf-8")) > self.cfg.limits.max_namespace_bytes:
-            raise bad_request(field, f"longer than {self.cfg.limits.max_namespace_bytes} bytes")
-        if "\x00" in name:
-            raise bad_request(field, "must not contain NUL characters")
-        return name
-
-    def check_content(self, content: str, field: str = "content") -> None:
-        limit = self.cfg.limits.max_content_bytes
-        size = len(content.encode("utf-8"))
-        if size > limit:
-            raise too_large(field, f"{size} bytes is over the limit of {limit} UTF-8 bytes")
-        if not content.strip():
-            raise bad_request(field, "must not be empty")
-
-    def _check_tags(self, tags: list[str] | None, field: str) -> tuple[str, ...]:
-        tags = tags or []
-        if len(tags) > self.cfg.limits.max_tags:
-            raise bad_request(field, f"at most {self.cfg.limits.max_tags} tags")
-        for tag in tags:
-            if not tag or len(tag.encode("utf-8")) > self.cfg.limits.max_tag_bytes:
-                raise bad_request(field, f"each tag must be 1 to {self.cfg.limits.max_tag_bytes} bytes")
-        return tuple(dict.fromkeys(tags))
-
-    def _check_metadata(self, metadata: dict[str, Any] | None, field: str) -> dict[str, Any]:
-        metadata = metadata or {}
-        if len(metadata) > self.cfg.limits.max_metadata_fields:
-            raise bad_request(field, f"at most {self.cfg.limits.max_metadata_fields} fields")
-        size = len(json.dumps(metadata, ensure_ascii=False).encode("utf-8"))
-        if size > self.cfg.limits.max_metadata_bytes:
-            raise too_large(field, f"{size} bytes of JSON is over the limit of "
-                            f"{self.cfg.limits.max_metadata_bytes}: keep large data elsewhere "
-                            "and store a reference to it")
-        return metadata
-
     async def dimension(self) -> int:
         """The embedder's vector dimension (asked once: the embedder lives in another actor)."""
         if self._dimension is None:
@@ -119,17 +67,6 @@ class MemoryService:
         """Entities of a memory: from its text and from its `key:value` tags."""
         found = self.extractor.extract(content + ("\n" + " ".join(tags) if tags else ""))
         return tuple(EntityRef(key=e.key, type=e.type, value=e.value, score=e.score) for e in found)
-
-    async def _fan_out(self, call: Callable[[ShardCalls], Awaitable[T]]) -> list[T]:
-        return list(await asyncio.gather(*(call(s) for s in self.shards)))
-
-    async def _across(self, scope: Scope, call: Callable[[ShardCalls], Awaitable[T]]) -> list[T]:
-        """One answer per shard that may hold namespaces of the scope (which the call passes
-        on): the namespace's own shard when the scope names just one."""
-        only = scope.single()
-        if only is not None:
-            return [await call(self.shard(only))]
-        return await self._fan_out(call)
 
     # -- memories -----------------------------------------------------------------------
     def new_memory(self, namespace: str, body: StoreBody, vector: Sequence[float], now: float,
@@ -307,64 +244,6 @@ class MemoryService:
         memories, _ = await self.shard(namespace).listing(namespace, flt, min(limit, self.cfg.limits.max_page), offset)
         return [render.memory_json(m, preview) for m in memories]
 
-    # -- sessions -----------------------------------------------------------------------
-    async def locate_session(self, principal: Principal, session_id: str, needed: str) -> Session:
-        found = [s for s in await self._across(
-            principal.scope, lambda s: s.get_session(session_id, principal.scope)) if s]
-        if not found:
-            raise not_found("session", session_id)
-        principal.require(found[0].namespace, needed)
-        return found[0]
-
-    def session_json(self, s: Session) -> dict[str, Any]:
-        return render.session_json(s, self.cfg.sessions.idle_timeout_seconds)
-
-    async def start_session(self, namespace: str, metadata: dict[str, Any] | None,
-                            idle_timeout: int | None) -> dict[str, Any]:
-        if idle_timeout is not None and idle_timeout > self.cfg.sessions.max_idle_timeout_seconds:
-            raise bad_request("idle_timeout_secs",
-                              f"at most {int(self.cfg.sessions.max_idle_timeout_seconds)} seconds")
-        session = await self.shard(namespace).start_session(namespace, f"sess_{uuid.uuid4().hex}",
-            self._check_metadata(metadata, "metadata"), idle_timeout)
-        return {"session": self.session_json(session)}
-
-    async def end_session(self, principal: Principal, session_id: str, summary: str | None) -> dict[str, Any]:
-        session = await self.locate_session(principal, session_id, "write")
-        if summary is not None:
-            self.check_content(summary, "summary")
-        ended = await self.shard(session.namespace).end_session(session_id, Scope.of(session.namespace), summary, "client")
-        return {"session": self.session_json(ended), "memory_count": ended.memory_count}
-
-    async def touch_session(self, principal: Principal, session_id: str) -> dict[str, Any]:
-        session = await self.locate_session(principal, session_id, "write")
-        touched = await self.shard(session.namespace).touch_session(session_id, Scope.of(session.namespace))
-        return {"session": self.session_json(touched),
-                "session_state": "active" if touched.active else "ended",
-                "idle_deadline_at": render.idle_deadline(touched, self.cfg.sessions.idle_timeout_seconds)}
-
-    async def list_sessions(self, principal: Principal, namespace: str | None, active_only: bool,
-                            limit: int, offset: int) -> list[dict[str, Any]]:
-        limit = min(max(limit, 1), self.cfg.limits.max_page)
-        if namespace is not None:
-            principal.require(namespace, "read")
-            sessions = await self.shard(namespace).sessions(namespace, active_only, limit, offset)
-        else:
-            principal.require_level("read")
-            groups = await self._across(
-                principal.scope, lambda s: s.all_sessions(principal.scope, active_only, limit + offset))
-            unique = {s.id: s for g in groups for s in g}.values()
-            merged = sorted(unique, key=lambda s: (-s.started_at, s.id))
-            sessions = merged[offset:offset + limit]
-        return [self.session_json(s) for s in sessions]
-
-    async def session_memories(self, principal: Principal, session_id: str, limit: int,
-                               offset: int, preview: int | None) -> dict[str, Any]:
-        session = await self.locate_session(principal, session_id, "read")
-        memories, total = await self.shard(session.namespace).listing(session.namespace, RecallFilter(session_id=session_id),
-            min(limit, 500), offset, False)
-        return {"session": self.session_json(session),
-                "memories": [render.memory_json(m, preview) for m in memories], "total": total}
-
     # -- agents and namespaces ------------------------------------------------------------
     async def namespaces(self, scope: Scope) -> list[Any]:
         groups = await self._across(scope, lambda s: s.namespaces(scope))
@@ -396,69 +275,3 @@ class MemoryService:
 
     async def ready(self) -> list[Any]:
         return await self._fan_out(lambda s: s.stats())
-
-    # -- knowledge graph ----------------------------------------------------------------
-    async def _graph_of(self, principal: Principal, memory_id: str, depth: int,
-                        min_weight: float, namespace: str | None) -> Any:
-        if namespace is not None:
-            principal.require(namespace, "read")
-            found = [await self.shard(namespace).memory_graph(
-                memory_id, Scope.of(namespace), depth, 50, min_weight)]
-        else:
-            principal.require_level("read")
-            found = await self._across(principal.scope, lambda s: s.memory_graph(
-                memory_id, principal.scope, depth, 50, min_weight))
-        graphs = [g for g in found if g is not None]
-        if not graphs:
-            raise not_found("memory", memory_id)
-        return graphs[0]
-
-    async def knowledge_graph(self, principal: Principal, namespace: str, memory_id: str,
-                              depth: int, min_similarity: float) -> dict[str, Any]:
-        """Dakera's KnowledgeGraphResponse: nodes, edges (source/target/similarity), clusters."""
-        nodes, edges = await self._graph_of(principal, memory_id, depth, min_similarity, namespace)
-        return {
-            "nodes": [{"id": n.memory.id, "content": n.memory.content,
-                       "memory_type": n.memory.memory_type, "importance": n.memory.importance,
-                       "metadata": n.memory.metadata, "depth": n.depth} for n in nodes],
-            "edges": [{"source": e.source, "target": e.target, "similarity": round(e.weight, 6),
-                       "relationship": "shares_entity", "shared_entities": list(e.shared)}
-                      for e in edges],
-            "clusters": None,
-        }
-
-    async def memory_graph(self, principal: Principal, memory_id: str, depth: int) -> dict[str, Any]:
-        """Dakera's MemoryGraph: root_id, nodes with their outgoing edges, edges."""
-        nodes, edges = await self._graph_of(principal, memory_id, depth, 0.0, None)
-        created = {n.memory.id: int(n.memory.created_at) for n in nodes}
-        edge_json = [{"from_id": e.source, "to_id": e.target, "edge_type": "shares_entity",
-                      "weight": round(e.weight, 6), "created_at": max(created[e.source], created[e.target]),
-                      "shared_entities": list(e.shared)} for e in edges]
-        return {
-            "root_id": memory_id, "depth": depth, "node_count": len(nodes),
-            "nodes": [{"memory_id": n.memory.id, "content_preview": n.memory.content[:200],
-                       "importance": n.memory.importance, "depth": n.depth,
-                       "edges": [e for e in edge_json if e["from_id"] == n.memory.id]} for n in nodes],
-            "edges": edge_json,
-        }
-
-    async def memory_entities(self, principal: Principal, memory_id: str) -> dict[str, Any]:
-        principal.require_level("read")
-        found = [f for f in await self._across(
-            principal.scope, lambda s: s.memory_entities(memory_id, principal.scope)) if f]
-        if not found:
-            raise not_found("memory", memory_id)
-        memory, entities = found[0]
-        return {"memory_id": memory.id, "agent_id": memory.namespace,
-                "entities": [{"entity_type": e.type, "value": e.value, "key": e.key,
-                              "score": e.score} for e in entities],
-                "count": len(entities)}
-
-    def extract(self, text: str) -> dict[str, Any]:
-        self.check_content(text, "text")
-        t0 = time.perf_counter()
-        found = self.extractor.extract(text)
-        return {"entities": [{"entity_type": e.type, "value": e.value, "key": e.key,
-                              "score": e.score, "start": e.start, "end": e.end} for e in found],
-                "provider": self.cfg.entities.kind, "model": self.cfg.entities.model,
-                "duration_ms": round((time.perf_counter() - t0) * 1000, 3)}

@@ -11,13 +11,13 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from cluster.ingress import free_ports, ingress_env
 from cluster.loopback import ONE_MACHINE_RAY, loopback_env_beside
+from tests.builders import SERVICE_CONFIG, Engram
 
 ROOT_KEY = "ek_test_root_" + uuid.uuid4().hex
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -26,40 +26,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # the test cluster listens on 127.0.0.1 as `make serve` does (cluster/loopback.py).
 for _var, _value in ONE_MACHINE_RAY.items():
     os.environ.setdefault(_var, _value)
-
-
-def free_port() -> int:
-    return free_ports(1)[0]
-
-
-class Engram:
-    """The running service under test: its URL, root key, data dir and Serve handles."""
-
-    def __init__(self, url: str, root_key: str, data_dir: Path, config: dict[str, Any],
-                 dashboard_url: str) -> None:
-        self.url = url
-        self.dashboard_url = dashboard_url  # Ray's job API: `ray job submit` goes here
-        self.root_key = root_key
-        self.data_dir = data_dir
-        self.config = config
-
-    def http(self, key: str | None = None) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {key or self.root_key}"}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
-
-    def create_key(self, scope: str, namespaces: list[str] | None, name: str = "test") -> str:
-        with self.http() as c:
-            r = c.post("/admin/keys", json={"name": name, "scope": scope, "namespaces": namespaces})
-            r.raise_for_status()
-            return str(r.json()["key"])
-
-
-SERVICE_CONFIG: dict[str, Any] = {
-    "shard_count": 2,
-    "sessions": {"idle_timeout_seconds": 14400, "sweep_seconds": 1},
-    "storage": {"checkpoint_seconds": 1},
-    "limits": {"max_body_bytes": 4_000_000},  # small, so that a test can pass it
-}
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ def memory_type_code(memory_type: str) -> int:
 
 # The keyword index holds each session turn with the turns around it (a lower-weight field):
 # a reply ("I was in Chicago") is found by the words of what it answers, and a statement by
-# the follow-up that names its topic. Two each side measured best on LoCoMo dev (README).
+# the follow-up that names its topic. Two each side measured best on LoCoMo dev (docs/benchmarks.md).
 CONTEXT_TURNS = 2
 # Stored in each shard's meta: an index built under another context rule is rebuilt on open.
 KEYWORD_CONTEXT_FORMAT = f"session-turns-{CONTEXT_TURNS}-{CONTEXT_TURNS}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from shards.errors import NamespaceMoved, NamespaceMoving
+from shards.errors import NamespaceMoved, NamespaceMoving, NotFound
 from shards.indexes.base import CONTEXT_TURNS
 from shards.shard.indexing import IndexingMixin
 from shards.types import Memory, MemoryChanges, NewMemory, RecallFilter, Scope, WriteResult
@@ -21,11 +21,23 @@ class MemoriesMixin(IndexingMixin):
         with self._lock:
             for namespace in {item.namespace for item in items}:
                 self._check(namespace, write=True)
+            turns_of = sorted({(i.namespace, i.session_id) for i in items if i.session_id is not None})
+            # Checked before anything is stored, and for every item: a retry of a memory
+            # stored before is answered from what is stored, and must still be refused if
+            # its session has gone since.
+            for namespace, session_id in turns_of:
+                if self.records.session_key(namespace, session_id) is None:
+                    raise NotFound(f"session not found: {session_id}", "session_id")
             stored = self.records.insert(items, now)
-            self._index_written(items, stored)
+            try:
+                self._index_written(items, stored)
+            except Exception:
+                # Stored but not (all) indexed (its reads of session context can fail
+                # too): the next checkpoint re-applies the logged keys from the records.
+                self._indexes_behind = True
+                raise
             sessions = []
-            for namespace, session_id in sorted({(i.namespace, i.session_id) for i in items
-                                                 if i.session_id is not None}):
+            for namespace, session_id in turns_of:
                 session = self.records.get_session(session_id, Scope.of(namespace))
                 if session is not None:
                     sessions.append(session)

@@ -5,15 +5,13 @@ defaults, its own models parsing the answers.
 """
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import pytest_asyncio
 from dakera import AsyncDakeraClient, DakeraClient
 
-from tests.conftest import Engram
-
-KeyedClient = Callable[..., DakeraClient]
+from tests.builders import Engram, KeyedClient
 
 
 @pytest.fixture(scope="session")

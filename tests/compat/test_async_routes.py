@@ -34,7 +34,7 @@ from dakera import (
     WhoamiResponse,
 )
 
-from tests.conftest import Engram
+from tests.builders import Engram
 
 # The session-scoped client's httpx pool lives on the session loop; so do these tests.
 pytestmark = pytest.mark.asyncio(loop_scope="session")

@@ -21,8 +21,7 @@ from dakera import (
     ValidationError,
 )
 
-from tests.compat.conftest import KeyedClient
-from tests.conftest import Engram
+from tests.builders import Engram, KeyedClient
 
 LIMIT = 100_000  # max_content_bytes, in UTF-8 bytes
 

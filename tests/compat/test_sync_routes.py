@@ -36,8 +36,7 @@ from dakera import (
     WhoamiResponse,
 )
 
-from tests.compat.conftest import KeyedClient
-from tests.conftest import Engram
+from tests.builders import Engram, KeyedClient
 
 FACTS = [
     BatchStoreMemoryItem(content="The quarterly budget review is on Friday at 3pm with the finance team",

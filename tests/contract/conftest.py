@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,10 +14,8 @@ from shards.config import ElasticsearchConfig, EmbeddedStorageConfig, MilvusServ
 from shards.control.base import ControlStore
 from shards.control.factory import open_control_store
 from shards.shard import Shard
+from tests.builders import DIM, ES_URL, NEEDS_ELASTICSEARCH, OpenShard
 from tests.milvus_server import MilvusTestServer
-
-DIM = 8
-OpenShard = Callable[..., Shard]
 
 
 def _opener(cfg: EmbeddedStorageConfig) -> OpenShard:
@@ -56,14 +54,6 @@ def milvus_server(milvus_uri: str) -> Iterator[MilvusServerConfig]:
         if name.startswith(cfg.collection_prefix):
             client.drop_collection(name)
     client.close()
-
-
-ES_URL = os.environ.get("ENGRAM_ES_URL")
-# What every Elasticsearch test carries: skipped, saying why, where no server is configured.
-WITHOUT_ELASTICSEARCH = pytest.mark.skipif(
-    not ES_URL, reason="needs an Elasticsearch server: set ENGRAM_ES_URL (none can be installed "
-                       "on this machine)")
-NEEDS_ELASTICSEARCH = [pytest.mark.elasticsearch, WITHOUT_ELASTICSEARCH]
 
 
 @pytest.fixture()

@@ -9,43 +9,13 @@ import pytest
 from shards.config import EmbeddedStorageConfig
 from shards.shard import Shard
 from shards.types import MemoryChanges, RecallFilter, Scope
-from tests.contract.conftest import DIM
-from tests.contract.test_shard_contract import mem, vec
-
-FILTERS = [
-    RecallFilter(),
-    RecallFilter(memory_types=("semantic",)),
-    RecallFilter(since=1_700_000_050.0, until=1_700_000_150.0),
-    RecallFilter(min_importance=0.6),
-]
-
-
-def exact_beside(tmp_path: Path, other: EmbeddedStorageConfig) -> Iterator[tuple[Shard, Shard]]:
-    """The same 200 memories in a shard with exact search and in one configured otherwise."""
-    exact = Shard.open_embedded(0, 1, DIM, EmbeddedStorageConfig(data_dir=tmp_path / "exact"))
-    hnsw = Shard.open_embedded(0, 1, DIM, other)
-    items = [mem(f"m{i}", f"ns{i % 3}", f"memory number {i}", seed=i,
-                 memory_type="semantic" if i % 2 else "episodic", importance=(i % 10) / 10,
-                 event_time=1_700_000_000.0 + i)
-             for i in range(200)]
-    for shard in (exact, hnsw):
-        shard.write(items)
-        shard.checkpoint()
-    yield exact, hnsw
-    exact.close()
-    hnsw.close()
+from tests.builders import DIM, FILTERS, exact_beside, mem, vec, vector_channel
 
 
 @pytest.fixture()
 def shards(tmp_path: Path) -> Iterator[tuple[Shard, Shard]]:
     yield from exact_beside(tmp_path, EmbeddedStorageConfig(data_dir=tmp_path / "hnsw",
                                                             exact_search_max_rows=0))
-
-
-def vector_channel(shard: Shard, ns: str, seed: int, flt: RecallFilter) -> list[tuple[str, float]]:
-    found = shard.recall_candidates(ns, vec(seed), "", flt, 10, graph=False, session=False)
-    ranked = sorted(found, key=lambda c: c.ranks["vector"])
-    return [(c.memory.id, round(c.scores["vector"], 4)) for c in ranked]
 
 
 @pytest.mark.parametrize("flt", FILTERS)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from shards.indexes.base import IndexFilter, IndexRow, memory_type_code
-from tests.contract.conftest import ES_URL, NEEDS_ELASTICSEARCH, WITHOUT_ELASTICSEARCH
+from tests.builders import ES_URL, NEEDS_ELASTICSEARCH, WITHOUT_ELASTICSEARCH
 
 
 @pytest.fixture(params=[

@@ -16,10 +16,7 @@ from shards.indexes.base import IndexFilter, IndexRow
 from shards.indexes.milvus import MilvusServerVectorIndex, entities, server_version
 from shards.shard import Shard
 from shards.types import RecallFilter, Scope
-from tests.conftest import free_port
-from tests.contract.conftest import DIM
-from tests.contract.test_exact_vectors import FILTERS, exact_beside, vector_channel
-from tests.contract.test_shard_contract import ids, mem, vec
+from tests.builders import DIM, FILTERS, exact_beside, free_port, ids, mem, vec, vector_channel
 
 
 def row(key: int, ns_id: int = 1, seed: int | None = None) -> IndexRow:
@@ -140,7 +137,7 @@ sys.path.insert(0, {root!r})
 from shards.config import EmbeddedStorageConfig
 from shards.shard import Shard
 from shards.types import Scope
-from tests.contract.test_shard_contract import mem
+from tests.builders import mem
 shard = Shard.open_embedded(0, 1, {dim}, EmbeddedStorageConfig.model_validate_json({cfg!r}))
 for i in range(20):
     shard.write([mem("w%d" % i, "ns", "acknowledged %d" % i, seed=i)])

@@ -14,8 +14,7 @@ from shards.errors import Conflict, NamespaceMoved, NamespaceMoving
 from shards.routing import shard_for
 from shards.shard import Shard
 from shards.types import EntityRef, MemoryChanges, RecallFilter, Scope
-from tests.contract.conftest import OpenShard
-from tests.contract.test_shard_contract import ids, mem, vec
+from tests.builders import OpenShard, ids, mem, vec
 
 # Under 1 shard everything lives on shard 0; under 2, these move to shard 1 or stay.
 MOVING = next(f"agent-{i}" for i in range(100) if shard_for(f"agent-{i}", 2) == 1)

@@ -1,7 +1,6 @@
 """One shard's contract: durable writes, read-your-writes, scoping, deletes, repair."""
 from __future__ import annotations
 
-import math
 import os
 import subprocess
 import sys
@@ -10,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from shards.errors import Conflict, LayoutMismatch
+from shards.errors import Conflict, LayoutMismatch, NotFound
 from shards.shard import Shard
-from shards.types import MemoryChanges, NewMemory, RecallFilter, Scope
-from tests.contract.conftest import DIM, OpenShard
+from shards.types import MemoryChanges, RecallFilter, Scope
+from tests.builders import DIM, OpenShard, ids, mem, vec
 
 HOSTILE = [
     'acme" or 1==1',
@@ -24,24 +23,6 @@ HOSTILE = [
     "content:foo AND (bar OR \"baz",
     "x" * 3000,
 ]
-
-
-def vec(seed: int) -> tuple[float, ...]:
-    raw = [math.sin(seed * (i + 1) * 1.7) + (1.0 if i == seed % DIM else 0.0) for i in range(DIM)]
-    norm = math.sqrt(sum(x * x for x in raw))
-    return tuple(x / norm for x in raw)
-
-
-def mem(mid: str, ns: str, content: str, seed: int = 0, **kw: object) -> NewMemory:
-    fields: dict[str, object] = dict(
-        id=mid, namespace=ns, content=content, memory_type="episodic", importance=0.5,
-        tags=(), metadata={}, session_id=None, event_time=1_700_000_000.0, vector=vec(seed))
-    fields.update(kw)
-    return NewMemory(**fields)  # type: ignore[arg-type]
-
-
-def ids(candidates: list) -> list[str]:  # type: ignore[type-arg]
-    return [c.memory.id for c in candidates]
 
 
 def test_read_your_writes_in_both_channels(open_shard: OpenShard) -> None:
@@ -101,7 +82,7 @@ sys.path.insert(0, {root!r})
 from pathlib import Path
 from shards.config import EmbeddedStorageConfig
 from shards.shard import Shard
-from tests.contract.test_shard_contract import mem
+from tests.builders import mem
 shard = Shard.open_embedded(0, 1, {dim}, EmbeddedStorageConfig(data_dir=Path({data!r})))
 if {records_only}:
     shard.records.insert([mem("r%d" % i, "ns", "logged only %d" % i, seed=i) for i in range(20)], 1.0)
@@ -277,6 +258,24 @@ def test_forgotten_words_leave_the_next_turns_context(open_shard: OpenShard) -> 
     assert "t2" in ids(shard.recall_candidates("ns", None, "xylophone", RecallFilter(), 10, graph=False, session=False))
     shard.delete(Scope.of("ns"), ["t1"])
     assert shard.recall_candidates("ns", None, "xylophone", RecallFilter(), 10, graph=False, session=False) == []
+
+
+def test_a_turn_of_a_session_the_namespace_lacks_is_refused_and_nothing_is_stored(open_shard: OpenShard) -> None:
+    """The write checks the session itself (the Router does not ask first), for every item:
+    a retry of a stored memory naming a session that is not there is refused too."""
+    shard = open_shard()
+    s = shard.start_session("ns", "s1", {}, None)
+    shard.write([mem("t1", "ns", "the boat is blue", session_id=s.id, seed=1)])
+    for batch in ([mem("new", "ns", "a new turn", session_id="ghost", seed=2)],
+                  [mem("ok", "ns", "fine alone", seed=3), mem("t1", "ns", "the boat is blue",
+                                                            session_id="ghost", seed=1)]):
+        with pytest.raises(NotFound) as refused:
+            shard.write(batch)
+        assert refused.value.field == "session_id"
+    assert shard.lookup("new", Scope.of("ns")) == [] and shard.lookup("ok", Scope.of("ns")) == []
+    assert shard.start_session("other", "ghost", {}, None)  # another namespace's session is no help
+    with pytest.raises(NotFound):
+        shard.write([mem("new", "ns", "a new turn", session_id="ghost", seed=2)])
 
 
 def keyword_ids(shard: Shard, text: str) -> set[str]:

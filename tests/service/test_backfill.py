@@ -9,16 +9,7 @@ from typing import Any
 
 import yaml
 
-from tests.conftest import Engram
-
-ROOT = Path(__file__).resolve().parents[2]
-TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
-
-
-def job_client(engram: Engram) -> Any:
-    from ray.job_submission import JobSubmissionClient
-
-    return JobSubmissionClient(engram.dashboard_url)
+from tests.builders import TERMINAL, Engram, job_client, submit_job, wait
 
 
 def submit(engram: Engram, tmp: Path, data: Path, *extra: str,
@@ -32,30 +23,6 @@ def submit(engram: Engram, tmp: Path, data: Path, *extra: str,
         "--map", "namespace=customer", "--map", "content=text", "--map", "event_time=when",
         "--map", "tags=labels", "--report", str(report), *extra])
     return submit_job(engram, entrypoint), report
-
-
-def submit_job(engram: Engram, entrypoint: str) -> str:
-    """`ray job submit --working-dir .` as an operator runs it: the job imports the uploaded tree."""
-    deadline = time.time() + 120
-    while True:
-        try:
-            return str(job_client(engram).submit_job(entrypoint=entrypoint, runtime_env={
-                "working_dir": str(ROOT), "excludes": [".venv", "data", "bench-results", ".git"]}))
-        except RuntimeError as exc:  # the node's job agent starts a while after the dashboard
-            if "No available agent" not in str(exc) or time.time() > deadline:
-                raise
-            time.sleep(1)
-
-
-def wait(engram: Engram, job_id: str, timeout: float = 300) -> str:
-    client = job_client(engram)
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        status = str(client.get_job_status(job_id).value)
-        if status in TERMINAL:
-            return status
-        time.sleep(0.5)
-    raise TimeoutError(client.get_job_logs(job_id)[-3000:])
 
 
 def rows(prefix: str, n: int) -> list[dict[str, Any]]:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Engram
+from tests.builders import Engram
 
 
 def snapshot(engram: Engram, ns: str) -> list[dict[str, Any]]:

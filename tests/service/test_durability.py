@@ -9,7 +9,7 @@ import httpx
 from ray import serve
 
 from shards.routing import shard_for
-from tests.conftest import Engram
+from tests.builders import Engram
 
 
 def shard_handle(engram: Engram, namespace: str):  # type: ignore[no-untyped-def]

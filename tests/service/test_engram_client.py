@@ -16,7 +16,7 @@ from engram import (
     ValidationError,
 )
 from engram.cli import main
-from tests.conftest import Engram as Service
+from tests.builders import Engram as Service
 
 
 class LosesFirstAnswer(httpx.BaseTransport):

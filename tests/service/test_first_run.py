@@ -150,9 +150,11 @@ def test_a_newcomer_starts_uses_kills_restarts_and_stops_it(newcomer: Newcomer, 
     # SIGKILL runs no clean-up of its own: the run's reaper stops what is left, and the
     # next start would too.
     assert run.signal_and_wait(signal.SIGKILL) == -signal.SIGKILL
-    deadline = time.time() + 120
+    deadline = time.time() + 180
     while list(run_processes(run_dir)) or any(port_accepts(port) for port in newcomer.ports.values()):
-        assert time.time() < deadline, f"left after the SIGKILL: {list(run_processes(run_dir))}"
+        assert time.time() < deadline, (
+            f"left after the SIGKILL: {list(run_processes(run_dir))}; listening: "
+            f"{[name for name, port in newcomer.ports.items() if port_accepts(port)]}; state: {newcomer.state()}")
         time.sleep(1)
     assert newcomer.state()["phase"] == "stopped"  # the reaper's word
     again = Run(newcomer)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import random
 import time
 
-from tests.conftest import Engram
+from tests.builders import Engram
 
 DAY = 86_400
 CUSTOMERS = ["Omar Haddad", "Li Wei", "Ana Souza", "Tom Becker", "Priya Nair", "Kofi Mensah",

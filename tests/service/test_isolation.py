@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 
-from tests.conftest import Engram
+from tests.builders import Engram
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from models.config import RerankerConfig
 from models.rerankers import CrossEncoderReranker
 from serve.clients import ServeRerankerClient
 from shards.errors import InvalidInput
-from tests.conftest import Engram
+from tests.builders import Engram
 
 APP = "reranker-test"
 QUERIES = ["refund for order 4521", "the cat and the dog", "monday morning train", "red apple"]

@@ -15,8 +15,7 @@ import httpx
 from ray import serve
 
 from shards.routing import shard_for
-from tests.conftest import SERVICE_CONFIG, Engram
-from tests.service.test_backfill import job_client, submit_job, wait
+from tests.builders import SERVICE_CONFIG, Engram, job_client, submit_job, wait
 
 APP = "reshard"
 PREFIX = f"/{APP}"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 
-from tests.conftest import Engram
+from tests.builders import Engram
 
 
 def test_session_lifecycle(engram: Engram, ns: str) -> None:

@@ -1,7 +1,7 @@
 """Time in recall (event dates in words, relative expressions) and session neighbourhoods."""
 from __future__ import annotations
 
-from tests.conftest import Engram
+from tests.builders import Engram
 
 MAY_8_2023 = 1_683_547_200  # 2023-05-08 12:00 UTC
 

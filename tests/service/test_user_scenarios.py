@@ -6,7 +6,7 @@ import uuid
 import pytest
 
 from engram import AsyncEngram, Engram
-from tests.conftest import Engram as Service
+from tests.builders import Engram as Service
 
 DECISION = "Decided to use PostgreSQL for the backend project"
 STATUS = "Backend project status: API done, auth in progress"

@@ -10,7 +10,7 @@ import pytest
 import datetime
 import decimal
 
-from cluster.backfill import check_mapping, column_mapping, field_value, input_format, memory_id
+from cluster.backfill_rows import check_mapping, column_mapping, field_value, input_format, memory_id
 
 
 def test_columns_of_the_fields_own_names_need_no_mapping() -> None:

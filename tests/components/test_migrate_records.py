@@ -12,7 +12,7 @@ from shards.control.factory import open_control_store
 from shards.routing import shard_for
 from shards.shard import Shard
 from shards.types import EntityRef, RecallFilter, Scope
-from tests.contract.test_shard_contract import mem, vec
+from tests.builders import mem, vec
 
 NAMES = [f"agent-{i}" for i in range(6)]
 

@@ -14,7 +14,7 @@ from shards.config import EmbeddedStorageConfig
 from shards.routing import ShardMap, shard_for
 from shards.shard import Shard
 from shards.types import Scope
-from tests.contract.test_shard_contract import mem
+from tests.builders import mem
 
 ON = {home: next(f"agent-{i}" for i in range(100) if shard_for(f"agent-{i}", 2) == home)
       for home in (0, 1)}

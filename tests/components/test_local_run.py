@@ -114,6 +114,50 @@ def test_the_run_lock_is_one_holders_and_freed_when_it_dies(tmp_path: Path) -> N
     assert stat.S_IMODE((tmp_path / ".run").stat().st_mode) == 0o700
 
 
+# A run as cluster.local is one: it holds the lock, starts the reaper on a pipe, and a
+# marked process of its own; then it ends as told, the lock held a moment past the pipe's end
+# (as when the kernel closes a SIGKILLed run's files in that order).
+FAKE_RUN = """
+import subprocess, sys, time
+from pathlib import Path
+from cluster import local_run
+data_dir, run_dir, ending = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+lock = local_run.RunLock(data_dir)
+assert lock.acquire()
+lock.record(phase="running", run_dir=run_dir)
+reaper = subprocess.Popen([sys.executable, "-m", "cluster.local_run", "--reap", str(data_dir)],
+                          stdin=subprocess.PIPE, start_new_session=True)
+worker = subprocess.Popen(["sleep", "60"], env={local_run.RUN_MARK: run_dir}, start_new_session=True)
+print(reaper.pid, worker.pid, flush=True)
+if ending == "clean":
+    worker.kill()
+    reaper.stdin.write(local_run.CLEAN_END)
+reaper.stdin.close()
+time.sleep(1.0)
+"""
+
+
+@pytest.mark.parametrize("ending", ["dies", "clean"])
+def test_the_reaper_stops_what_a_dead_run_left_and_leaves_a_clean_one_be(tmp_path: Path, ending: str) -> None:
+    run_dir = local_run.private_dir(tmp_path / "run")
+    (tmp_path / "data").mkdir()
+    run = subprocess.run([sys.executable, "-c", FAKE_RUN, str(tmp_path / "data"), str(run_dir), ending],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    reaper_pid, worker_pid = map(int, run.stdout.split())
+    try:
+        eventually(lambda: not local_run.leftovers(run_dir) and not Path(f"/proc/{reaper_pid}").exists(),
+                   timeout=40)
+        phase = local_run.RunLock(tmp_path / "data").state()["phase"]
+        assert phase == ("stopped" if ending == "dies" else "running")  # a clean run records its own end
+    finally:
+        for pid in (worker_pid, reaper_pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 def test_a_run_folder_open_to_others_is_refused(tmp_path: Path) -> None:
     folder = tmp_path / "run"
     assert local_run.private_dir(folder) == folder

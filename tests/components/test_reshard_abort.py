@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from cluster.reshard import Reshard, Tally
+from cluster.reshard_job import Reshard
+from cluster.reshard_tally import Tally
 from shards.control.sqlite import SQLiteControlStore
 from shards.errors import Conflict
 from shards.routing import shard_for
 from shards.types import RecallFilter, Scope
-from tests.contract.test_shard_contract import mem
-from tests.unit.test_reshard_lease import Remote, two_shards
+from tests.builders import mem, two_shards
 
 GOING = [n for n in (f"agent-{i}" for i in range(200)) if shard_for(n, 2) == 1][:3]
 NEW = next(n for n in (f"new-{i}" for i in range(200)) if shard_for(n, 2) == 1)

@@ -12,7 +12,7 @@ from shards.control.sqlite import SQLiteControlStore
 from shards.routing import shard_for
 from shards.shard import Shard
 from shards.types import RecallFilter
-from tests.contract.test_shard_contract import mem, vec
+from tests.builders import mem, vec
 
 MOVING = next(f"agent-{i}" for i in range(100) if shard_for(f"agent-{i}", 2) == 1)
 NEW_THERE = next(f"new-{i}" for i in range(100) if shard_for(f"new-{i}", 2) == 1)

@@ -12,37 +12,18 @@ from typing import Any
 
 import pytest
 
-from cluster.reshard import LeaseLost, Reshard, Tally
+from cluster.reshard_job import LeaseLost, Reshard
+from cluster.reshard_tally import Tally
 from serve.clients import LocalShardClient
-from serve.reshard_control import ReshardControl
-from serve.shard_routing import ControlShardMap, ShardRouter
 from shards.config import EmbeddedStorageConfig
 from shards.control.sqlite import SQLiteControlStore
 from shards.errors import Conflict
 from shards.routing import shard_for
 from shards.shard import Shard
 from shards.types import RecallFilter
-from tests.contract.test_shard_contract import DIM, mem
+from tests.builders import DIM, mem, router_of, two_shards
 
 MOVING = [n for n in (f"agent-{i}" for i in range(200)) if shard_for(n, 2) == 1][:3]
-
-
-class Remote:
-    """`obj.method.remote(...)`, awaited, as a Serve handle offers it."""
-
-    def __init__(self, target: Any) -> None:
-        self._target = target
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self._target, name)
-        return type("Method", (), {"remote": staticmethod(method)})
-
-
-def router_of(control: SQLiteControlStore, clients: list[LocalShardClient]) -> Remote:
-    """The Router deployment's own reshard methods (serve/reshard_control.py) over the real
-    control store, behind a stand-in for the Router's Serve handle."""
-    router = ShardRouter(list(clients), ControlShardMap(control), control.shard_map())
-    return Remote(ReshardControl(control, router))
 
 
 class StalledShard:
@@ -59,21 +40,6 @@ class StalledShard:
             self.reached.set()
             self.gate.wait(60)
         return await self.client.call(method, *args, **kwargs)
-
-
-def two_shards(tmp_path: Path, namespaces: list[str]
-               ) -> tuple[list[Shard], SQLiteControlStore, list[LocalShardClient], Remote]:
-    """Shards 0 and 1 under a map of one shard, five notes in each namespace on shard 0, the
-    control store, the shards' in-process clients, and the Router's reshard methods."""
-    cfg = EmbeddedStorageConfig(data_dir=tmp_path)
-    shards = [Shard.open_embedded(i, 1, DIM, cfg) for i in range(2)]
-    control = SQLiteControlStore(tmp_path / "control.db")
-    control.check_deployed_shards(1)
-    for n, ns in enumerate(namespaces):
-        shards[0].write([mem(f"{ns}-m{i}", ns, f"note {i} of {ns}", seed=n * 10 + i)
-                         for i in range(5)])
-    clients = [LocalShardClient(s) for s in shards]
-    return shards, control, clients, router_of(control, clients)
 
 
 def test_a_stalled_job_is_taken_over_and_fenced(tmp_path: Path) -> None:
