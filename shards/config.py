@@ -62,6 +62,35 @@ class ElasticsearchConfig(BaseModel):
         return os.environ.get(self.api_key_env) or None
 
 
+class PostgresConfig(BaseModel):
+    """A PostgreSQL server (or several) holding the records, one schema per shard
+    (`<schema_prefix>shard_<index>`), and the control data (`<schema_prefix>control`, on `dsn`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # A libpq URI or key=value string without the password, which comes from the variable
+    # named by password_env (or libpq's own PGPASSWORD and ~/.pgpass): config files are
+    # committed and logged.
+    dsn: str = "postgresql://engram@127.0.0.1:5432/engram"
+    password_env: str = "ENGRAM_POSTGRES_PASSWORD"
+    # Shards spread over several servers: shard index -> its DSN; a shard not named uses `dsn`.
+    shard_dsns: dict[int, str] = Field(default_factory=dict)
+    # Deployments sharing a database need prefixes of their own.
+    schema_prefix: str = Field("engram_", pattern=r"^[a-z_][a-z0-9_]*$", max_length=40)
+    # Connections per shard replica (and per control store): writes hold one for a transaction.
+    pool_min_size: int = Field(1, ge=0)
+    pool_max_size: int = Field(8, ge=1)
+    connect_timeout_s: float = Field(10.0, gt=0)
+    # A statement running longer is cancelled (the request fails and can be retried).
+    statement_timeout_s: float = Field(30.0, gt=0)
+
+    def dsn_for(self, shard: int) -> str:
+        return self.shard_dsns.get(shard, self.dsn)
+
+    def password(self) -> str | None:
+        return os.environ.get(self.password_env) or None
+
+
 class EmbeddedStorageConfig(BaseModel):
     """SQLite + Milvus Lite + tantivy under one data directory: no server needed. Each part
     can move to a server by configuration: vectors to `milvus_server`, BM25 to `elasticsearch`,
@@ -76,7 +105,9 @@ class EmbeddedStorageConfig(BaseModel):
     # map): SQLite in data_dir, or the `elasticsearch` cluster (shards/records/elasticsearch.py,
     # shards/control/elasticsearch.py). Switching does not move data: a data_dir that holds SQLite
     # records refuses to start with `elasticsearch`; cluster/migrate_records.py copies it.
-    record_store: Literal["sqlite", "elasticsearch"] = "sqlite"
+    record_store: Literal["sqlite", "postgres", "elasticsearch"] = "sqlite"
+    # Set with record_store: postgres (the production source of truth).
+    postgres: PostgresConfig | None = None
     # FULL fsyncs every commit: an acknowledged store survives power loss, not only a crash.
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     milvus_flush_every: int = Field(256, ge=1)  # Milvus Lite: a server persists on its own
@@ -96,6 +127,9 @@ class EmbeddedStorageConfig(BaseModel):
 
     @model_validator(mode="after")
     def _records_need_their_cluster(self) -> EmbeddedStorageConfig:
+        if self.record_store == "postgres" and self.postgres is None:
+            raise ValueError("storage.record_store: postgres needs storage.postgres "
+                             "(the server's dsn, password_env and schema_prefix)")
         if self.record_store == "elasticsearch" and self.elasticsearch is None:
             raise ValueError("storage.record_store: elasticsearch needs storage.elasticsearch "
                              "(the cluster's url, credentials and index_prefix)")
@@ -104,7 +138,7 @@ class EmbeddedStorageConfig(BaseModel):
     @property
     def all_remote(self) -> bool:
         """Whether every part of a shard lives on a server (nothing in data_dir)."""
-        return (self.record_store == "elasticsearch" and self.milvus_server is not None
+        return (self.record_store != "sqlite" and self.milvus_server is not None
                 and self.elasticsearch is not None)
 
 

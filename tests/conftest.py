@@ -18,6 +18,8 @@ import pytest
 from cluster.ingress import free_ports, ingress_env
 from cluster.loopback import ONE_MACHINE_RAY, loopback_env_beside
 from tests.builders import SERVICE_CONFIG, Engram
+from tests.es_emulator import EsEmulator
+from tests.postgres_server import PostgresTestServer
 
 ROOT_KEY = "ek_test_root_" + uuid.uuid4().hex
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -100,3 +102,27 @@ def tiny_cross_encoder_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.tiny_models import tiny_cross_encoder
 
     return tiny_cross_encoder(tmp_path_factory.mktemp("tiny-cross-encoder"))
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresTestServer]:
+    """A PostgreSQL server on loopback for the session (tests/postgres_server.py); its
+    password is where the stores read it (PostgresConfig.password_env's default). Where
+    none can start, the tests that need it fail and say what is missing: never skipped."""
+    missing = PostgresTestServer.unavailable()
+    if missing:
+        pytest.fail(missing)
+    with PostgresTestServer() as server:
+        os.environ["ENGRAM_POSTGRES_PASSWORD"] = server.password
+        yield server
+
+
+@pytest.fixture(scope="session")
+def es_emulator_url() -> Iterator[str]:
+    """noida-db, an Elasticsearch-API emulator (not Elasticsearch: tests/es_emulator.py),
+    on loopback for the session."""
+    missing = EsEmulator.unavailable()
+    if missing:
+        pytest.fail(missing)
+    with EsEmulator() as url:
+        yield url

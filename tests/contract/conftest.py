@@ -10,11 +10,12 @@ from typing import Any
 
 import pytest
 
-from shards.config import ElasticsearchConfig, EmbeddedStorageConfig, MilvusServerConfig
+from shards.config import ElasticsearchConfig, EmbeddedStorageConfig, MilvusServerConfig, PostgresConfig
 from shards.control.base import ControlStore
 from shards.control.factory import open_control_store
 from shards.shard import Shard
 from tests.builders import DIM, ES_URL, NEEDS_ELASTICSEARCH, OpenShard
+from tests.postgres_server import PostgresTestServer
 from tests.milvus_server import MilvusTestServer
 
 
@@ -72,6 +73,35 @@ def elasticsearch() -> Iterator[ElasticsearchConfig]:
     client.close()
 
 
+@pytest.fixture()
+def es_emulator(es_emulator_url: str) -> Iterator[ElasticsearchConfig]:
+    """The Elasticsearch-API emulator (tests/es_emulator.py), an index prefix of the test's
+    own; its indexes deleted after."""
+    from shards.es_client import connect
+
+    cfg = ElasticsearchConfig(url=es_emulator_url, index_prefix=f"engram_emu_{uuid.uuid4().hex[:12]}_",
+                              number_of_replicas=0)
+    yield cfg
+    client = connect(cfg.url, None)
+    for name in client.indices.get(index=f"{cfg.index_prefix}*", allow_no_indices=True):
+        client.indices.delete(index=name)
+    client.close()
+
+
+@pytest.fixture()
+def postgres(postgres_server: PostgresTestServer) -> Iterator[PostgresConfig]:
+    """The session's PostgreSQL server, a schema prefix of the test's own (so it sees no
+    other test's records); its schemas dropped after."""
+    cfg = PostgresConfig(dsn=postgres_server.dsn, schema_prefix=f"t{uuid.uuid4().hex[:12]}_",
+                         pool_max_size=4)
+    yield cfg
+    with postgres_server.connect() as conn:  # type: ignore[attr-defined]
+        schemas = [row[0] for row in conn.execute(
+            "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, %s)", (cfg.schema_prefix,))]
+        for schema in schemas:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
 @pytest.fixture(params=[pytest.param("sqlite", id="sqlite"),
                         pytest.param("elasticsearch", id="elasticsearch", marks=NEEDS_ELASTICSEARCH)])
 def control_storage(request: pytest.FixtureRequest, tmp_path: Path) -> EmbeddedStorageConfig:
@@ -109,7 +139,7 @@ class Backend:
     settings: tuple[tuple[str, Any], ...] = ()  # any other storage settings, (name, value)
 
     def config(self, tmp: Path, request: pytest.FixtureRequest) -> EmbeddedStorageConfig:
-        fields = {name: request.getfixturevalue(name) for name in self.servers}
+        fields = {SETTING_OF.get(name, name): request.getfixturevalue(name) for name in self.servers}
         fields.update(self.settings)
         cfg = EmbeddedStorageConfig(data_dir=tmp, record_store=self.record_store, **fields)
         if cfg.all_remote:  # every part on a server: the suite checks nothing lands on disk
@@ -117,6 +147,11 @@ class Backend:
                                         **fields)
         return cfg
 
+
+# The storage setting a server fixture fills, where its name is not the setting's.
+SETTING_OF = {"es_emulator": "elasticsearch"}
+POSTGRES = [pytest.mark.postgres]
+EMULATOR = [pytest.mark.emulator]
 
 # Every backend runs this suite: a new record store (or index) is one row here. No
 # Elasticsearch server can be installed on the development machines: its rows run where
@@ -126,6 +161,8 @@ BACKENDS = [
     # No exact search of small namespaces from SQLite: every recall goes through the server's HNSW.
     pytest.param(Backend(servers=("milvus_server",), settings=(("exact_search_max_rows", 0),)),
                  id="milvus-server"),
+    # records in SQLite, BM25 on the Elasticsearch-API emulator (not Elasticsearch)
+    pytest.param(Backend(servers=("es_emulator",)), id="es-emulator", marks=EMULATOR),
     # records in SQLite, BM25 on the cluster
     pytest.param(Backend(servers=("elasticsearch",)), id="elasticsearch", marks=NEEDS_ELASTICSEARCH),
     # production: records and BM25 on Elasticsearch, vectors on Milvus

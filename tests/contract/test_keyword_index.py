@@ -1,8 +1,12 @@
-"""The keyword (BM25) index contract: tantivy here, Elasticsearch where ENGRAM_ES_URL points at one.
+"""The keyword (BM25) index contract: tantivy; Elasticsearch's API on an emulator; and
+Elasticsearch itself where ENGRAM_ES_URL points at a cluster.
 
-No Elasticsearch server can be installed on the development machines, so the Elasticsearch
-rows are skipped there, saying so; CI with a cluster sets ENGRAM_ES_URL (and, if it needs
-one, ENGRAM_ES_API_KEY) and runs the same assertions.
+No Elasticsearch server can be installed on the development machines. The emulator rows
+run everywhere against noida-db (tests/es_emulator.py), which speaks Elasticsearch's API but
+is not Elasticsearch: they show that our requests, mappings and queries are accepted and
+answered as the API documents, not Lucene's scoring, refresh timing or behaviour under load.
+The Elasticsearch rows are skipped, saying so, where no cluster is configured; CI with one
+sets ENGRAM_ES_URL (and, if it needs one, ENGRAM_ES_API_KEY) and runs the same assertions.
 """
 from __future__ import annotations
 
@@ -15,13 +19,22 @@ from typing import Any
 import pytest
 
 from shards.indexes.base import IndexFilter, IndexRow, memory_type_code
-from tests.builders import ES_URL, NEEDS_ELASTICSEARCH, WITHOUT_ELASTICSEARCH
+from tests.builders import ES_URL, NEEDS_ELASTICSEARCH
+
+ES_ROWS = [pytest.param("es-emulator", marks=pytest.mark.emulator),
+           pytest.param("elasticsearch", marks=NEEDS_ELASTICSEARCH)]
 
 
-@pytest.fixture(params=[
-    "tantivy",
-    pytest.param("elasticsearch", marks=NEEDS_ELASTICSEARCH),
-])
+def es_client(kind: str, request: pytest.FixtureRequest) -> Any:
+    """A client of the emulator or of ENGRAM_ES_URL's cluster."""
+    from shards.es_client import connect
+
+    if kind == "es-emulator":
+        return connect(request.getfixturevalue("es_emulator_url"), None)
+    return connect(str(ES_URL), os.environ.get("ENGRAM_ES_API_KEY"), ca_certs=os.environ.get("ENGRAM_ES_CA_CERTS"))
+
+
+@pytest.fixture(params=["tantivy", *ES_ROWS])
 def index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     if request.param == "tantivy":
         from shards.indexes.tantivy import TantivyKeywordIndex
@@ -30,17 +43,18 @@ def index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
         yield idx
         idx.close()
         return
-    from shards.es_client import connect
     from shards.indexes.elasticsearch import ElasticsearchKeywordIndex
 
-    client = connect(str(ES_URL), os.environ.get("ENGRAM_ES_API_KEY"), ca_certs=os.environ.get("ENGRAM_ES_CA_CERTS"))
+    client = es_client(request.param, request)
     name = f"engram_test_{uuid.uuid4().hex[:12]}"
     idx = ElasticsearchKeywordIndex(client, name, replicas=0)
     try:
         yield idx
     finally:
         idx.close()
-        connect(str(ES_URL), os.environ.get("ENGRAM_ES_API_KEY"), ca_certs=os.environ.get("ENGRAM_ES_CA_CERTS")).indices.delete(index=name)
+        cleaner = es_client(request.param, request)
+        cleaner.indices.delete(index=name)
+        cleaner.close()
 
 
 def row(key: int, content: str, ns_id: int = 1, *, context: str = "", memory_type: str = "episodic",
@@ -99,14 +113,12 @@ def test_clear_empties_it(index: Any) -> None:
     assert index.count() == 0 and keys(index, "memory") == []
 
 
-@pytest.mark.elasticsearch
-@WITHOUT_ELASTICSEARCH
-def test_an_existing_index_reopens_for_its_store_only() -> None:
+@pytest.mark.parametrize("kind", ES_ROWS)
+def test_an_existing_index_reopens_for_its_store_only(kind: str, request: pytest.FixtureRequest) -> None:
     from shards.errors import LayoutMismatch
-    from shards.es_client import connect
     from shards.indexes.elasticsearch import ElasticsearchKeywordIndex
 
-    client = connect(str(ES_URL), os.environ.get("ENGRAM_ES_API_KEY"), ca_certs=os.environ.get("ENGRAM_ES_CA_CERTS"))
+    client = es_client(kind, request)
     name = f"engram_test_{uuid.uuid4().hex[:12]}"
     try:
         first = ElasticsearchKeywordIndex(client, name, owner="store-a", replicas=0)
