@@ -99,7 +99,7 @@ def test_production_keeps_nothing_on_a_pod() -> None:
     on servers (so Routers and Shards can run on any pod offering engram_core)."""
     [app] = yaml.safe_load((CLUSTER / "serve.production.yaml").read_text())["applications"]
     storage = EngramConfig.from_args(app["args"]).storage
-    assert storage.record_store == "elasticsearch" and storage.all_remote
+    assert storage.record_store == "postgres" and storage.all_remote
     manifest = yaml.safe_dump(rayservice())
     assert "persistentVolumeClaim" not in manifest and "engram_storage" not in manifest
 
