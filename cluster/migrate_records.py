@@ -1,13 +1,15 @@
 """Copy an Engram's records and control data from one storage configuration to another,
-with the service stopped: typically from the SQLite layout (records.db per shard and
-control.db on a volume) to Elasticsearch (`storage.record_store: elasticsearch`).
+with the service stopped: typically from the embedded layout (SQLite: records.db per shard
+and control.db on a volume) to PostgreSQL (`storage.record_store: postgres`).
 
     python -m cluster.migrate_records --from old.yaml --to cluster/serve.production.yaml
 
 Both files are Serve configs (their `storage` and `shard_count` are what counts). The copy
-is namespace by namespace, through the same export and import a reshard uses: memories with
-their vectors (nothing is embedded again), sessions, entity links, idempotency keys and
-access counts; then the API keys (by their secrets' hashes) and the shard map. The target's
+is namespace by namespace, through the same export and import a reshard uses, into each
+shard's record store (one PostgreSQL schema per shard, `<schema_prefix>shard_<index>`):
+memories with their vectors (nothing is embedded again), sessions, entity links,
+idempotency keys and access counts; then the API keys (by their secrets' hashes) and the
+shard map into the target's control store (`<schema_prefix>control`). The target's
 indexes are built as its shards take the memories in: give the target a Milvus
 `collection_prefix` and an Elasticsearch `index_prefix` of its own.
 
@@ -34,7 +36,7 @@ from serve.shard_calls import ShardCalls
 from serve.config import EngramConfig
 from shards.config import EmbeddedStorageConfig
 from shards.control.factory import open_control_store
-from shards.errors import LayoutMismatch
+from shards.errors import LayoutMismatch, StorageUnavailable
 from shards.shard import RecordStore, Shard, open_record_store, shard_dir
 
 
@@ -50,6 +52,17 @@ def absolute(cfg: EngramConfig) -> EngramConfig:
     """A relative data_dir is taken from the working directory, as `make serve` does."""
     storage = cfg.storage.model_copy(update={"data_dir": cfg.storage.data_dir.resolve()})
     return cfg.model_copy(update={"storage": storage})
+
+
+def records_at(storage: EmbeddedStorageConfig) -> tuple[object, ...]:
+    """Where a config keeps its records and control data, to compare two configs by."""
+    if storage.record_store == "postgres":
+        assert storage.postgres is not None  # the config refuses postgres records without it
+        return ("postgres", storage.postgres.dsn, storage.postgres.schema_prefix)
+    if storage.record_store == "elasticsearch":
+        assert storage.elasticsearch is not None
+        return ("elasticsearch", storage.elasticsearch.url, storage.elasticsearch.index_prefix)
+    return ("sqlite", storage.data_dir)
 
 
 def source_records(storage: EmbeddedStorageConfig, index: int) -> RecordStore | None:
@@ -111,9 +124,7 @@ class StoppedRecords:
 
 
 def migrate(source: EngramConfig, target: EngramConfig, page: int = 500) -> Copied:
-    same = (source.storage.record_store, source.storage.data_dir, source.storage.elasticsearch) == \
-        (target.storage.record_store, target.storage.data_dir, target.storage.elasticsearch)
-    if same:
+    if records_at(source.storage) == records_at(target.storage):
         raise SystemExit("--from and --to name the same records: nothing to copy")
     copied = Copied()
     source_control = open_control_store(source.storage)
@@ -167,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         copied = migrate(source, target, args.page_size)
-    except LayoutMismatch as exc:
+    except (LayoutMismatch, StorageUnavailable) as exc:
         raise SystemExit(str(exc)) from None
     seconds = time.monotonic() - started
     print("\n| migrate_records | |\n|---|---:|")

@@ -1,10 +1,14 @@
 """cluster.migrate_records copies a stopped Engram's records and control data to another
 storage configuration, whole, leaving the source as it was; run again it skips what is
-whole and redoes a namespace cut short. Real shards and control stores (SQLite to SQLite
-here: the Elasticsearch target runs the same record-store contract, tests/contract)."""
+whole and redoes a namespace cut short. Real shards and control stores: the embedded
+layout (SQLite) to PostgreSQL, on the server the tests start (tests/postgres_server.py)."""
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from cluster.migrate_records import migrate
 from serve.config import EngramConfig
@@ -13,12 +17,38 @@ from shards.routing import shard_for
 from shards.shard import Shard
 from shards.types import EntityRef, RecallFilter, Scope
 from tests.builders import mem, vec
+from tests.postgres_server import PostgresTestServer
+
+pytestmark = pytest.mark.postgres
 
 NAMES = [f"agent-{i}" for i in range(6)]
 
 
 def config(data_dir: Path) -> EngramConfig:
     return EngramConfig.from_args({"shard_count": 2, "storage": {"data_dir": str(data_dir)}})
+
+
+@pytest.fixture()
+def target(postgres_server: PostgresTestServer, tmp_path: Path) -> Iterator[EngramConfig]:
+    """Records and control data on PostgreSQL under a schema prefix of the test's own (its
+    schemas dropped after); the indexes embedded in a data_dir of their own."""
+    prefix = f"t{uuid.uuid4().hex[:12]}_"
+    yield EngramConfig.from_args({"shard_count": 2, "storage": {
+        "data_dir": str(tmp_path / "new"), "record_store": "postgres",
+        "postgres": {"dsn": postgres_server.dsn, "schema_prefix": prefix, "pool_max_size": 2}}})
+    with postgres_server.connect() as conn:  # type: ignore[attr-defined]
+        for (schema,) in conn.execute("SELECT nspname FROM pg_namespace WHERE starts_with(nspname, %s)",
+                                      (prefix,)).fetchall():
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def schemas(server: PostgresTestServer, cfg: EngramConfig) -> set[str]:
+    assert cfg.storage.postgres is not None
+    prefix = cfg.storage.postgres.schema_prefix
+    with server.connect() as conn:  # type: ignore[attr-defined]
+        rows = conn.execute("SELECT nspname FROM pg_namespace WHERE starts_with(nspname, %s)",
+                            (prefix,)).fetchall()
+    return {str(r[0]).removeprefix(prefix) for r in rows}
 
 
 def fill(cfg: EngramConfig) -> str:
@@ -55,14 +85,19 @@ def everything(cfg: EngramConfig) -> dict[str, object]:
     return out
 
 
-def test_a_copy_is_whole_and_the_source_unchanged(tmp_path: Path) -> None:
-    source, target = config(tmp_path / "old"), config(tmp_path / "new")
+def test_a_copy_is_whole_and_the_source_unchanged(tmp_path: Path, target: EngramConfig,
+                                                  postgres_server: PostgresTestServer) -> None:
+    source = config(tmp_path / "old")
     secret = fill(source)
     before = everything(source)
 
     copied = migrate(source, target, page=1)
     assert (copied.namespaces, copied.memories, copied.keys) == (len(NAMES), 2 * len(NAMES), 1)
     assert everything(target) == before == everything(source)
+    # records and control data are on the server, not in the target's data_dir
+    held = schemas(postgres_server, target)
+    assert "control" in held and len({s for s in held if s.startswith("shard_")}) == 2
+    assert not [*target.storage.data_dir.rglob("records.db"), *target.storage.data_dir.rglob("control.db")]
     # the copy serves: recall through its freshly built indexes, by vector and by BM25
     name = NAMES[0]
     shard = Shard.open_embedded(shard_for(name, 2), 2, 8, target.storage)
@@ -81,8 +116,8 @@ def test_a_copy_is_whole_and_the_source_unchanged(tmp_path: Path) -> None:
     assert (again.namespaces, again.skipped, again.memories) == (0, len(NAMES), 0)
 
 
-def test_a_namespace_cut_short_is_copied_afresh(tmp_path: Path) -> None:
-    source, target = config(tmp_path / "old"), config(tmp_path / "new")
+def test_a_namespace_cut_short_is_copied_afresh(tmp_path: Path, target: EngramConfig) -> None:
+    source = config(tmp_path / "old")
     fill(source)
     name = NAMES[0]
     index = shard_for(name, 2)

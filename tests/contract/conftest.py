@@ -102,12 +102,22 @@ def postgres(postgres_server: PostgresTestServer) -> Iterator[PostgresConfig]:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
+# The storage setting a server fixture fills, where its name is not the setting's.
+SETTING_OF = {"es_emulator": "elasticsearch"}
+POSTGRES = [pytest.mark.postgres]
+EMULATOR = [pytest.mark.emulator]
+
 @pytest.fixture(params=[pytest.param("sqlite", id="sqlite"),
+                        pytest.param("postgres", id="postgres", marks=POSTGRES),
                         pytest.param("elasticsearch", id="elasticsearch", marks=NEEDS_ELASTICSEARCH)])
 def control_storage(request: pytest.FixtureRequest, tmp_path: Path) -> EmbeddedStorageConfig:
-    """Where the control store keeps its data: SQLite in a directory, or an Elasticsearch index."""
+    """Where the control store keeps its data: SQLite in a directory, a PostgreSQL schema, or
+    an Elasticsearch index."""
     if request.param == "sqlite":
         return EmbeddedStorageConfig(data_dir=tmp_path)
+    if request.param == "postgres":
+        return EmbeddedStorageConfig(data_dir=tmp_path, record_store="postgres",
+                                     postgres=request.getfixturevalue("postgres"))
     return EmbeddedStorageConfig(data_dir=tmp_path, record_store="elasticsearch",
                                  elasticsearch=request.getfixturevalue("elasticsearch"))
 
@@ -148,11 +158,6 @@ class Backend:
         return cfg
 
 
-# The storage setting a server fixture fills, where its name is not the setting's.
-SETTING_OF = {"es_emulator": "elasticsearch"}
-POSTGRES = [pytest.mark.postgres]
-EMULATOR = [pytest.mark.emulator]
-
 # Every backend runs this suite: a new record store (or index) is one row here. No
 # Elasticsearch server can be installed on the development machines: its rows run where
 # ENGRAM_ES_URL points at one and are skipped, saying so, elsewhere.
@@ -165,7 +170,15 @@ BACKENDS = [
     pytest.param(Backend(servers=("es_emulator",)), id="es-emulator", marks=EMULATOR),
     # records in SQLite, BM25 on the cluster
     pytest.param(Backend(servers=("elasticsearch",)), id="elasticsearch", marks=NEEDS_ELASTICSEARCH),
-    # production: records and BM25 on Elasticsearch, vectors on Milvus
+    # records on PostgreSQL, the indexes embedded
+    pytest.param(Backend(record_store="postgres", servers=("postgres",)), id="postgres", marks=POSTGRES),
+    # the production form, emulated BM25: records on PostgreSQL, vectors on Milvus, BM25 on the emulator
+    pytest.param(Backend(record_store="postgres", servers=("postgres", "milvus_server", "es_emulator")),
+                 id="production-emulated", marks=POSTGRES + EMULATOR),
+    # the production form: records on PostgreSQL, vectors on Milvus, BM25 on Elasticsearch
+    pytest.param(Backend(record_store="postgres", servers=("postgres", "milvus_server", "elasticsearch")),
+                 id="production", marks=POSTGRES + NEEDS_ELASTICSEARCH),
+    # records and BM25 on Elasticsearch, vectors on Milvus (until issue 21 removes it)
     pytest.param(Backend(record_store="elasticsearch", servers=("elasticsearch", "milvus_server")),
                  id="es-records+milvus-server", marks=NEEDS_ELASTICSEARCH),
 ]

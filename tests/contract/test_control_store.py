@@ -1,12 +1,25 @@
 """The control store's contract (API keys, the shard map and the reshard lease), one suite
-for SQLite (embedded) and Elasticsearch (production; skipped, saying so, where no server)."""
+for SQLite (embedded), PostgreSQL (production) and Elasticsearch (skipped, saying so, where
+no server); then what only the PostgreSQL store has (schema versions, a lost server)."""
 from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
+from shards.config import EmbeddedStorageConfig, PostgresConfig
 from shards.control.base import ControlStore
-from shards.errors import Conflict, LayoutMismatch, NotFound
+from shards.control.factory import open_control_store
+from shards.control.postgres import PostgresControlStore
+from shards.control.sqlite import SQLiteControlStore
+from shards.errors import Conflict, LayoutMismatch, NotFound, StorageUnavailable
 from shards.routing import shard_for
+from tests.postgres_server import PostgresTestServer
+
+T = TypeVar("T")
 
 MOVING = [n for n in (f"agent-{i}" for i in range(200)) if shard_for(n, 2) == 1][:3]
 
@@ -101,3 +114,99 @@ def test_nothing_is_written_before_a_shard_count_is_recorded(control: ControlSto
     first = control.shard_map(initial_count=2)
     assert (first.count, first.target, first.moved) == (2, None, frozenset())
     assert control.begin_reshard(3, "job-b", 30, now=1001.0).target == 3  # no lease was left
+
+
+def at_once(calls: list[Callable[[], T]]) -> list[T | Exception]:
+    """Run the calls in threads released together; each one's answer or exception."""
+    gate = threading.Barrier(len(calls))
+    answers: list[T | Exception] = [RuntimeError("did not run")] * len(calls)
+
+    def run(i: int) -> None:
+        gate.wait()
+        try:
+            answers[i] = calls[i]()
+        except Exception as exc:  # noqa: BLE001 - the answer under test
+            answers[i] = exc
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return answers
+
+
+def test_routers_racing_for_the_lease_get_one_winner(control: ControlStore,
+                                                     reopen_control: ControlStore) -> None:
+    control.check_deployed_shards(2)
+    stores = [control, reopen_control] * 4  # two routers, four callers each
+    answers = at_once([lambda s=s, i=i: s.begin_reshard(3, f"job-{i}", 30, now=1000.0)
+                       for i, s in enumerate(stores)])
+    won = [i for i, a in enumerate(answers) if not isinstance(a, Exception)]
+    assert len(won) == 1, answers
+    assert all(isinstance(a, Conflict) and "is running" in str(a)
+               for i, a in enumerate(answers) if i not in won), answers
+    holder = f"job-{won[0]}"
+    # Racing changes are all kept: none is lost to another written over it.
+    before = control.shard_map()
+    names = [f"ns-{i}" for i in range(len(stores))]
+    marked = at_once([lambda s=s, n=n: s.mark_moved([n], holder)
+                      for s, n in zip(stores, names)])
+    assert not [a for a in marked if isinstance(a, Exception)], marked
+    after = reopen_control.shard_map()
+    assert after.moved == set(names) and after.version == before.version + len(names)
+
+
+# -- PostgreSQL only -----------------------------------------------------------------------
+
+@pytest.mark.postgres
+def test_a_newer_control_schema_is_refused_naming_its_version(
+        postgres: PostgresConfig, postgres_server: PostgresTestServer) -> None:
+    PostgresControlStore.from_config(postgres).close()
+    with postgres_server.connect() as conn:  # type: ignore[attr-defined]
+        conn.execute(f'UPDATE "{postgres.schema_prefix}control".schema_version SET version = 7'
+                     " WHERE store = 'control'")
+    with pytest.raises(LayoutMismatch, match="at version 7, and this code knows versions up to 1"):
+        PostgresControlStore.from_config(postgres)
+
+
+@pytest.mark.postgres
+def test_a_lost_postgres_server_is_storage_unavailable(
+        postgres: PostgresConfig, postgres_server: PostgresTestServer) -> None:
+    control = PostgresControlStore.from_config(postgres)
+    try:
+        key, secret = control.create_key("acme", "write", None, None, None)
+        with postgres_server.connect() as conn:  # type: ignore[attr-defined]
+            conn.execute("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
+                         " WHERE application_name = 'engram control'")
+        # Each connection is tried as it leaves the pool: the dropped ones are replaced there.
+        assert control.by_secret(secret) == key
+    finally:
+        control.close()
+    nowhere = postgres.model_copy(update={"dsn": "postgresql://engram@127.0.0.1:1/engram",
+                                          "connect_timeout_s": 1.0})
+    with pytest.raises(StorageUnavailable, match="cannot reach PostgreSQL"):
+        PostgresControlStore.from_config(nowhere)
+
+
+@pytest.mark.postgres
+def test_postgres_records_refuse_a_data_dir_with_sqlite_control_data(
+        postgres: PostgresConfig, tmp_path: Path) -> None:
+    SQLiteControlStore(tmp_path / "control.db").close()
+    storage = EmbeddedStorageConfig(data_dir=tmp_path, record_store="postgres", postgres=postgres)
+    with pytest.raises(LayoutMismatch, match="record_store is postgres.*cluster.migrate_records"):
+        open_control_store(storage)
+
+
+@pytest.mark.postgres
+def test_router_replicas_starting_at_once_agree_on_the_root_key(postgres: PostgresConfig) -> None:
+    stores = [PostgresControlStore.from_config(postgres) for _ in range(3)]
+    try:
+        for secret in ("ek_root_one", "ek_root_two"):  # first start, then a new secret
+            answers = at_once([lambda s=s: s.ensure_root_key(secret) for s in stores * 2])
+            assert all(a == answers[0] for a in answers), answers
+            assert [k.key_id for k in stores[0].keys()] == ["root"]
+            assert stores[1].by_secret(secret) == answers[0]
+        assert stores[2].by_secret("ek_root_one") is None
+    finally:
+        for store in stores:
+            store.close()

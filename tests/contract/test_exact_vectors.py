@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from shards.config import EmbeddedStorageConfig
+from shards.config import EmbeddedStorageConfig, PostgresConfig
 from shards.shard import Shard
 from shards.types import MemoryChanges, RecallFilter, Scope
 from tests.builders import DIM, FILTERS, exact_beside, mem, vec, vector_channel
@@ -27,8 +27,28 @@ def test_exact_search_matches_hnsw(shards, flt: RecallFilter) -> None:  # type: 
         assert [s for _, s in got] == [s for _, s in vector_channel(hnsw, "ns1", seed, flt)]
 
 
-def test_exact_search_sees_every_write(shards) -> None:  # type: ignore[no-untyped-def]
-    exact, _ = shards
+@pytest.fixture()
+def exact_on_postgres(tmp_path: Path, postgres: PostgresConfig) -> Iterator[tuple[Shard, Shard]]:
+    """Exact search over SQLite records beside exact search over PostgreSQL records."""
+    yield from exact_beside(tmp_path, EmbeddedStorageConfig(
+        data_dir=tmp_path / "postgres", record_store="postgres", postgres=postgres))
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("flt", FILTERS)
+def test_exact_search_over_postgres_records_answers_as_over_sqlite(exact_on_postgres, flt: RecallFilter) -> None:  # type: ignore[no-untyped-def]
+    on_sqlite, on_postgres = exact_on_postgres
+    for seed in (3, 50, 101):
+        got = vector_channel(on_postgres, "ns1", seed, flt)
+        assert got and got == vector_channel(on_sqlite, "ns1", seed, flt)
+
+
+@pytest.mark.parametrize("records", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_exact_search_sees_every_write(request: pytest.FixtureRequest, records: str) -> None:
+    if records == "sqlite":
+        exact, _ = request.getfixturevalue("shards")
+    else:
+        _, exact = request.getfixturevalue("exact_on_postgres")
     probe = vec(999)
     assert vector_channel(exact, "ns1", 999, RecallFilter())[0][0] != "new"  # now cached
     exact.write([mem("new", "ns1", "fresh memory", seed=999)])

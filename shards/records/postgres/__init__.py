@@ -1,0 +1,17 @@
+"""PostgreSQL record store: a shard's source of truth in one schema of a PostgreSQL server
+(the production form). One mixin per job over one core (core.py), which holds the pool, the
+transactions and the write lock; schema.py holds the tables, as versioned migrations."""
+from __future__ import annotations
+
+from shards.records.postgres.index_log import IndexLogMixin
+from shards.records.postgres.memories import MemoriesMixin
+from shards.records.postgres.moves import MovesMixin
+from shards.records.postgres.namespaces import NamespacesMixin
+
+
+class PostgresRecordStore(MemoriesMixin, MovesMixin, NamespacesMixin, IndexLogMixin):
+    """One shard's records. Thread-safe, and safe with several replicas writing at once:
+    writers of a shard serialize on its advisory lock, readers never wait (core.py)."""
+
+
+__all__ = ["PostgresRecordStore"]
