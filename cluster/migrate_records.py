@@ -59,9 +59,6 @@ def records_at(storage: EmbeddedStorageConfig) -> tuple[object, ...]:
     if storage.record_store == "postgres":
         assert storage.postgres is not None  # the config refuses postgres records without it
         return ("postgres", storage.postgres.dsn, storage.postgres.schema_prefix)
-    if storage.record_store == "elasticsearch":
-        assert storage.elasticsearch is not None
-        return ("elasticsearch", storage.elasticsearch.url, storage.elasticsearch.index_prefix)
     return ("sqlite", storage.data_dir)
 
 

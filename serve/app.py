@@ -57,7 +57,7 @@ def build_app_with(args: dict[str, Any] | None,
 
     # Refuse fewer shards than the data is spread over before anything starts. Only where
     # the data is: on a cluster Serve may build the app on a node without the storage volume
-    # (or control data on Elasticsearch), and the Router records and checks the count when
+    # (or control data on PostgreSQL), and the Router records and checks the count when
     # it starts.
     if cfg.storage.record_store == "sqlite" and (cfg.data_dir / "control.db").exists():
         control = SQLiteControlStore(cfg.data_dir / "control.db")

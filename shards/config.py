@@ -34,9 +34,8 @@ class MilvusServerConfig(BaseModel):
 
 class ElasticsearchConfig(BaseModel):
     """An Elasticsearch cluster holding the shards' BM25 indexes, one index per shard
-    (`<index_prefix>shard_<index>_keywords`, explicit mappings), and with
-    `record_store: elasticsearch` their records too (`<index_prefix>shard_<index>_memories`,
-    `_sessions`, `_namespaces`, `_control`) and the control data (`<index_prefix>control`)."""
+    (`<index_prefix>shard_<index>_keywords`, explicit mappings). BM25 only: the records and
+    the control data live in the record store (SQLite or PostgreSQL)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -50,8 +49,7 @@ class ElasticsearchConfig(BaseModel):
     index_prefix: str = Field("engram_", pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=64)
     # false: bulk writes without a refresh, and this shard refreshes before its next search
     # (read-your-writes for a shard's own replica, no refresh per store); wait_for: every
-    # write waits until all readers see it (up to 1 s a store). A shard is one replica either
-    # way: the Elasticsearch record store caches what it reads (shards/records/elasticsearch.py).
+    # write waits until all readers see it (up to 1 s a store).
     write_refresh: Literal["false", "wait_for"] = "false"
     number_of_shards: int = Field(1, ge=1)
     number_of_replicas: int = Field(1, ge=0)
@@ -93,26 +91,26 @@ class PostgresConfig(BaseModel):
 
 class EmbeddedStorageConfig(BaseModel):
     """SQLite + Milvus Lite + tantivy under one data directory: no server needed. Each part
-    can move to a server by configuration: vectors to `milvus_server`, BM25 to `elasticsearch`,
-    and with `record_store: elasticsearch` the records too, which leaves a shard nothing on
-    local disk (data_dir then holds only what is still local)."""
+    can move to a server by configuration: records and control data to `postgres`
+    (`record_store: postgres`), vectors to `milvus_server`, BM25 to `elasticsearch`; with all
+    three a shard keeps nothing on local disk (data_dir then holds only what is still local)."""
 
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["embedded"] = "embedded"
     data_dir: Path = Path("data")
     # The source of truth (memories, sessions, graph) and the control data (API keys, shard
-    # map): SQLite in data_dir, or the `elasticsearch` cluster (shards/records/elasticsearch.py,
-    # shards/control/elasticsearch.py). Switching does not move data: a data_dir that holds SQLite
-    # records refuses to start with `elasticsearch`; cluster/migrate_records.py copies it.
-    record_store: Literal["sqlite", "postgres", "elasticsearch"] = "sqlite"
-    # Set with record_store: postgres (the production source of truth).
+    # map): SQLite in data_dir, or PostgreSQL (shards/records/postgres/, shards/control/postgres.py),
+    # the production source of truth. Switching does not move data: a data_dir that holds SQLite
+    # records refuses to start with `postgres`; cluster/migrate_records.py copies it.
+    record_store: Literal["sqlite", "postgres"] = "sqlite"
+    # Set with record_store: postgres.
     postgres: PostgresConfig | None = None
     # FULL fsyncs every commit: an acknowledged store survives power loss, not only a crash.
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     milvus_flush_every: int = Field(256, ge=1)  # Milvus Lite: a server persists on its own
     milvus_server: MilvusServerConfig | None = None
-    # Set: BM25 lives in this Elasticsearch cluster instead of tantivy (records stay in SQLite).
+    # Set: BM25 lives in this Elasticsearch cluster instead of tantivy (BM25 only).
     elasticsearch: ElasticsearchConfig | None = None
     hnsw_m: int = Field(16, ge=4, le=64)
     hnsw_ef_construction: int = Field(128, ge=8)
@@ -126,19 +124,16 @@ class EmbeddedStorageConfig(BaseModel):
     exact_cache_bytes: int = Field(2**30, ge=0)
 
     @model_validator(mode="after")
-    def _records_need_their_cluster(self) -> EmbeddedStorageConfig:
+    def _records_need_their_server(self) -> EmbeddedStorageConfig:
         if self.record_store == "postgres" and self.postgres is None:
             raise ValueError("storage.record_store: postgres needs storage.postgres "
                              "(the server's dsn, password_env and schema_prefix)")
-        if self.record_store == "elasticsearch" and self.elasticsearch is None:
-            raise ValueError("storage.record_store: elasticsearch needs storage.elasticsearch "
-                             "(the cluster's url, credentials and index_prefix)")
         return self
 
     @property
     def all_remote(self) -> bool:
         """Whether every part of a shard lives on a server (nothing in data_dir)."""
-        return (self.record_store != "sqlite" and self.milvus_server is not None
+        return (self.record_store == "postgres" and self.milvus_server is not None
                 and self.elasticsearch is not None)
 
 

@@ -1,8 +1,8 @@
-"""The Elasticsearch client both Elasticsearch backends share, and how its errors map onto
-the shard's: busy or unreachable is retriable (StorageUnavailable), a refusal is not."""
+"""The Elasticsearch client of the BM25 index (shards/indexes/elasticsearch.py), and how its
+errors map onto the shard's: busy or unreachable is retriable (StorageUnavailable), a refusal is not."""
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from shards.config import ElasticsearchConfig
@@ -20,7 +20,7 @@ def connect(hosts: str | list[str], api_key: str | None = None, *, request_timeo
     try:
         from elasticsearch import Elasticsearch
     except ImportError as exc:  # pragma: no cover - the service extra installs it
-        raise ImportError("the Elasticsearch backends need `pip install 'elasticsearch>=8.13,<9'`") from exc
+        raise ImportError("the Elasticsearch keyword index needs `pip install 'elasticsearch>=8.13,<9'`") from exc
     tls: dict[str, Any] = {"ca_certs": ca_certs} if ca_certs else {}
     return Elasticsearch(hosts, api_key=api_key or None, request_timeout=request_timeout,
                          max_retries=max_retries, retry_on_status=RETRY_STATUSES, retry_on_timeout=True,
@@ -48,34 +48,6 @@ def ensure_index(client: Any, index: str, mappings: dict[str, Any],
                 raise
     mapped: dict[str, Any] = client.indices.get_mapping(index=index)[index]["mappings"]
     return mapped
-
-
-def ensure_strict_index(client: Any, index: str, properties: dict[str, Any], shards: int,
-                        replicas: int) -> bool:
-    """Create the index with a strict mapping of `properties` (a field not in it is refused);
-    True when it was created or already holds exactly that layout, False when it holds
-    another (the caller says what to do about it)."""
-    mapped = ensure_index(client, index, {"dynamic": "strict", "properties": properties},
-                          {"number_of_shards": shards, "number_of_replicas": replicas})
-    return mapped is None or mapped.get("properties") == properties
-
-
-def scan(call: Callable[..., Any], search: Callable[..., Any], sort: list[dict[str, str]],
-         limit: int | None = None, page: int = 1000, **request: Any) -> Iterator[dict[str, Any]]:
-    """Every hit of a search in `sort` order (which must end on a unique field), page by
-    page with search_after; `call` runs each request (the caller's error mapping)."""
-    after: list[Any] | None = None
-    left = limit
-    while left is None or left > 0:
-        size = page if left is None else min(page, left)
-        hits = call(search, sort=sort, size=size, track_total_hits=False, **request,
-                    **({"search_after": after} if after else {}))["hits"]["hits"]
-        yield from hits
-        if len(hits) < size:
-            return
-        after = hits[-1]["sort"]
-        if left is not None:
-            left -= len(hits)
 
 
 def guarded(what: str, role: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -16,10 +16,10 @@ import httpx
 import pytest
 
 from cluster.ingress import free_ports, ingress_env
+from cluster.local_servers.es_emulator import EsEmulator
+from cluster.local_servers.postgres_server import PostgresTestServer
 from cluster.loopback import ONE_MACHINE_RAY, loopback_env_beside
 from tests.builders import SERVICE_CONFIG, Engram
-from tests.es_emulator import EsEmulator
-from tests.postgres_server import PostgresTestServer
 
 ROOT_KEY = "ek_test_root_" + uuid.uuid4().hex
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -106,7 +106,7 @@ def tiny_cross_encoder_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresTestServer]:
-    """A PostgreSQL server on loopback for the session (tests/postgres_server.py); its
+    """A PostgreSQL server on loopback for the session (cluster/local_servers/postgres_server.py); its
     password is where the stores read it (PostgresConfig.password_env's default). Where
     none can start, the tests that need it fail and say what is missing: never skipped."""
     missing = PostgresTestServer.unavailable()
@@ -119,7 +119,7 @@ def postgres_server() -> Iterator[PostgresTestServer]:
 
 @pytest.fixture(scope="session")
 def es_emulator_url() -> Iterator[str]:
-    """noida-db, an Elasticsearch-API emulator (not Elasticsearch: tests/es_emulator.py),
+    """noida-db, an Elasticsearch-API emulator (not Elasticsearch: cluster/local_servers/es_emulator.py),
     on loopback for the session."""
     missing = EsEmulator.unavailable()
     if missing:

@@ -1,1 +1,1 @@
-"""The control store (API keys, the shard map, the reshard lease): the role in `base.py`, SQLite or Elasticsearch."""
+"""The control store (API keys, the shard map, the reshard lease): the role in `base.py`, SQLite or PostgreSQL."""

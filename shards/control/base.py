@@ -2,8 +2,8 @@
 shard map with the reshard lease.
 
 `ControlStore` names what every backend answers; the rules they share live in `rules.py`,
-and SQLite (`sqlite.py`, embedded) or Elasticsearch (`elasticsearch.py`, production) store
-them; `factory.open_control_store` picks one from the config.
+and SQLite (`sqlite.py`, embedded) or PostgreSQL (`postgres.py`, production) store them;
+`factory.open_control_store` picks one from the config.
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ class ApiKey:
 @dataclass
 class MapState:
     """The shard map and the reshard lease as stored: read, changed by one rule (rules.py), and
-    written back whole in one transaction (SQLite) or one conditional write (Elasticsearch)."""
+    written back whole in one transaction (SQLite; PostgreSQL under SELECT ... FOR UPDATE)."""
 
     count: int | None = None
     target: int | None = None

@@ -9,7 +9,7 @@ from shards.errors import LayoutMismatch
 
 def open_control_store(storage: EmbeddedStorageConfig) -> ControlStore:
     """The control data beside the records: SQLite in data_dir, or on the PostgreSQL server
-    (or Elasticsearch cluster) when the records are there (storage.record_store)."""
+    when the records are there (storage.record_store)."""
     if storage.record_store == "sqlite":
         return SQLiteControlStore(storage.data_dir / "control.db")
     if (storage.data_dir / "control.db").exists():
@@ -18,14 +18,8 @@ def open_control_store(storage: EmbeddedStorageConfig) -> ControlStore:
             f"storage.record_store is {storage.record_store}: set record_store: sqlite back, or "
             "copy the data with `python -m cluster.migrate_records` and point data_dir elsewhere",
             "record_store")
-    if storage.record_store == "postgres":
-        pg = storage.postgres
-        assert pg is not None  # EmbeddedStorageConfig refuses postgres records without it
-        from shards.control.postgres import PostgresControlStore
+    pg = storage.postgres
+    assert pg is not None  # EmbeddedStorageConfig refuses postgres records without it
+    from shards.control.postgres import PostgresControlStore
 
-        return PostgresControlStore.from_config(pg)
-    es = storage.elasticsearch
-    assert es is not None  # EmbeddedStorageConfig refuses elasticsearch records without it
-    from shards.control.elasticsearch import ElasticsearchControlStore
-
-    return ElasticsearchControlStore.from_config(es)
+    return PostgresControlStore.from_config(pg)

@@ -1,8 +1,8 @@
 """The record store's role: a shard's source of truth for memories, sessions, namespaces and
 the entity graph, with the index log the shard's indexes catch up from.
 
-`RecordStore` names what every backend answers (SQLite in `sqlite/`, Elasticsearch in
-`elasticsearch.py`); the contract suite (tests/contract) runs the same assertions on each.
+`RecordStore` names what every backend answers (SQLite in `sqlite/`, PostgreSQL in
+`postgres/`); the contract suite (tests/contract) runs the same assertions on each.
 Memories are addressed two ways: by (namespace, id), as clients name them, and by an integer
 key, unique in the shard, which the indexes hold. Rows are the frozen types of
 shards/types.py; the formats below are shared by every backend.

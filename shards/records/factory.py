@@ -11,8 +11,7 @@ from shards.records.sqlite import SQLiteRecordStore
 
 
 def open_record_store(cfg: EmbeddedStorageConfig, root: Path, index: int) -> RecordStore:
-    """SQLite in the shard's directory, the shard's schema on PostgreSQL, or the shard's
-    indexes on the Elasticsearch cluster."""
+    """SQLite in the shard's directory, or the shard's schema on PostgreSQL."""
     if cfg.record_store == "sqlite":
         return SQLiteRecordStore(root / "records.db", synchronous=cfg.sqlite_synchronous)
     if (root / "records.db").exists():
@@ -20,21 +19,7 @@ def open_record_store(cfg: EmbeddedStorageConfig, root: Path, index: int) -> Rec
             f"{root} holds this shard's records in SQLite, but storage.record_store is "
             f"{cfg.record_store}: set record_store: sqlite back, or copy the records with "
             "`python -m cluster.migrate_records` and point data_dir elsewhere", "record_store")
-    if cfg.record_store == "postgres":
-        assert cfg.postgres is not None  # EmbeddedStorageConfig refuses postgres records without it
-        from shards.records.postgres import PostgresRecordStore
+    assert cfg.postgres is not None  # EmbeddedStorageConfig refuses postgres records without it
+    from shards.records.postgres import PostgresRecordStore
 
-        return PostgresRecordStore(cfg.postgres, index)
-    es = cfg.elasticsearch
-    assert es is not None  # EmbeddedStorageConfig refuses elasticsearch records without it
-    from shards.es_client import connect_config
-    from shards.records.elasticsearch import ElasticsearchRecordStore
-
-    client = connect_config(es)
-    try:
-        return ElasticsearchRecordStore(
-            client, f"{es.index_prefix}shard_{index:03d}_", write_refresh=es.write_refresh,
-            shards=es.number_of_shards, replicas=es.number_of_replicas)
-    except Exception:
-        client.close()
-        raise
+    return PostgresRecordStore(cfg.postgres, index)

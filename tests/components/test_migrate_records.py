@@ -1,7 +1,7 @@
 """cluster.migrate_records copies a stopped Engram's records and control data to another
 storage configuration, whole, leaving the source as it was; run again it skips what is
 whole and redoes a namespace cut short. Real shards and control stores: the embedded
-layout (SQLite) to PostgreSQL, on the server the tests start (tests/postgres_server.py)."""
+layout (SQLite) to PostgreSQL, on the server the tests start (cluster/local_servers/postgres_server.py)."""
 from __future__ import annotations
 
 import uuid
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from cluster.local_servers.postgres_server import PostgresTestServer
 from cluster.migrate_records import migrate
 from serve.config import EngramConfig
 from shards.control.factory import open_control_store
@@ -17,7 +18,6 @@ from shards.routing import shard_for
 from shards.shard import Shard
 from shards.types import EntityRef, RecallFilter, Scope
 from tests.builders import mem, vec
-from tests.postgres_server import PostgresTestServer
 
 pytestmark = pytest.mark.postgres
 

@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
+from cluster.local_servers.milvus_server import MilvusTestServer
+from cluster.local_servers.postgres_server import PostgresTestServer
 from shards.config import ElasticsearchConfig, EmbeddedStorageConfig, MilvusServerConfig, PostgresConfig
 from shards.control.base import ControlStore
 from shards.control.factory import open_control_store
 from shards.shard import Shard
 from tests.builders import DIM, ES_URL, NEEDS_ELASTICSEARCH, OpenShard
-from tests.postgres_server import PostgresTestServer
-from tests.milvus_server import MilvusTestServer
 
 
 def _opener(cfg: EmbeddedStorageConfig) -> OpenShard:
@@ -75,7 +75,7 @@ def elasticsearch() -> Iterator[ElasticsearchConfig]:
 
 @pytest.fixture()
 def es_emulator(es_emulator_url: str) -> Iterator[ElasticsearchConfig]:
-    """The Elasticsearch-API emulator (tests/es_emulator.py), an index prefix of the test's
+    """The Elasticsearch-API emulator (cluster/local_servers/es_emulator.py), an index prefix of the test's
     own; its indexes deleted after."""
     from shards.es_client import connect
 
@@ -108,18 +108,13 @@ POSTGRES = [pytest.mark.postgres]
 EMULATOR = [pytest.mark.emulator]
 
 @pytest.fixture(params=[pytest.param("sqlite", id="sqlite"),
-                        pytest.param("postgres", id="postgres", marks=POSTGRES),
-                        pytest.param("elasticsearch", id="elasticsearch", marks=NEEDS_ELASTICSEARCH)])
+                        pytest.param("postgres", id="postgres", marks=POSTGRES)])
 def control_storage(request: pytest.FixtureRequest, tmp_path: Path) -> EmbeddedStorageConfig:
-    """Where the control store keeps its data: SQLite in a directory, a PostgreSQL schema, or
-    an Elasticsearch index."""
+    """Where the control store keeps its data: SQLite in a directory, or a PostgreSQL schema."""
     if request.param == "sqlite":
         return EmbeddedStorageConfig(data_dir=tmp_path)
-    if request.param == "postgres":
-        return EmbeddedStorageConfig(data_dir=tmp_path, record_store="postgres",
-                                     postgres=request.getfixturevalue("postgres"))
-    return EmbeddedStorageConfig(data_dir=tmp_path, record_store="elasticsearch",
-                                 elasticsearch=request.getfixturevalue("elasticsearch"))
+    return EmbeddedStorageConfig(data_dir=tmp_path, record_store="postgres",
+                                 postgres=request.getfixturevalue("postgres"))
 
 
 @pytest.fixture()
@@ -140,9 +135,9 @@ def reopen_control(control_storage: EmbeddedStorageConfig) -> Iterator[ControlSt
 @dataclass(frozen=True)
 class Backend:
     """One row of the shard suite: the storage settings a shard opens with. `servers` name
-    the settings that point a part at a server (`milvus_server`: vectors; `elasticsearch`:
-    BM25, and the records too with record_store="elasticsearch"), each set from the fixture
-    of the same name; what is on no server is embedded in the test's directory."""
+    the settings that point a part at a server (`postgres`: records and control data, with
+    record_store="postgres"; `milvus_server`: vectors; `elasticsearch`: BM25), each set from
+    the fixture of the same name; what is on no server is embedded in the test's directory."""
 
     record_store: str = "sqlite"
     servers: tuple[str, ...] = ()
@@ -178,9 +173,6 @@ BACKENDS = [
     # the production form: records on PostgreSQL, vectors on Milvus, BM25 on Elasticsearch
     pytest.param(Backend(record_store="postgres", servers=("postgres", "milvus_server", "elasticsearch")),
                  id="production", marks=POSTGRES + NEEDS_ELASTICSEARCH),
-    # records and BM25 on Elasticsearch, vectors on Milvus (until issue 21 removes it)
-    pytest.param(Backend(record_store="elasticsearch", servers=("elasticsearch", "milvus_server")),
-                 id="es-records+milvus-server", marks=NEEDS_ELASTICSEARCH),
 ]
 
 

@@ -1,6 +1,6 @@
 """The control store's contract (API keys, the shard map and the reshard lease), one suite
-for SQLite (embedded), PostgreSQL (production) and Elasticsearch (skipped, saying so, where
-no server); then what only the PostgreSQL store has (schema versions, a lost server)."""
+for SQLite (embedded) and PostgreSQL (production); then what only the PostgreSQL store has
+(schema versions, a lost server)."""
 from __future__ import annotations
 
 import threading
@@ -10,6 +10,7 @@ from typing import TypeVar
 
 import pytest
 
+from cluster.local_servers.postgres_server import PostgresTestServer
 from shards.config import EmbeddedStorageConfig, PostgresConfig
 from shards.control.base import ControlStore
 from shards.control.factory import open_control_store
@@ -17,7 +18,6 @@ from shards.control.postgres import PostgresControlStore
 from shards.control.sqlite import SQLiteControlStore
 from shards.errors import Conflict, LayoutMismatch, NotFound, StorageUnavailable
 from shards.routing import shard_for
-from tests.postgres_server import PostgresTestServer
 
 T = TypeVar("T")
 

@@ -2,9 +2,10 @@
 Elasticsearch itself where ENGRAM_ES_URL points at a cluster.
 
 No Elasticsearch server can be installed on the development machines. The emulator rows
-run everywhere against noida-db (tests/es_emulator.py), which speaks Elasticsearch's API but
-is not Elasticsearch: they show that our requests, mappings and queries are accepted and
-answered as the API documents, not Lucene's scoring, refresh timing or behaviour under load.
+run everywhere against noida-db (cluster/local_servers/es_emulator.py), which speaks
+Elasticsearch's API but is not Elasticsearch: they show that our requests, mappings and
+queries are accepted and answered as the API documents, not Lucene's scoring, refresh timing
+or behaviour under load.
 The Elasticsearch rows are skipped, saying so, where no cluster is configured; CI with one
 sets ENGRAM_ES_URL (and, if it needs one, ENGRAM_ES_API_KEY) and runs the same assertions.
 """

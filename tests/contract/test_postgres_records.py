@@ -1,7 +1,7 @@
 """The PostgreSQL record store's own promises, beyond the shard contract: its schema is
 versioned (an older one is migrated in place, a newer one refused, naming its version), and
 several stores over one shard's schema (replicas) write at once without a lost or doubled
-write. A real server on loopback (tests/postgres_server.py)."""
+write. A real server on loopback (cluster/local_servers/postgres_server.py)."""
 from __future__ import annotations
 
 import threading
@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from cluster.local_servers.postgres_server import PostgresTestServer
 from shards.config import PostgresConfig
 from shards.errors import InvalidInput, LayoutMismatch, StorageUnavailable
 from shards.records.postgres import PostgresRecordStore
@@ -16,7 +17,6 @@ from shards.records.postgres import core as postgres_core
 from shards.records.postgres.schema import MIGRATIONS
 from shards.types import RecallFilter, Scope
 from tests.builders import mem
-from tests.postgres_server import PostgresTestServer
 
 pytestmark = pytest.mark.postgres
 

@@ -1,4 +1,5 @@
-"""A real Milvus 2.3.5 server for tests (the PyPI package `milvus`), reachable on loopback only.
+"""A real Milvus 2.3.5 server for tests and benchmarks (the PyPI package `milvus`), reachable
+on loopback only.
 
 Milvus 2.3.5 cannot be told to listen on loopback: its gRPC servers (the proxy and one per
 coordinator and node) and its metrics/health server bind ":port" on every interface, and the
@@ -11,13 +12,16 @@ host's interfaces: `ss -ltnp` there shows that one 127.0.0.1 socket and nothing 
     with MilvusTestServer() as uri:   # http://127.0.0.1:<free port>
         ...
 
-Run as a script, this file is that relay (it starts the server inside the namespace).
+Run as a script, this file is that relay (it starts the server inside the namespace); so no
+module beside it may be named `milvus`, which the script imports.
 """
 from __future__ import annotations
 
 import contextlib
 import fcntl
 import importlib.util
+import os
+import select
 import shutil
 import socket
 import struct
@@ -55,7 +59,7 @@ class MilvusTestServer:
                     "keep it off the network; or point ENGRAM_MILVUS_URI at a server")
         return None
 
-    def start(self) -> str:
+    def start(self, timeout: float = 300) -> str:
         began = time.monotonic()
         fd = self._listener.fileno()
         self._proc = subprocess.Popen(
@@ -64,19 +68,28 @@ class MilvusTestServer:
             pass_fds=(fd,), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         )
         self._listener.close()  # the relay holds it now
-        self._wait_ready()
+        self._wait_ready(timeout)
         self.started_in_s = time.monotonic() - began
         return self.uri
 
-    def _wait_ready(self) -> None:
+    def _wait_ready(self, timeout: float) -> None:
         assert self._proc is not None and self._proc.stdout is not None
-        for line in self._proc.stdout:  # the relay says "ready" once Milvus is healthy
-            if line.strip() == b"ready":
+        # The relay says "ready" once Milvus is healthy. Read the pipe's descriptor itself:
+        # a buffered reader could hold that line where select() no longer sees it.
+        fd = self._proc.stdout.fileno()
+        said = b""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0 and select.select([fd], [], [], left)[0]:
+            chunk = os.read(fd, 4096)
+            if not chunk:  # the relay exited
+                break
+            said += chunk
+            if b"ready" in (line.strip() for line in said.splitlines()):
                 return
         logs = sorted((self.base_dir / "logs").glob("milvus-*.log"))
         tails = [p.read_text(errors="replace")[-2000:] for p in logs]
         self.stop()
-        raise RuntimeError("the Milvus test server did not start:\n" + "\n".join(tails))
+        raise RuntimeError(f"the Milvus test server did not start in {timeout:.0f} s:\n" + "\n".join(tails))
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None

@@ -1,12 +1,13 @@
-"""An Elasticsearch-API emulator for tests: noida-db 0.2.3 (PyPI, MIT; a binary inside the
-wheel) with only its Elasticsearch service, on 127.0.0.1 and a free port, its data in a
-temporary directory that is removed after. It reports itself as Elasticsearch 8.15.3 and the
-official client accepts it.
+"""An Elasticsearch-API emulator for tests and benchmarks: noida-db 0.2.3 (PyPI, MIT; a binary
+inside the wheel) with only its Elasticsearch service, on 127.0.0.1 and a free port, its data
+in a temporary directory that is removed after. It reports itself as Elasticsearch 8.15.3 and
+the official client accepts it.
 
 It is an emulator, not Elasticsearch: rows run against it show that our requests, mappings
 and queries are ones the Elasticsearch API accepts and answers as it documents. They cannot
 show Lucene's scoring (BM25 figures and ties may differ), refresh timing, or behaviour under
-load; the rows against a real cluster (ENGRAM_ES_URL) stay for that.
+load; the rows against a real cluster (ENGRAM_ES_URL) stay for that. Benchmark figures taken
+against it say nothing of Elasticsearch's own speed.
 
     with EsEmulator() as url:   # http://127.0.0.1:<port>
         ...

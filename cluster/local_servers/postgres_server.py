@@ -1,10 +1,11 @@
-"""A real PostgreSQL server for tests (Debian's `postgresql` package), on 127.0.0.1 only.
+"""A real PostgreSQL server for tests and benchmarks (Debian's `postgresql` package), on
+127.0.0.1 only.
 
 The server runs from a temporary directory that is removed after, on a free port, with a
 password (so the stores' password handling is what runs), its sockets in that directory.
 `initdb` and `postgres` refuse to run as root: as root, both run as the unprivileged user
-`nobody`, and the directory is theirs. The server dies with the test process (a parent-death
-signal), so a killed test run leaves no server behind.
+`nobody`, and the directory is theirs. The server dies with the process that started it (a
+parent-death signal), so a killed test or benchmark run leaves no server behind.
 
     with PostgresTestServer() as server:
         server.dsn        # postgresql://engram@127.0.0.1:<port>/engram (no password)
