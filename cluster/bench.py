@@ -1,10 +1,14 @@
 """Benchmark (not a test): store throughput, recall latency, Serve overhead, embedder limit.
 
     python -m cluster.bench [--memories 10000] [--namespaces 1000] [--clients 1,8,32]
+                            [--forms embedded,production]
 
-Starts its own Ray + Serve on 127.0.0.1 over a fresh data directory, loads synthetic
-memories through the HTTP API, measures, then reopens the same shards in-process to
-measure the same recall without Serve. Prints a Markdown table; writes bench-results/.
+Starts its own Ray + Serve on 127.0.0.1 over fresh storage, loads synthetic memories through
+the HTTP API, measures, then reopens the same shards in-process to measure the same recall
+without Serve. With several --forms (cluster/bench_forms.py: embedded; production, on
+PostgreSQL, Milvus and an Elasticsearch-API emulator started on 127.0.0.1 for the run) it
+measures each in turn and prints them side by side. Prints Markdown tables; writes
+bench-results/.
 """
 from __future__ import annotations
 
@@ -13,53 +17,23 @@ import asyncio
 import json
 import os
 import random
-import statistics
+import shutil
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from cluster import proc_cpu
+from cluster.bench_data import query, summary, synthetic
+from cluster.bench_forms import form_storage, parse_forms, print_comparison, unavailable
+from cluster.bench_local import embedder_raw, in_process
 from cluster.ingress import INGRESS_KINDS, ingress_env
-from cluster.local import ROOT, deployment_options
+from cluster.local import ROOT, deployment_options, wait_ready
 from cluster.loopback import loopback_env_beside
 
 ROOT_KEY = "ek_bench_root"
-PEOPLE = ["Jane Doe", "Omar Haddad", "Li Wei", "Ana Souza", "Tom Becker", "Priya Nair", "Kofi Mensah"]
-THINGS = ["laptop", "espresso machine", "running shoes", "standing desk", "headphones", "router",
-          "winter jacket", "phone case", "monitor", "backpack", "blender", "e-reader"]
-EVENTS = ["asked about the delivery date of", "reported a cracked screen on", "requested a refund for",
-          "prefers email contact about", "upgraded the warranty of", "left a five star review of",
-          "could not log in to track", "changed the shipping address for", "wants to exchange"]
-TOPICS = ["backend project status", "quarterly planning", "database migration", "onboarding checklist",
-          "incident postmortem", "pricing experiment", "mobile release", "security review"]
-
-
-def synthetic(rng: random.Random, i: int) -> str:
-    if i % 3:
-        return (f"{rng.choice(PEOPLE)} {rng.choice(EVENTS)} the {rng.choice(THINGS)} "
-                f"(order #{rng.randint(1000, 99999)}).")
-    return (f"Meeting note on {rng.choice(TOPICS)}: decided to {rng.choice(['ship', 'delay', 'review', 'split'])} "
-            f"the {rng.choice(['API', 'dashboard', 'billing', 'search'])} work, owner {rng.choice(PEOPLE)}.")
-
-
-def query(rng: random.Random) -> str:
-    if rng.random() < 0.5:
-        return f"what did {rng.choice(PEOPLE)} say about the {rng.choice(THINGS)}"
-    return f"{rng.choice(TOPICS)} decisions"
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
-
-
-def summary(latencies_s: list[float]) -> dict[str, float]:
-    ms = [v * 1000 for v in latencies_s]
-    return {"p50": pct(ms, 50), "p95": pct(ms, 95), "p99": pct(ms, 99), "mean": statistics.mean(ms)}
 
 
 async def recall_load(url: str, namespaces: list[str], clients: int, requests: int, seed: int) -> tuple[list[float], float]:
@@ -113,29 +87,14 @@ async def batch_load(url: str, jobs: list[tuple[str, list[dict[str, str]]]], cli
         return sum(len(m) for _, m in jobs) / (time.perf_counter() - start)
 
 
-async def local_recall(service: Any, namespaces: list[str], clients: int, requests: int, seed: int) -> tuple[list[float], float]:
-    from serve.schemas import RecallBody
-
-    rng = random.Random(seed)
-    jobs = [(rng.choice(namespaces), query(rng)) for _ in range(requests)]
-    latencies: list[float] = []
-
-    async def worker(batch: list[tuple[str, str]]) -> None:
-        for ns, q in batch:
-            t = time.perf_counter()
-            await service.recall(ns, RecallBody(agent_id=ns, query=q, top_k=10))
-            latencies.append(time.perf_counter() - t)
-
-    start = time.perf_counter()
-    await asyncio.gather(*(worker(jobs[i::clients]) for i in range(clients)))
-    return latencies, time.perf_counter() - start
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--memories", type=int, default=10_000)
     parser.add_argument("--namespaces", type=int, default=1000)
     parser.add_argument("--clients", default="1,8,32", help="concurrent recall clients, comma-separated")
+    parser.add_argument("--forms", default="embedded",
+                        help="storage forms to measure one after the other, comma-separated: "
+                             "embedded, production (cluster/bench_forms.py); both: a table side by side")
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--single-stores", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=100)
@@ -149,36 +108,86 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shard-read-batch", type=int, default=None,
                         help="router.shard_read_batch (1: each recall's shard read on its own)")
     args = parser.parse_args(argv)
+    try:
+        forms = parse_forms(args.forms)
+    except ValueError as exc:
+        parser.error(str(exc))
+    for form in forms:  # before anything starts: a missing server fails the run at once
+        missing = unavailable(form)
+        if missing:
+            parser.error(f"the {form} form cannot run here: {missing}")
 
     os.environ.update(ingress_env(args.ingress, private_ports=True))  # beside a `make serve`
     os.environ.update(loopback_env_beside(args.ingress))
     os.environ.update({"ENGRAM_ROOT_API_KEY": ROOT_KEY, "HF_HUB_OFFLINE": "1",
                        "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"})
+    namespaces = [f"bench-{i:04d}" for i in range(args.namespaces)]
+    client_counts = [int(c) for c in args.clients.split(",")]
+    by_form: dict[str, dict[str, Any]] = {}
+    tables: dict[str, list[tuple[str, str]]] = {}
+    cpu_tables: dict[str, list[tuple[int, dict[str, float]]]] = {}
+    embedder: list[Any] = []  # the in-process model, loaded once for every form
+    for form in forms:
+        began = time.perf_counter()
+        data_dir = Path(tempfile.mkdtemp(prefix=f"engram-bench-{form}-"))
+        with form_storage(form, data_dir) as storage:
+            os.environ.update(storage.env)  # the in-process shards read them here
+            config: dict[str, Any] = {"shard_count": 2, "storage": storage.storage}
+            if args.shard_read_batch is not None:
+                config["router"] = {"shard_read_batch": args.shard_read_batch}
+            results: dict[str, Any] = {"form": form, "memories": args.memories, "namespaces": args.namespaces,
+                                       "machine": f"{os.cpu_count()} cores", "ingress": args.ingress,
+                                       "servers_started_s": storage.started_s}
+            rows = [(f"{name} started", f"{s:.1f} s") for name, s in storage.started_s.items()]
+            cpu_tables[form] = through_serve(args, config, sorted(storage.env), namespaces, client_counts,
+                                             results, rows)
+            in_process(config, namespaces, client_counts, args.requests, embedder, results, rows)
+        shutil.rmtree(data_dir, ignore_errors=True)
+        results["wall_s"] = time.perf_counter() - began
+        by_form[form], tables[form] = results, rows
+
+    raw_rows = embedder_raw(embedder[0], by_form)
+    print(f"\nEngram benchmark: {args.memories} memories in {args.namespaces} namespaces, "
+          f"2 shards, {os.cpu_count()} cores\n")
+    for form in forms:
+        print(f"\n{form} form ({by_form[form]['wall_s']:.0f} s)\n")
+        print("| measurement | result |\n|---|---|")
+        for name, value in tables[form] + (raw_rows if len(forms) == 1 else []):
+            print(f"| {name} | {value} |")
+        print_cpu(cpu_tables[form])
+    if len(forms) > 1:
+        print("\nThe embedder alone, in this process\n\n| measurement | result |\n|---|---|")
+        for name, value in raw_rows:
+            print(f"| {name} | {value} |")
+    print_comparison(by_form, client_counts, args.store_clients)
+    args.out.mkdir(exist_ok=True)
+    for form in forms:
+        stem = f"bench-{args.memories}" + ("" if form == "embedded" else f"-{form}")
+        (args.out / f"{stem}.json").write_text(json.dumps(by_form[form], indent=2))
+        plot(by_form[form], client_counts, args.out / f"{stem}.png")
+    return 0
+
+
+def through_serve(args: argparse.Namespace, config: dict[str, Any], secrets: list[str], namespaces: list[str],
+                  client_counts: list[int], results: dict[str, Any],
+                  rows: list[tuple[str, str]]) -> list[tuple[int, dict[str, float]]]:
+    """Deploy on a Ray started here, load the memories through HTTP, time recalls; stop Ray.
+    Returns the CPU per recall by process, a row per client count."""
     import ray
     from ray import serve
 
     from serve.app import build_app_with
 
-    data_dir = Path(tempfile.mkdtemp(prefix="engram-bench-"))
-    config: dict[str, Any] = {"shard_count": 2, "storage": {"data_dir": str(data_dir)}}
-    if args.shard_read_batch is not None:
-        config["router"] = {"shard_read_batch": args.shard_read_batch}
-    rng = random.Random(7)
-    namespaces = [f"bench-{i:04d}" for i in range(args.namespaces)]
-    client_counts = [int(c) for c in args.clients.split(",")]
-    rows: list[tuple[str, str]] = []
-    results: dict[str, Any] = {"memories": args.memories, "namespaces": args.namespaces,
-                               "machine": f"{os.cpu_count()} cores", "ingress": args.ingress}
-
+    rng = random.Random(7)  # every form stores the same memories
+    env_vars = ("ENGRAM_ROOT_API_KEY", "HF_HUB_OFFLINE", "OMP_NUM_THREADS", *secrets)
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {k: os.environ[k] for k in ("ENGRAM_ROOT_API_KEY", "HF_HUB_OFFLINE", "OMP_NUM_THREADS")}})
+             runtime_env={"env_vars": {k: os.environ[k] for k in env_vars}})
     serve.start(http_options={"host": "127.0.0.1", "port": args.port})
     # What `make serve` deploys: cluster/serve.yaml's replicas, autoscaling and queues.
     serve.run(build_app_with(config, deployment_options(ROOT / "cluster" / "serve.yaml")), name="engram", route_prefix="/")
     url = f"http://127.0.0.1:{args.port}"
+    wait_ready(url, ROOT_KEY, timeout=300)
     client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ROOT_KEY}"}, timeout=300)
-    while client.get("/health/ready").status_code != 200:
-        time.sleep(0.5)
 
     # Single stores, one client, sequential.
     t = time.perf_counter()
@@ -239,78 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     client.close()
     serve.shutdown()  # type: ignore[no-untyped-call]  # handles_loop stays open: the handles' routers shut down on it
     ray.shutdown()
-
-    # The same shards and model in this process: the cost of Serve and HTTP is the difference.
-    from models.config import EmbedderConfig
-    from models.embedders import SentenceTransformerEmbedder, split_for_passes
-    from serve.app import resolve_config
-    from serve.clients import LocalEmbedderClient, LocalShardClient
-    from serve.service import MemoryService
-    from shards.shard import Shard
-
-    import torch
-
-    torch.set_num_threads(1)
-    cfg = resolve_config(config)
-    embedder = SentenceTransformerEmbedder(EmbedderConfig())
-    shards = [Shard.open_embedded(k, cfg.shard_count, embedder.dim, cfg.storage) for k in range(cfg.shard_count)]
-    service = MemoryService(cfg, [LocalShardClient(s) for s in shards], LocalEmbedderClient(embedder))
-    for clients in client_counts:
-        asyncio.run(local_recall(service, namespaces, clients, 20, seed=99))
-        lat, wall = asyncio.run(local_recall(service, namespaces, clients, args.requests, seed=clients))
-        s = summary(lat)
-        results[f"recall_inprocess_{clients}"] = {**s, "rps": len(lat) / wall}
-        rows.append((f"recall in-process (same service code, no Serve), {clients} client(s)",
-                     f"p50 {s['p50']:.1f} / p95 {s['p95']:.1f} / p99 {s['p99']:.1f} ms"))
-    # Shard only: candidates from both indexes + hydration, no embedding, no ranking.
-    from shards.routing import shard_for
-    from shards.types import RecallFilter
-
-    vectors = embedder.embed([query(random.Random(k)) for k in range(50)])
-    lat = []
-    for k, v in enumerate(vectors):
-        ns = namespaces[k % len(namespaces)]
-        shard = shards[shard_for(ns, len(shards))]
-        t = time.perf_counter()
-        shard.recall_candidates(ns, v, query(random.Random(k)), RecallFilter(now=time.time()), 50)
-        lat.append(time.perf_counter() - t)
-    s = summary(lat)
-    results["shard_candidates"] = s
-    rows.append(("shard only: vector + BM25 + graph + session, top-50, hydrated", f"p50 {s['p50']:.1f} / p95 {s['p95']:.1f} / p99 {s['p99']:.1f} ms"))
-    for sh in shards:
-        sh.close()
-
-    texts = [synthetic(rng, k) for k in range(1024)]
-    embedder.embed(texts[:64])
-    t = time.perf_counter()
-    embedder.embed(texts)
-    raw = len(texts) / (time.perf_counter() - t)
-    results["embedder_sentences_per_s"] = raw
-    rows.append((f"embedder raw (MiniLM, {embedder.precision}, 1 torch thread, batch 64)",
-                 f"{raw:.1f} sentences/s"))
-    # What the Embedder replica itself can do: its passes side by side, as it splits a batch
-    # (embedder.parallel_passes, one torch thread each).
-    passes = embedder.parallel_passes
-    with ThreadPoolExecutor(max_workers=passes) as pool:
-        list(pool.map(embedder.embed, split_for_passes(texts[:64], passes)))  # warm each thread
-        t = time.perf_counter()
-        list(pool.map(embedder.embed, split_for_passes(texts, passes)))
-        raw_parallel = len(texts) / (time.perf_counter() - t)
-    results["embedder_parallel_passes"] = passes
-    results["embedder_sentences_per_s_parallel"] = raw_parallel
-    rows.append((f"embedder raw, {passes} passes side by side (embedder.parallel_passes)",
-                 f"{raw_parallel:.1f} sentences/s"))
-
-    print(f"\nEngram benchmark: {args.memories} memories in {args.namespaces} namespaces, "
-          f"2 shards, {os.cpu_count()} cores\n")
-    print("| measurement | result |\n|---|---|")
-    for name, value in rows:
-        print(f"| {name} | {value} |")
-    print_cpu(cpu_rows)
-    args.out.mkdir(exist_ok=True)
-    (args.out / f"bench-{args.memories}.json").write_text(json.dumps(results, indent=2))
-    plot(results, client_counts, args.out / f"bench-{args.memories}.png")
-    return 0
+    return cpu_rows
 
 
 def print_cpu(cpu_rows: list[tuple[int, dict[str, float]]]) -> None:
@@ -341,7 +279,8 @@ def plot(results: dict[str, Any], client_counts: list[int], path: Path) -> None:
     ax.set_xscale("log", base=2)
     ax.set_xlabel("concurrent clients")
     ax.set_ylabel("recall latency, ms")
-    ax.set_title(f"Recall with {results['memories']:,} memories in {results['namespaces']:,} namespaces")
+    ax.set_title(f"Recall with {results['memories']:,} memories in {results['namespaces']:,} namespaces, "
+                 f"{results['form']} form")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

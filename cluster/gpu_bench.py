@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cluster.bench import synthetic
+from cluster.bench_data import synthetic
 
 
 def build_large_embedder(directory: Path) -> Path:

@@ -23,6 +23,9 @@ def label(pid: int, argv: list[str]) -> str:
     first = argv[0]
     if first.startswith("ray::"):
         return first.split()[0]
+    if first.startswith("postgres: ") and "(" in first:
+        # PostgreSQL titles each client's backend "postgres: user db host(port) state".
+        return "postgres: client backends"
     if "-m" in argv[:-1]:
         return f"python -m {argv[argv.index('-m') + 1]}"
     name = Path(first).name
