@@ -14,7 +14,7 @@ STAMP  := $(VENV)/.installed-$(HASH)
 LOAD_STAMP := $(VENV)/.load-installed-$(HASH)
 PIP    := $(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: serve test lint bench scale load install clean-data
+.PHONY: serve test lint bench scale load install clean-data postgres-package
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,8 +27,16 @@ install: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/python -m cluster.local $(SERVE_ARGS)
 
-test: $(STAMP)
+test: $(STAMP) postgres-package
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+# The PostgreSQL tests start a real server (cluster/local_servers/postgres_server.py) from
+# Debian's package: installed here where it is missing (as root), or named for the user.
+postgres-package:
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && { apt-get install -y --no-install-recommends postgresql || \
+	      { apt-get update && apt-get install -y --no-install-recommends postgresql; }; }; } || \
+	  { echo "make test needs Debian's postgresql package: sudo apt-get install postgresql"; exit 1; }
 
 lint: $(STAMP)
 	$(BIN)/python -m mypy --no-incremental serve shards models engram cluster

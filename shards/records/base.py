@@ -9,6 +9,7 @@ shards/types.py; the formats below are shared by every backend.
 """
 from __future__ import annotations
 
+import json
 import struct
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
@@ -40,6 +41,23 @@ def pack_vectors(vector: Sequence[float], sentence_vectors: Sequence[Sequence[fl
 
 def unpack_vector(blob: bytes) -> tuple[float, ...]:
     return struct.unpack(f"<{len(blob) // 4}f", blob)
+
+
+def changed_columns(changes: MemoryChanges, now: float) -> list[tuple[str, Any]]:
+    """The memories columns an update sets, with their stored values (updated_at always)."""
+    columns: list[tuple[str, Any]] = [("updated_at", now)]
+    for column, value in (("content", changes.content), ("importance", changes.importance),
+                          ("memory_type", changes.memory_type), ("event_time", changes.event_time),
+                          ("expires_at", changes.expires_at)):
+        if value is not None:
+            columns.append((column, value))
+    if changes.tags is not None:
+        columns.append(("tags", json.dumps(list(changes.tags))))
+    if changes.metadata is not None:
+        columns.append(("metadata", json.dumps(changes.metadata)))
+    if changes.vector is not None:
+        columns.append(("vector", pack_vectors(changes.vector, changes.sentence_vectors)))
+    return columns
 
 
 def stats_by_type(rows: Sequence[Sequence[Any]]) -> dict[str, Any]:

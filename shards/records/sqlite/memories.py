@@ -8,7 +8,7 @@ from typing import Any
 
 from shards.errors import Conflict, NotFound
 from shards.indexes.base import CONTEXT_TURNS, memory_type_code
-from shards.records.base import pack_vectors, unpack_vector
+from shards.records.base import changed_columns, pack_vectors, unpack_vector
 from shards.records.sqlite.graph import GraphMixin
 from shards.records.sqlite.schema import _MEMORY_COLUMNS, _memory
 from shards.records.sqlite.sessions import SessionsMixin
@@ -165,27 +165,9 @@ class MemoriesMixin(SessionsMixin, GraphMixin):
             if found is None or ns_id is None:
                 raise NotFound(f"memory not found: {memory_id}", "id")
             key = found[0]
-            sets: list[str] = ["updated_at = ?"]
-            values: list[Any] = [now]
-            for column, value in (
-                ("content", changes.content),
-                ("importance", changes.importance),
-                ("memory_type", changes.memory_type),
-                ("event_time", changes.event_time),
-                ("expires_at", changes.expires_at),
-            ):
-                if value is not None:
-                    sets.append(f"{column} = ?")
-                    values.append(value)
-            if changes.tags is not None:
-                sets.append("tags = ?")
-                values.append(json.dumps(list(changes.tags)))
-            if changes.metadata is not None:
-                sets.append("metadata = ?")
-                values.append(json.dumps(changes.metadata))
-            if changes.vector is not None:
-                sets.append("vector = ?")
-                values.append(pack_vectors(changes.vector, changes.sentence_vectors))
+            columns = changed_columns(changes, now)
+            sets = [f"{column} = ?" for column, _ in columns]
+            values = [value for _, value in columns]
             self._db.execute(f"UPDATE memories SET {', '.join(sets)} WHERE key = ?", (*values, key))
             self._db.execute("INSERT INTO index_log (key) VALUES (?)", (key,))
             if changes.content is not None:
