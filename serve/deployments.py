@@ -120,7 +120,8 @@ class RerankerDeployment:
 
 @serve.deployment(name="Shard", max_ongoing_requests=128, ray_actor_options={"num_cpus": 0})
 class ShardDeployment:
-    """One shard. Embedded: exactly one replica, which owns the shard's files."""
+    """One shard. Embedded: exactly one replica, which owns the shard's files. Production
+    (every part on a server): several replicas, autoscaled (shards/records/base.SharedRecordStore)."""
 
     async def __init__(self, index: int, cfg: dict[str, Any], embedder: Any) -> None:  # type: ignore[misc]  # Serve awaits it
         self.cfg = EngramConfig.from_args(cfg)

@@ -7,7 +7,8 @@
     └── StorageUnavailable  an index or store failed; retriable
         ├── NamespaceMoving   a resharding job is copying this namespace; retry shortly
         ├── NamespaceMoved    this namespace lives on another shard now; re-read the shard map
-        └── StaleShardMap     the caller's shard map is older than the shard's; re-read it
+        ├── StaleShardMap     the caller's shard map is older than the shard's; re-read it
+        └── PlacementChanged  another replica moved a namespace while this call ran; call again
 """
 from __future__ import annotations
 
@@ -70,6 +71,17 @@ class StaleShardMap(StorageUnavailable):
         super().__init__(f"the caller's shard map (epoch {caller_epoch}) is older than this "
                          f"shard's (epoch {shard_epoch}): re-read it", "agent_id")
         self.args = (caller_epoch, shard_epoch)
+
+
+class PlacementChanged(StorageUnavailable):
+    """Another replica of this shard changed where namespaces live (a resharding step) after
+    this call read it, and before its first write committed: nothing was written. The shard
+    re-reads the placement and runs the call again (shards/shard/moves.py)."""
+
+    def __init__(self, read: int, found: int) -> None:
+        super().__init__(f"the shard's placement changed (version {read} read, {found} found) "
+                         "while a call ran; call again", None)
+        self.args = (read, found)
 
 
 class LayoutMismatch(ShardError):

@@ -117,6 +117,10 @@ class ElasticsearchKeywordIndex:
                                 source=False, track_total_hits=False)
         return [Hit(key=int(h["_id"]), score=float(h["_score"])) for h in result["hits"]["hits"]]
 
+    def others_wrote(self) -> None:
+        with self._lock:
+            self._dirty = True  # the next search refreshes first, making their writes visible
+
     def flush(self) -> None:
         """Acknowledged writes are durable in Elasticsearch's translog already; what this
         adds is visibility: a refresh, when this process wrote since the last one."""

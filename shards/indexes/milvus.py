@@ -160,6 +160,9 @@ class MilvusVectorIndex:
             )
         return [Hit(key=int(h["key"]), score=float(h["distance"])) for h in result[0]]
 
+    def others_wrote(self) -> None:
+        """Milvus Lite: one process owns the file, so there are no other writers."""
+
     def flush(self) -> None:
         with self._lock:
             if self._pending:
@@ -286,6 +289,11 @@ class MilvusServerVectorIndex(MilvusVectorIndex):
             self._read_ts = self._allocate_timestamp()
             self._stale = False
         return {"consistency_level": "Customized", "guarantee_timestamp": self._read_ts}
+
+    def others_wrote(self) -> None:
+        # A timestamp allocated from now on is later than every write the server has
+        # acknowledged, another replica's included: the next read waits for it.
+        self._stale = True
 
     def upsert(self, rows: Sequence[IndexRow]) -> None:
         if not rows:

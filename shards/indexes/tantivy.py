@@ -113,6 +113,9 @@ class TantivyKeywordIndex:
                 for score, address in result.hits
             ]
 
+    def others_wrote(self) -> None:
+        """tantivy: one process owns the directory, so there are no other writers."""
+
     def flush(self) -> None:
         with self._lock:
             if self._dirty:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol
+from contextlib import AbstractContextManager
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from shards.types import (
     EntityRef,
@@ -314,4 +315,64 @@ class RecordStore(Protocol):
 
     def mark_indexed(self, up_to_seq: int) -> None:
         """Forget the index-log entries up to this seq: the indexes hold them durably."""
+        ...
+
+
+class Placement(NamedTuple):
+    """Where namespaces live, as a shard's records hold it: what every replica of the shard
+    must agree on before it serves a call (shards/shard/placement.py)."""
+
+    version: int  # bumped by every change of the fields below, in the same transaction
+    shard_count: int | None
+    reshard_target: int | None
+    map_epoch: int
+    states: dict[str, str]  # namespace → its move state
+
+
+@runtime_checkable
+class SharedRecordStore(RecordStore, Protocol):
+    """A record store that several replicas of one shard read and write at once (PostgreSQL).
+
+    Each replica keeps nothing it cannot check: it reads the placement at each call and runs
+    the call's writes under a guard that refuses them if the placement changed meanwhile;
+    it validates what it caches of a namespace by the namespace's version; and the index log
+    tells whose entries are whose, so that a replica forgets only what it indexed itself and
+    any replica re-applies what a dead one left."""
+
+    shared: bool  # True: the Shard runs in its several-replica mode
+
+    def placement(self) -> Placement:
+        """The placement as committed now, in one read."""
+        ...
+
+    def placement_guard(self, version: int) -> AbstractContextManager[None]:
+        """Within the block, the first write transaction of this thread raises
+        PlacementChanged (and writes nothing) unless the placement is still at `version`
+        once it holds the shard's write lock."""
+        ...
+
+    def namespace_version(self, ns_id: int) -> int | None:
+        """A counter bumped each time the indexes absorb a change of this namespace (None: no
+        such namespace). A replica whose cache or index reads predate it refreshes them."""
+        ...
+
+    def indexes_absorbed(self, keys: Sequence[int], ns_ids: Sequence[int]) -> None:
+        """This replica's indexes hold these keys: forget the index-log entries it wrote
+        for them, and bump the versions of these namespaces."""
+        ...
+
+    def unabsorbed_entries(self, older_than_s: float, own_too: bool = False
+                           ) -> tuple[list[int], list[int]]:
+        """(seqs, distinct keys) of index-log entries older than this, whoever wrote them
+        (a replica that died between its commit and its index writes left them), and with
+        own_too every entry this replica wrote (its index writes failed)."""
+        ...
+
+    def entries_absorbed(self, seqs: Sequence[int], ns_ids: Sequence[int]) -> None:
+        """The indexes hold these entries' keys (re-applied from the records): forget them."""
+        ...
+
+    def live_keys(self, keys: Sequence[int]) -> set[int]:
+        """Which of these memory keys still exist (another replica may have deleted some
+        while this one indexed them)."""
         ...

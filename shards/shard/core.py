@@ -17,7 +17,7 @@ from shards.config import EmbeddedStorageConfig
 from shards.errors import LayoutMismatch
 from shards.indexes.base import KEYWORD_CONTEXT_FORMAT, KeywordIndex, VectorIndex
 from shards.indexes.exact import ExactVectorCache, NamespaceVectors
-from shards.records.base import RecordStore
+from shards.records.base import RecordStore, SharedRecordStore
 from shards.records.factory import open_record_store
 from shards.shard.memories import MemoriesMixin
 from shards.shard.moves import MovesMixin
@@ -66,6 +66,9 @@ class Shard(MovesMixin, MemoriesMixin, RecallMixin):
         # The session channel: turns within this many of a strong hit, fading with distance.
         self.session_window = 3
         self.session_decay = 0.8
+        self._shared = records if isinstance(records, SharedRecordStore) and records.shared else None
+        self._placement_version = 0
+        self._seen_versions = {}
         check_layout(records, index, dim)
         # Where namespaces live: the count this shard was placed under (recorded on first
         # use, then set by a resharding job) and, during a reshard, the count it moves to.
@@ -76,6 +79,8 @@ class Shard(MovesMixin, MemoriesMixin, RecallMixin):
         self.reshard_target = int(target) if target else None
         self.map_epoch = int(records.get_meta("map_epoch") or 0)
         self._states = records.namespace_states()
+        if self._shared is not None:
+            self._read_placement()
         # Indexes are derived data: one that is missing, empty, from an older schema or built
         # under another context rule is rebuilt from the record store.
         stored = self.records.counts()[0]

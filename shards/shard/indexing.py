@@ -3,7 +3,7 @@ record store (after a write, from the index log, or rebuilt whole) and the check
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from shards.indexed_text import indexed_text
 from shards.indexes.base import CONTEXT_TURNS, IndexRow, memory_type_code
@@ -11,6 +11,11 @@ from shards.shard.placement import ShardBase
 from shards.types import Memory, NewMemory, Scope
 
 log = logging.getLogger(__name__)
+
+# Several replicas: an index-log entry this old whose writer has not forgotten it is taken for
+# a dead writer's, and re-applied from the records by whichever replica checkpoints next. (A
+# live writer indexes its entries within its request; re-applying one twice is only work.)
+UNABSORBED_GRACE_S = 30.0
 
 
 class IndexingMixin(ShardBase):
@@ -43,9 +48,25 @@ class IndexingMixin(ShardBase):
             self._exact.invalidate(list({r.ns_id for r in rows}))
             self.vectors.upsert(rows)
             self.keywords.upsert([*rows, *keyword_rows])
+            self._settle([r.key for r in (*rows, *keyword_rows)], {r.ns_id for r in rows})
         except Exception:
             self._indexes_behind = True  # as in _apply: the keys are in the index log
             raise
+
+    def _settle(self, keys: Sequence[int], ns_ids: Iterable[int]) -> None:
+        """Several replicas, after this one indexed `keys`: take back out of the indexes any
+        that another replica deleted meanwhile (its own index delete may have come before
+        these writes), then forget this replica's log entries for them and bump their
+        namespaces' versions, so that the other replicas' next reads see them."""
+        if self._shared is None or not keys:
+            return
+        live = self._shared.live_keys(keys)
+        gone = [k for k in keys if k not in live]
+        if gone:
+            self._exact.invalidate_keys(gone)
+            self.vectors.delete(gone)
+            self.keywords.delete(gone)
+        self._shared.indexes_absorbed(keys, sorted(set(ns_ids)))
 
     def _apply(self, keys: Sequence[int], keywords_only: Sequence[int] = ()) -> None:
         """Bring both indexes in line with the record store for these keys (and the keyword
@@ -61,10 +82,12 @@ class IndexingMixin(ShardBase):
                 self.keywords.delete(gone)
                 self.vectors.upsert(rows)
                 self.keywords.upsert(rows)
+                self._settle(chunk, {r.ns_id for r in rows})
             if keywords_only:
                 rows, gone = self._index_rows(keywords_only)
                 self.keywords.delete(gone)
                 self.keywords.upsert(rows)
+                self._settle(keywords_only, ())
         except Exception:
             # The write is durable and its keys are in the index log; the next checkpoint
             # must re-apply them before it trims the log, or an index server's failure
@@ -75,6 +98,8 @@ class IndexingMixin(ShardBase):
     def catch_up_indexes(self) -> int:
         """Re-index whatever the record store logged that the indexes may have missed."""
         with self._lock:
+            if self._shared is not None:
+                return self._reapply_unabsorbed(0.0)  # whoever logged them: a start repairs all
             _, keys = self.records.pending_index_keys()
             if keys:
                 log.info("catching up indexes", extra={"shard": self.index, "keys": len(keys)})
@@ -86,6 +111,13 @@ class IndexingMixin(ShardBase):
         """Make the indexes durable, then forget the log entries they now hold."""
         with self._lock:
             self._flush_accesses()
+            if self._shared is not None:
+                # Each replica forgets its own entries as it indexes them (_settle): what is
+                # left after the grace period, a replica that died mid-write left; and this
+                # one's own, if its index writes failed.
+                self._reapply_unabsorbed(UNABSORBED_GRACE_S, own_too=self._indexes_behind)
+                self._indexes_behind = False  # not reached while an index is still down
+                return
             seq, keys = self.records.pending_index_keys()
             if not keys:
                 return
@@ -95,6 +127,22 @@ class IndexingMixin(ShardBase):
             self.vectors.flush()
             self.keywords.flush()
             self.records.mark_indexed(seq)
+
+    def _reapply_unabsorbed(self, older_than_s: float, own_too: bool = False) -> int:
+        """Several replicas: re-apply from the records the index-log entries older than
+        this, whoever wrote them (and with own_too all of this replica's), and forget them.
+        Answers how many keys."""
+        assert self._shared is not None
+        seqs, keys = self._shared.unabsorbed_entries(older_than_s, own_too)
+        if keys:
+            log.info("re-applying unabsorbed index-log entries",
+                     extra={"shard": self.index, "keys": len(keys)})
+            self._apply(keys)
+            self.vectors.flush()
+            self.keywords.flush()
+        if seqs:
+            self._shared.entries_absorbed(seqs, ())
+        return len(keys)
 
     def _flush_accesses(self) -> None:
         pending, self._accesses = self._accesses, {}
@@ -112,8 +160,11 @@ class IndexingMixin(ShardBase):
             self._apply(keys)
             self.vectors.flush()
             self.keywords.flush()
-            seq, _ = self.records.pending_index_keys()
-            self.records.mark_indexed(seq)
+            if self._shared is not None:
+                self._reapply_unabsorbed(0.0)  # what other replicas wrote meanwhile
+            else:
+                seq, _ = self.records.pending_index_keys()
+                self.records.mark_indexed(seq)
             return len(keys)
 
     def _index_written(self, items: Sequence[NewMemory],

@@ -31,6 +31,13 @@ class MemoriesMixin(IndexingMixin):
             stored = self.records.insert(items, now)
             try:
                 self._index_written(items, stored)
+                if self._shared is not None:
+                    # A retry of a store whose first try committed through a replica that
+                    # died before indexing it: index it now (re-applying is harmless), so
+                    # that this acknowledgement, too, means recallable at once.
+                    again = [key for key, _, created in stored if not created]
+                    if again:
+                        self._apply(again)
             except Exception:
                 # Stored but not (all) indexed (its reads of session context can fail
                 # too): the next checkpoint re-applies the logged keys from the records.

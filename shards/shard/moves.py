@@ -4,10 +4,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from shards.errors import Conflict, StaleShardMap
+from shards.errors import Conflict, PlacementChanged, StaleShardMap
 from shards.indexes.base import CONTEXT_TURNS
 from shards.shard.namespaces import NamespacesMixin
 from shards.types import Scope
+
+
+# Placement changes are resharding steps, seconds apart: a call overtaken by one twice in a
+# row is rare, and the router retries a third.
+PLACEMENT_ATTEMPTS = 3
 
 
 class MovesMixin(NamespacesMixin):
@@ -33,9 +38,24 @@ class MovesMixin(NamespacesMixin):
 
     def call_at_epoch(self, caller_epoch: int | None, method: str, *args: Any, **kwargs: Any) -> Any:
         """`method` for a caller whose shard map has this epoch (None: no map, e.g. a test).
-        Run on the thread that runs every call, so no set_routing comes between the two."""
-        self.check_epoch(caller_epoch)
-        return getattr(self, method)(*args, **kwargs)
+        Run on the thread that runs every call, so no set_routing comes between the two.
+
+        Several replicas (a shared record store): the placement is read first, and the
+        call's first write commits only if no replica has changed it since; otherwise
+        nothing was written, and the call runs again on the placement as it is now."""
+        if self._shared is None:
+            self.check_epoch(caller_epoch)
+            return getattr(self, method)(*args, **kwargs)
+        for attempt in range(PLACEMENT_ATTEMPTS):
+            self._read_placement()
+            self.check_epoch(caller_epoch)
+            try:
+                with self._shared.placement_guard(self._placement_version):
+                    return getattr(self, method)(*args, **kwargs)
+            except PlacementChanged:
+                if attempt == PLACEMENT_ATTEMPTS - 1:
+                    raise  # retriable: the router tries again shortly
+        raise AssertionError("unreachable")
 
     def set_routing(self, count: int, target: int | None, epoch: int = 0) -> None:
         """The shard map's count, reshard target and epoch, as the job moves through it."""

@@ -7,7 +7,7 @@ import threading
 from shards.errors import NamespaceMoved, NamespaceMoving
 from shards.indexes.base import KeywordIndex, VectorIndex
 from shards.indexes.exact import ExactVectorCache
-from shards.records.base import RecordStore
+from shards.records.base import RecordStore, SharedRecordStore
 from shards.routing import shard_for
 from shards.types import Scope
 
@@ -42,6 +42,38 @@ class ShardBase:
     reshard_target: int | None
     map_epoch: int
     _states: dict[str, str]  # namespace → its move state (absent: live here, or not here)
+    # Several replicas over one shared record store (PostgreSQL): the placement above is
+    # re-read at each call, at this version, and each namespace's version last seen here says
+    # whether the exact-search cache and the index reads predate other replicas' writes.
+    _shared: SharedRecordStore | None
+    _placement_version: int
+    _seen_versions: dict[int, int]
+
+    def _read_placement(self) -> None:
+        """Take the placement as the shared record store holds it now (several replicas)."""
+        assert self._shared is not None
+        placement = self._shared.placement()
+        self._placement_version = placement.version
+        if placement.shard_count is not None:
+            self.routing_count = placement.shard_count
+        self.reshard_target = placement.reshard_target
+        self.map_epoch = placement.map_epoch
+        self._states = placement.states
+
+    def _observe(self, ns_id: int) -> None:
+        """Before reading a namespace's indexes or cached vectors: if another replica's
+        writes reached the indexes since this one last looked, drop the cached vectors and
+        make the next index reads wait for those writes (read-your-writes across replicas)."""
+        if self._shared is None:
+            return
+        version = self._shared.namespace_version(ns_id)
+        if version is None or self._seen_versions.get(ns_id) == version:
+            return
+        self._exact.invalidate([ns_id])
+        self.vectors.others_wrote()
+        self.keywords.others_wrote()
+        # Read before the searches: a write absorbed after this read bumps it past this.
+        self._seen_versions[ns_id] = version
 
     # -- which namespaces this shard serves -----------------------------------------------
     def _is_home(self, namespace: str) -> bool:

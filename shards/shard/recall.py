@@ -42,6 +42,7 @@ class RecallMixin(GraphMixin, SessionsMixin):
         ns_id = self.records.namespace_id(namespace)
         if ns_id is None:
             return []
+        self._observe(ns_id)
         session_key = None
         if flt.session_id is not None:
             session_key = self.records.session_key(namespace, flt.session_id)

@@ -15,6 +15,9 @@ READ COMMITTED two writers could each read "absent" and both write; under SERIAL
 path would need a retry loop. With the lock, each write sees every earlier one committed, and
 `index_log` sequence numbers are handed out in commit order, so marking the log up to a seq
 never skips an entry still in flight. Reads take no lock: each is a plain snapshot.
+Each write transaction also names its writer (this store's random token, as the transaction's
+`engram.writer` setting, which index_log's default records) and, inside a placement guard,
+checks the placement version once it holds the lock (replicas.py).
 
 Nested use joins the thread's open read or transaction (a write path calls the reads it
 needs, as on SQLite); the thread's connection is kept in a thread-local.
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -30,7 +34,7 @@ from typing import Any
 import psycopg
 
 from shards.config import PostgresConfig
-from shards.errors import InvalidInput, StorageUnavailable
+from shards.errors import InvalidInput, PlacementChanged, StorageUnavailable
 from shards.postgres_pool import migrate, open_pool, redacted
 from shards.records.postgres.schema import _MEMORY_COLUMNS, MIGRATIONS, _memory
 from shards.types import Memory
@@ -53,6 +57,7 @@ class PostgresCore:
         digest = hashlib.blake2b(f"engram records {self.schema}".encode(), digest_size=8).digest()
         self._write_lock_key = int.from_bytes(digest, "big", signed=True)
         self._local = threading.local()
+        self.writer = uuid.uuid4().hex  # this replica's name in index_log.writer
         self._pool = open_pool(cfg, dsn, self.schema, f"records {self.schema}")
         try:
             with self._unavailable_on_loss():
@@ -94,17 +99,32 @@ class PostgresCore:
         conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
         if conn is not None:
             if not self._local.locked:
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._write_lock_key,))
+                self._lock_for_write(conn)
                 self._local.locked = True
             yield conn
             return
         with self._unavailable_on_loss(), self._pool.connection() as conn, conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._write_lock_key,))
+            self._lock_for_write(conn)
             self._local.conn, self._local.locked = conn, True
             try:
                 yield conn
             finally:
                 self._local.conn = None
+
+    def _lock_for_write(self, conn: psycopg.Connection[Any]) -> None:
+        """Take the shard's write lock, name this writer, and check the thread's placement
+        guard (one check per guarded call: its first write transaction)."""
+        conn.execute("SELECT pg_advisory_xact_lock(%s), set_config('engram.writer', %s, true)",
+                     (self._write_lock_key, self.writer))
+        guard: list[int] | None = getattr(self._local, "guard", None)
+        if guard:
+            # A statement of its own: its snapshot is taken after the lock was granted, so it
+            # sees every placement change committed before this transaction may write.
+            row = conn.execute("SELECT value FROM meta WHERE key = 'placement_version'").fetchone()
+            found = int(row[0]) if row is not None else 0
+            read = guard.pop()
+            if found != read:
+                raise PlacementChanged(read, found)
 
     @contextmanager
     def _unavailable_on_loss(self) -> Iterator[None]:

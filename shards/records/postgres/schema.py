@@ -137,8 +137,36 @@ CREATE TRIGGER copy_log_change AFTER INSERT OR UPDATE OR DELETE ON memories
 FOR EACH ROW EXECUTE FUNCTION copy_log_change();
 """
 
-# migrations[i] takes the schema from version i to i + 1; a change appends one, never edits.
-MIGRATIONS: list[str] = [V1_SQL]
+# Version 2: several replicas of a shard write at once (shards/records/postgres/replicas.py).
+# - namespaces.version: bumped when the indexes absorb a change of the namespace, so a replica
+#   knows when its cached vectors or its index reads predate another replica's writes.
+# - index_log.writer (the writing replica's token, from the transaction's engram.writer
+#   setting) and logged_at: a replica forgets only the entries it indexed itself; entries
+#   that outlive a grace period (their writer died) are re-applied by any replica.
+# - meta placement_version, bumped by triggers whenever a namespace's move state or the
+#   shard map's count, target or epoch changes: a write checks it under the write lock.
+V2_SQL = """
+ALTER TABLE namespaces ADD COLUMN version BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE index_log ADD COLUMN writer TEXT DEFAULT current_setting('engram.writer', true);
+ALTER TABLE index_log ADD COLUMN logged_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp();
+CREATE INDEX index_log_by_writer ON index_log (writer, key);
+INSERT INTO meta (key, value) VALUES ('placement_version', '0') ON CONFLICT (key) DO NOTHING;
+CREATE FUNCTION bump_placement() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+BEGIN
+    UPDATE meta SET value = (value::bigint + 1)::text WHERE key = 'placement_version';
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER bump_placement AFTER INSERT OR UPDATE OR DELETE ON namespace_states
+FOR EACH STATEMENT EXECUTE FUNCTION bump_placement();
+CREATE TRIGGER bump_placement AFTER INSERT OR UPDATE ON meta
+FOR EACH ROW WHEN (NEW.key IN ('shard_count', 'reshard_target', 'map_epoch'))
+EXECUTE FUNCTION bump_placement();
+"""
 
-__all__ = ["MIGRATIONS", "V1_SQL", "_EXPORT_COLUMNS", "_MEMORY_COLUMNS", "_SESSION_COLUMNS",
+# migrations[i] takes the schema from version i to i + 1; a change appends one, never edits.
+MIGRATIONS: list[str] = [V1_SQL, V2_SQL]
+
+__all__ = ["MIGRATIONS", "V1_SQL", "V2_SQL", "_EXPORT_COLUMNS", "_MEMORY_COLUMNS", "_SESSION_COLUMNS",
            "_memory", "_session"]
