@@ -160,7 +160,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         port, dashboard_port, gcs_port = free_ports(3)
         env = {"ENGRAM_ROOT_API_KEY": ROOT_KEY, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
                "TOKENIZERS_PARALLELISM": "false", **form.env,
-               **ingress_env("proxy")}  # Serve's own proxy on the head: no HAProxy to place
+               # Serve's own proxy on the head, whatever the caller's environment says: a
+               # test session's HAProxy settings (its ports among them) must not carry over.
+               **ingress_env("proxy", environ={})}
         os.environ.update(env)
         config = {"shard_count": 1, "storage": {**form.storage, "checkpoint_seconds": 2},
                   "sessions": {"sweep_seconds": 5}}
