@@ -1,13 +1,18 @@
-"""The `engram` command: health, store, recall and API keys against a running service, as JSON."""
+"""The `engram` command: health, store, recall and API keys against a running service, as
+JSON; backup and restore of an embedded data directory, on the machine that holds it."""
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import sqlite3
 import sys
+import tarfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+from engram import backup
 from engram._transport import DEFAULT_URL
 from engram.client import Engram
 from engram.errors import EngramError
@@ -44,7 +49,22 @@ def _parser() -> argparse.ArgumentParser:
     key_sub.add_parser("list")
     delete = key_sub.add_parser("delete")
     delete.add_argument("key_id")
+    take = sub.add_parser("backup", help="snapshot an embedded data directory while it serves")
+    take.add_argument("--data-dir", type=Path, default=Path("data"), help="default: %(default)s")
+    take.add_argument("--out", type=Path, required=True, help="the .tar.gz to write")
+    put = sub.add_parser("restore", help="unpack a backup into a new data directory")
+    put.add_argument("--data-dir", type=Path, required=True, help="empty or missing")
+    put.add_argument("archive", type=Path)
     return p
+
+
+LOCAL = {"backup", "restore"}  # commands on the data directory itself, not the service
+
+
+def _run_local(args: argparse.Namespace) -> Any:
+    if args.command == "backup":
+        return backup.backup(args.data_dir, args.out)
+    return backup.restore(args.archive, args.data_dir)
 
 
 def _run(client: Engram, args: argparse.Namespace) -> Any:
@@ -65,6 +85,15 @@ def _run(client: Engram, args: argparse.Namespace) -> Any:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command in LOCAL:
+        try:
+            result = _run_local(args)
+        except (ValueError, OSError, sqlite3.Error, tarfile.TarError) as exc:
+            print(f"engram {args.command}: {exc}", file=sys.stderr)
+            return 1
+        json.dump(result, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
     with Engram(args.url, api_key=args.api_key) as client:
         try:
             result = _run(client, args)

@@ -50,6 +50,13 @@ def mem(mid: str, ns: str, content: str, seed: int = 0, **kw: object) -> NewMemo
     return NewMemory(**fields)  # type: ignore[arg-type]
 
 
+def files_holding(root: Path, text: str) -> list[str]:
+    """The files under root (relative paths) whose bytes contain this text."""
+    needle = text.encode()
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*")
+                  if p.is_file() and needle in p.read_bytes())
+
+
 def ids(candidates: list) -> list[str]:  # type: ignore[type-arg]
     return [c.memory.id for c in candidates]
 

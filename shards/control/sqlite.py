@@ -13,6 +13,7 @@ from pathlib import Path
 from shards.control.base import ApiKey, MapState, hash_key
 from shards.control.rules import ControlRules
 from shards.errors import NotFound
+from shards.sqlite_schema import migrate
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -28,6 +29,10 @@ CREATE TABLE IF NOT EXISTS api_keys (
 );
 CREATE TABLE IF NOT EXISTS moved_namespaces (name TEXT PRIMARY KEY);
 """
+
+# migrations[i] takes the schema from version i to i + 1 (shards/sqlite_schema.py); a change
+# appends one, never edits. Version 1 is the layout stores had before versions were kept.
+MIGRATIONS: list[str] = [SCHEMA]
 
 
 @contextmanager
@@ -54,7 +59,7 @@ class SQLiteControlStore(ControlRules):
                                    timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(SCHEMA)
+        migrate(self._db, "control store", self.location, MIGRATIONS)
 
     def close(self) -> None:
         self._db.close()

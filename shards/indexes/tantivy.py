@@ -121,6 +121,8 @@ class TantivyKeywordIndex:
             if self._dirty:
                 self._writer.commit()
                 self._index.reload()
+                # Files of segments that merges replaced (deleted documents' terms in them).
+                self._writer.garbage_collect_files()
                 self._dirty = False
 
     def count(self) -> int:

@@ -82,6 +82,11 @@ class RecordStore(Protocol):
         """Release the connection."""
         ...
 
+    def scrub(self) -> None:
+        """After deletes: make the deleted rows' text unreadable in the store's own files
+        where the store can (the shard's checkpoint calls this when something was deleted)."""
+        ...
+
     # -- meta ---------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
         """A value kept with the records (layout, shard map, index formats), None when unset."""

@@ -60,6 +60,7 @@ class Shard(MovesMixin, MemoriesMixin, RecallMixin):
             lambda ns_id: NamespaceVectors.from_rows(self.records.namespace_vector_rows(ns_id), dim),
             exact_cache_bytes)
         self._indexes_behind = False  # an index write failed since the last checkpoint
+        self._scrub_due = False
         self.graph_seeds = 5  # top hits per channel whose entities the graph channel follows
         self.hub_fraction = 0.05  # entities in more of a namespace's memories are hubs
         self.hub_min = 20

@@ -76,6 +76,7 @@ class IndexingMixin(ShardBase):
             for start in range(0, len(keys), 1000):
                 chunk = keys[start:start + 1000]
                 rows, gone = self._index_rows(chunk)
+                self._scrub_due = self._scrub_due or bool(gone)
                 self._exact.invalidate(list({r.ns_id for r in rows}))
                 self._exact.invalidate_keys(gone)
                 self.vectors.delete(gone)
@@ -111,6 +112,12 @@ class IndexingMixin(ShardBase):
         """Make the indexes durable, then forget the log entries they now hold."""
         with self._lock:
             self._flush_accesses()
+            if self._scrub_due:
+                # A forgotten memory's text leaves the record store's files at the first
+                # checkpoint after it (secure deletes, and the WAL truncated).
+                self.keywords.flush()
+                self.records.scrub()
+                self._scrub_due = False
             if self._shared is not None:
                 # Each replica forgets its own entries as it indexes them (_settle): what is
                 # left after the grace period, a replica that died mid-write left; and this

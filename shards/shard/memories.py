@@ -75,6 +75,7 @@ class MemoriesMixin(IndexingMixin):
         with self._lock:
             self._check(namespace, write=True)
             key, memory = self.records.update(namespace, memory_id, changes, now)
+            self._scrub_due = self._scrub_due or changes.content is not None  # the old text
             # Neighbours hold this turn's words as context: only new words change them.
             near = (self.records.session_neighbor_rows(key, CONTEXT_TURNS, CONTEXT_TURNS)
                     if changes.content is not None else [])

@@ -33,6 +33,7 @@ class ShardBase:
     exact_search_max_rows: int
     _exact: ExactVectorCache
     _indexes_behind: bool
+    _scrub_due: bool  # something was deleted since the last checkpoint (records.scrub())
     graph_seeds: int
     hub_fraction: float
     hub_min: int

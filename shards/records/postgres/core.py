@@ -156,6 +156,11 @@ class PostgresCore:
         assert row is not None
         return row[0]
 
+    def scrub(self) -> None:
+        """Nothing this process can do: a deleted row's text stays in its dead tuple until
+        VACUUM reuses the space, and in the WAL and its archive until they are recycled
+        (docs/operations.md, Deletes, gives the procedure)."""
+
     # -- meta ---------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
         with self._read() as db:

@@ -11,7 +11,8 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from shards.records.sqlite.schema import _MEMORY_COLUMNS, SCHEMA, _memory
+from shards.records.sqlite.schema import _MEMORY_COLUMNS, MIGRATIONS, _memory
+from shards.sqlite_schema import migrate
 from shards.types import Memory
 
 
@@ -27,8 +28,17 @@ class SQLiteCore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(SCHEMA)
+        # A forgotten memory's text must not stay readable in the file: deleted rows' bytes
+        # are overwritten with zeros (the WAL's old page images go at scrub()).
+        self._db.execute("PRAGMA secure_delete=ON")
+        migrate(self._db, "record store", self.location, MIGRATIONS)
         self._fill_namespace_vectors()
+
+    def scrub(self) -> None:
+        """Copy the WAL into the database and truncate it to nothing: the WAL still holds
+        the page images written before a delete (a forgotten memory's text among them)."""
+        with self._lock:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def _fill_namespace_vectors(self) -> None:
         """Once, for a store written before namespace_vectors existed: copy, in key order."""

@@ -141,6 +141,10 @@ WHEN OLD.ns_id IN (SELECT ns_id FROM moving) BEGIN
 END;
 """
 
+# migrations[i] takes the schema from version i to i + 1 (shards/sqlite_schema.py); a change
+# appends one, never edits. Version 1 is the layout stores had before versions were kept.
+MIGRATIONS: list[str] = [SCHEMA]
+
 _MEMORY_COLUMNS = (
     "m.key, m.id, n.name, m.content, m.memory_type, m.importance, m.tags, m.metadata, "
     "m.session_id, m.created_at, m.updated_at, m.event_time, m.expires_at, "
