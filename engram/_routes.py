@@ -213,3 +213,32 @@ def key_list() -> Call:
 
 def key_delete(key_id: str) -> Call:
     return Call("DELETE", f"/admin/keys/{_seg(key_id)}")
+
+
+# -- a namespace's copy (engram export / engram import; admin keys) ---------------------------
+def _transfer(namespace: str, step: str) -> str:
+    return f"/admin/namespaces/{_seg(namespace)}/{step}"
+
+
+def export_head(namespace: str) -> Call:
+    return Call("GET", _transfer(namespace, "export/head"), parse=_field("head"))
+
+
+def export_memories(namespace: str, after: int, limit: int) -> Call:
+    return Call("GET", _transfer(namespace, "export/memories"), params={"after": after, "limit": limit})
+
+
+def import_head(namespace: str, head: Json) -> Call:
+    return Call("POST", _transfer(namespace, "import/head"), {"head": head})
+
+
+def import_memories(namespace: str, rows: list[Any]) -> Call:
+    return Call("POST", _transfer(namespace, "import/memories"), {"rows": rows}, parse=_field("imported"))
+
+
+def import_abort(namespace: str) -> Call:
+    return Call("POST", _transfer(namespace, "import/abort"), {})
+
+
+def import_finish(namespace: str, memories: int) -> Call:
+    return Call("POST", _transfer(namespace, "import/finish"), {"memories": memories})

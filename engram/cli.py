@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from engram import backup
+from engram import backup, transfer
 from engram._transport import DEFAULT_URL
 from engram.client import Engram
 from engram.errors import EngramError
@@ -49,6 +49,12 @@ def _parser() -> argparse.ArgumentParser:
     key_sub.add_parser("list")
     delete = key_sub.add_parser("delete")
     delete.add_argument("key_id")
+    export = sub.add_parser("export", help="a namespace as JSON lines (needs an admin key)")
+    export.add_argument("--namespace", "-n", required=True)
+    export.add_argument("--out", type=Path, required=True)
+    load = sub.add_parser("import", help="a namespace from `engram export` (under its name, "
+                                         "which the service must not hold)")
+    load.add_argument("file", type=Path)
     take = sub.add_parser("backup", help="snapshot an embedded data directory while it serves")
     take.add_argument("--data-dir", type=Path, default=Path("data"), help="default: %(default)s")
     take.add_argument("--out", type=Path, required=True, help="the .tar.gz to write")
@@ -76,6 +82,10 @@ def _run(client: Engram, args: argparse.Namespace) -> Any:
                                    session_id=args.session_id)
     if args.command == "recall":
         return client.memory.recall(args.query, args.namespace, top_k=args.top_k)
+    if args.command == "export":
+        return transfer.export_namespace(client, args.namespace, args.out)
+    if args.command == "import":
+        return transfer.import_namespace(client, args.file)
     if args.keys_command == "create":
         return client.keys.create(args.name, args.scope, args.namespaces, args.expires_in_days)
     if args.keys_command == "list":
@@ -97,6 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     with Engram(args.url, api_key=args.api_key) as client:
         try:
             result = _run(client, args)
+        except (ValueError, OSError) as exc:  # a file that is not an export, or exists
+            print(f"engram {args.command}: {exc}", file=sys.stderr)
+            return 1
         except EngramError as exc:
             print(f"engram: {exc}", file=sys.stderr)
             return 1

@@ -130,6 +130,39 @@ class Keys:
         return result
 
 
+class Transfers:
+    """A namespace's copy as data (an admin key's business): what `engram export` and
+    `engram import` send (engram/transfer.py). Rows are opaque JSON, passed through."""
+
+    def __init__(self, run: Callable[[Call], Any]) -> None:
+        self._run = run
+
+    def export_head(self, namespace: str) -> Json:
+        result: Json = self._run(routes.export_head(namespace))
+        return result
+
+    def export_memories(self, namespace: str, after: int = 0, limit: int = 200) -> Json:
+        """{"rows": [...], "next": the `after` of the next page, or None at the end}."""
+        result: Json = self._run(routes.export_memories(namespace, after, limit))
+        return result
+
+    def import_head(self, namespace: str, head: Json) -> Json:
+        result: Json = self._run(routes.import_head(namespace, head))
+        return result
+
+    def import_memories(self, namespace: str, rows: list[Any]) -> int:
+        result: int = self._run(routes.import_memories(namespace, rows))
+        return result
+
+    def import_abort(self, namespace: str) -> Json:
+        result: Json = self._run(routes.import_abort(namespace))
+        return result
+
+    def import_finish(self, namespace: str, memories: int) -> Json:
+        result: Json = self._run(routes.import_finish(namespace, memories))
+        return result
+
+
 class Engram:
     """A client of one Engram service.
 
@@ -150,6 +183,7 @@ class Engram:
         self.memory = Memory(self._send)
         self.sessions = Sessions(self._send)
         self.keys = Keys(self._send)
+        self.transfers = Transfers(self._send)
 
     def _send(self, call: Call) -> Any:
         return send(self._http, call, self._retry)

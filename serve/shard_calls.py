@@ -91,6 +91,13 @@ class ShardCalls:
         return cast("tuple[list[Any], list[str], int]", await self._transport.call(
             "export_changes", namespace, after_seq, limit))
 
+    async def dump_head(self, namespace: str) -> dict[str, Any]:
+        return cast("dict[str, Any]", await self._transport.call("dump_head", namespace))
+
+    async def dump_memories(self, namespace: str, after_key: int, limit: int) -> tuple[list[Any], int]:
+        return cast("tuple[list[Any], int]", await self._transport.call(
+            "dump_memories", namespace, after_key, limit))
+
     async def export_head(self, namespace: str) -> dict[str, Any]:
         return cast("dict[str, Any]", await self._transport.call("export_head", namespace))
 

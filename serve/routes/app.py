@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serve.errors import ApiError
 from serve.metrics import observe
-from serve.routes import agents, capabilities, graph, health, keys, memories, namespaces, sessions
+from serve.routes import agents, capabilities, graph, health, keys, memories, namespaces, sessions, transfer
 from serve.routes.errors import error_response, validation_error
 from serve.routes.health import VERSION
 from serve.service import MemoryService
@@ -20,7 +20,7 @@ from shards.control.base import ControlStore
 # Included in this order: the first route whose path and method match answers, so where two
 # paths overlap the order decides.
 ROUTERS = (health.router, capabilities.router, memories.router, graph.router, sessions.router,
-           agents.router, namespaces.router, keys.router)
+           agents.router, namespaces.router, keys.router, transfer.router)
 
 
 async def _api_error(_: Request, exc: ApiError) -> JSONResponse:

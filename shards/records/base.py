@@ -61,6 +61,12 @@ def changed_columns(changes: MemoryChanges, now: float) -> list[tuple[str, Any]]
     return columns
 
 
+def session_taken(session_id: str) -> str:
+    """Why a namespace's copy cannot be imported where one of its sessions' ids is taken."""
+    return (f"session {session_id} already exists here (session ids are unique across the "
+            "service): import into another service, or delete the namespace that holds it first")
+
+
 def stats_by_type(rows: Sequence[Sequence[Any]]) -> dict[str, Any]:
     """A namespace's memory stats from (type, count, importance sum, oldest, newest) rows."""
     total = sum(r[1] for r in rows)

@@ -43,6 +43,8 @@ class Shard(MovesMixin, MemoriesMixin, RecallMixin):
         "routing", "set_routing", "namespace_table", "freeze", "handoff", "export_head",
         "export_memories", "import_head", "import_memories", "activate", "release",
         "begin_copy", "export_changes", "import_changes", "refresh_head", "thaw", "discard",
+        # a live namespace's copy (engram export; engram import uses import_head ... activate)
+        "dump_head", "dump_memories",
     })
 
     def __init__(self, index: int, shard_count: int, dim: int, records: RecordStore,

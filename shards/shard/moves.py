@@ -116,6 +116,18 @@ class MovesMixin(NamespacesMixin):
             self.records.stop_change_log(namespace)  # the copy has caught up
             self._set_state(namespace, self.HANDOFF)
 
+    # -- a live namespace's copy, for `engram export` (serve/routes/transfer.py) -----------
+    def dump_head(self, namespace: str) -> dict[str, Any]:
+        """export_head of a namespace that stays live: a read, no move begun."""
+        self._check(namespace, write=False)  # a copy being filled or handed off: Moving
+        return self.records.export_head(namespace)
+
+    def dump_memories(self, namespace: str, after_key: int, limit: int) -> tuple[list[Any], int]:
+        """export_memories of a namespace that stays live (pages by key: memories stored
+        while the pages are read may or may not be in the copy)."""
+        self._check(namespace, write=False)
+        return self.records.export_memories(namespace, after_key, limit)
+
     def _check_exportable(self, namespace: str) -> None:
         if self._states.get(namespace) not in self.LEAVING:
             raise Conflict(f"begin_copy or freeze {namespace} before exporting it (writes "

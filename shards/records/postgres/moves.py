@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from shards.errors import Conflict, NotFound
+from shards.records.base import session_taken
 from shards.records.postgres.schema import _EXPORT_COLUMNS
 from shards.records.postgres.sessions import SessionsMixin
 from shards.types import Memory
@@ -83,7 +84,7 @@ class MovesMixin(SessionsMixin):
         """An export row: the memory's columns after its key, then its entity links."""
         links = self._db.execute(
             "SELECT e.key, me.value, me.score FROM memory_entities me"
-            " JOIN entities e USING (ent_id) WHERE me.mem_key = %s", (row[0],)).fetchall()
+            " JOIN entities e USING (ent_id) WHERE me.mem_key = %s ORDER BY e.key", (row[0],)).fetchall()
         *columns, vector = row[1:]
         return (*columns, bytes(vector), links)
 
@@ -155,6 +156,10 @@ class MovesMixin(SessionsMixin):
         with self._tx():
             if self._ns_id(name, create=False) is not None:
                 raise Conflict(f"namespace already here: {name}", "namespace")
+            taken = self._db.execute("SELECT id FROM sessions WHERE id = ANY(%s) LIMIT 1",
+                                     ([s[0] for s in head["sessions"]],)).fetchone()
+            if taken is not None:
+                raise Conflict(session_taken(taken[0]), "sessions")
             created_at, metadata = head["namespace"]
             ns_id = int(self._scalar("INSERT INTO namespaces (name, created_at, metadata)"
                                      " VALUES (%s, %s, %s) RETURNING ns_id", (name, created_at, metadata)))

@@ -5,6 +5,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from shards.errors import Conflict, NotFound
+from shards.records.base import session_taken
 from shards.records.sqlite.schema import _EXPORT_COLUMNS
 from shards.records.sqlite.sessions import SessionsMixin
 from shards.types import Memory
@@ -70,7 +71,7 @@ class MovesMixin(SessionsMixin):
         """An export row: the memory's columns after its key, then its entity links."""
         links = self._db.execute(
             "SELECT e.key, me.value, me.score FROM memory_entities me"
-            " JOIN entities e USING (ent_id) WHERE me.mem_key = ?", (row[0],)).fetchall()
+            " JOIN entities e USING (ent_id) WHERE me.mem_key = ? ORDER BY e.key", (row[0],)).fetchall()
         return (*row[1:], links)
 
     # -- live copies (a reshard moving a namespace that keeps taking writes) ---------------
@@ -150,6 +151,9 @@ class MovesMixin(SessionsMixin):
         with self._lock, self._tx():
             if self._ns_id(name, create=False) is not None:
                 raise Conflict(f"namespace already here: {name}", "namespace")
+            for session in head["sessions"]:
+                if self._db.execute("SELECT 1 FROM sessions WHERE id = ?", (session[0],)).fetchone():
+                    raise Conflict(session_taken(session[0]), "sessions")
             created_at, metadata = head["namespace"]
             cur = self._db.execute("INSERT INTO namespaces (name, created_at, metadata)"
                                    " VALUES (?, ?, ?)", (name, created_at, metadata))
