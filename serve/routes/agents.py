@@ -6,13 +6,13 @@ from fastapi.responses import JSONResponse
 
 from serve.errors import bad_request
 from serve.routes.errors import EngramRoute
-from serve.routes.plumbing import MAX_OFFSET, ok, parse, principal, service
+from serve.routes.plumbing import MAX_OFFSET, json_body, ok, parse, principal, service
 from serve.schemas import AgentCreateBody
 
 router = APIRouter(route_class=EngramRoute)
 
 
-@router.post("/v1/agents")
+@router.post("/v1/agents", openapi_extra=json_body(AgentCreateBody))
 async def agent_create(request: Request) -> JSONResponse:
     p = await principal(request)
     body = await parse(request, AgentCreateBody)

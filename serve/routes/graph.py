@@ -5,13 +5,13 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from serve.routes.errors import EngramRoute
-from serve.routes.plumbing import ok, owned, parse, principal, service
+from serve.routes.plumbing import json_body, ok, owned, parse, principal, service
 from serve.schemas import ExtractBody, KnowledgeGraphBody
 
 router = APIRouter(route_class=EngramRoute)
 
 
-@router.post("/v1/knowledge/graph")
+@router.post("/v1/knowledge/graph", openapi_extra=json_body(KnowledgeGraphBody))
 async def knowledge_graph(request: Request) -> JSONResponse:
     body, svc, ns = await owned(request, KnowledgeGraphBody, "read")
     return ok(await svc.knowledge_graph(await principal(request), ns, body.memory_id, body.depth,
@@ -28,7 +28,7 @@ async def memory_entities(request: Request, memory_id: str) -> JSONResponse:
     return ok(await service(request).memory_entities(await principal(request), memory_id))
 
 
-@router.post("/v1/extract")
+@router.post("/v1/extract", openapi_extra=json_body(ExtractBody))
 async def extract(request: Request) -> JSONResponse:
     p = await principal(request)
     p.require_level("read")

@@ -11,7 +11,7 @@ from serve.auth import SCOPES, Principal, valid_grant
 from serve.control_calls import control_call
 from serve.errors import ApiError, bad_request, not_found
 from serve.routes.errors import EngramRoute
-from serve.routes.plumbing import control, ok, parse, principal
+from serve.routes.plumbing import control, json_body, ok, parse, principal
 from serve.schemas import KeyCreateBody
 from shards.control.base import ApiKey
 
@@ -20,7 +20,7 @@ MAX_GRANT_BYTES = 4096
 router = APIRouter(route_class=EngramRoute)
 
 
-@router.post("/admin/keys")
+@router.post("/admin/keys", openapi_extra=json_body(KeyCreateBody))
 async def key_create(request: Request) -> JSONResponse:
     p = await principal(request)
     p.require_level("admin")

@@ -71,6 +71,25 @@ async def owned(request: Request, model: type[O], needed: str) -> tuple[O, Memor
     return body, svc, ns
 
 
+def json_body(model: type[BaseModel]) -> dict[str, Any]:
+    """A route's JSON body for the OpenAPI (routes parse bodies themselves, to answer Dakera's
+    error bodies): the model's schema with its definitions inlined, so that it stands alone
+    where the OpenAPI document puts it."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return inline(defs[node["$ref"].rsplit("/", 1)[-1]])
+            return {k: inline(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return node
+
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": inline(schema)}}}}
+
+
 MAX_OFFSET = 1_000_000_000  # past SQLite's 64-bit integers an offset fails in the store
 
 

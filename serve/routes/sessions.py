@@ -5,19 +5,19 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from serve.routes.errors import EngramRoute
-from serve.routes.plumbing import MAX_OFFSET, ok, owned, parse, principal, service
+from serve.routes.plumbing import MAX_OFFSET, json_body, ok, owned, parse, principal, service
 from serve.schemas import SessionEndBody, SessionStartBody
 
 router = APIRouter(route_class=EngramRoute)
 
 
-@router.post("/v1/sessions/start")
+@router.post("/v1/sessions/start", openapi_extra=json_body(SessionStartBody))
 async def session_start(request: Request) -> JSONResponse:
     body, svc, ns = await owned(request, SessionStartBody, "write")
     return ok(await svc.start_session(ns, body.metadata, body.idle_timeout_secs), 201)
 
 
-@router.post("/v1/sessions/{session_id}/end")
+@router.post("/v1/sessions/{session_id}/end", openapi_extra=json_body(SessionEndBody))
 async def session_end(request: Request, session_id: str) -> JSONResponse:
     p = await principal(request)
     body = await parse(request, SessionEndBody)
