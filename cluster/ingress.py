@@ -116,15 +116,35 @@ def serve_ports_env(kind: str, environ: Mapping[str, str] = os.environ,
                        "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT and the three beside it")
 
 
+# Ports chosen for servers started later come from below the OS's ephemeral range (Linux:
+# 32768-60999), and below Serve's replica blocks (30000-32700): a port the OS hands out for
+# `bind(0)` could go, in the seconds before our server binds it, to one of the dozens of
+# processes Ray starts meanwhile (seen: HAProxy could not bind the test service's port).
+CHOSEN_PORTS = range(20000, 30000)
+
+
 def free_ports(count: int) -> list[int]:
-    """`count` distinct ports free right now (all held open together while choosing)."""
-    sockets = [socket.socket() for _ in range(count)]
+    """`count` distinct ports free right now (all held open together while choosing), from
+    CHOSEN_PORTS, where nothing that binds port 0 can take them before their server does."""
+    import random
+
+    held: list[socket.socket] = []
     try:
-        for s in sockets:
-            s.bind(("0.0.0.0", 0))
-        return [int(s.getsockname()[1]) for s in sockets]
+        for port in random.sample(CHOSEN_PORTS, len(CHOSEN_PORTS)):
+            if len(held) == count:
+                break
+            s = socket.socket()
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                s.close()
+                continue
+            held.append(s)
+        if len(held) < count:
+            raise RuntimeError(f"fewer than {count} free ports in {CHOSEN_PORTS.start}-{CHOSEN_PORTS.stop - 1}")
+        return [int(s.getsockname()[1]) for s in held]
     finally:
-        for s in sockets:
+        for s in held:
             s.close()
 
 
