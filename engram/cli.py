@@ -95,24 +95,18 @@ def _run(client: Engram, args: argparse.Namespace) -> Any:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command in LOCAL:
-        try:
+    try:
+        if args.command in LOCAL:
             result = _run_local(args)
-        except (ValueError, OSError, sqlite3.Error, tarfile.TarError) as exc:
-            print(f"engram {args.command}: {exc}", file=sys.stderr)
-            return 1
-        json.dump(result, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-        return 0
-    with Engram(args.url, api_key=args.api_key) as client:
-        try:
-            result = _run(client, args)
-        except (ValueError, OSError) as exc:  # a file that is not an export, or exists
-            print(f"engram {args.command}: {exc}", file=sys.stderr)
-            return 1
-        except EngramError as exc:
-            print(f"engram: {exc}", file=sys.stderr)
-            return 1
+        else:
+            with Engram(args.url, api_key=args.api_key) as client:
+                result = _run(client, args)
+    except EngramError as exc:
+        print(f"engram: {exc}", file=sys.stderr)
+        return 1
+    except (ValueError, OSError, sqlite3.Error, tarfile.TarError) as exc:  # a file, a directory
+        print(f"engram {args.command}: {exc}", file=sys.stderr)
+        return 1
     json.dump(result, sys.stdout, indent=2, ensure_ascii=False)
     sys.stdout.write("\n")
     return 0

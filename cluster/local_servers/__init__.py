@@ -14,3 +14,29 @@ They are set up to be thrown away (no durability, no tuning, no auth beyond Post
 password): production points `storage.postgres`, `storage.milvus_server` and
 `storage.elasticsearch` at servers run as services (cluster/README.md).
 """
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+
+def log_tail(path: Path, chars: int = 2000) -> str:
+    """The end of a server's log, for the error that says it did not start."""
+    try:
+        return path.read_text(errors="replace")[-chars:]
+    except OSError:
+        return "(no log)"
+
+
+def stop_process(proc: subprocess.Popen[bytes] | None, ask: Callable[[subprocess.Popen[bytes]], None],
+                 timeout: float) -> None:
+    """Ask a server to stop (its own way: a signal), wait, and kill it if it will not."""
+    if proc is None or proc.poll() is not None:
+        return
+    ask(proc)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -26,6 +26,8 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 
+from cluster.local_servers import log_tail, stop_process
+
 PR_SET_PDEATHSIG = 1
 
 
@@ -85,19 +87,10 @@ class EsEmulator:
             time.sleep(0.1)
 
     def log_tail(self) -> str:
-        try:
-            return (self.base_dir / "emulator.log").read_text(errors="replace")[-2000:]
-        except OSError:
-            return "(no log)"
+        return log_tail(self.base_dir / "emulator.log")
 
     def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+        stop_process(self._proc, subprocess.Popen.terminate, timeout=15)
         shutil.rmtree(self.base_dir, ignore_errors=True)
 
     def __enter__(self) -> str:

@@ -28,6 +28,8 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
+from cluster.local_servers import log_tail, stop_process
+
 USER = "engram"
 DATABASE = "engram"
 PR_SET_PDEATHSIG = 1
@@ -142,19 +144,11 @@ class PostgresTestServer:
             conn.execute(f"CREATE DATABASE {DATABASE}")
 
     def log_tail(self) -> str:
-        try:
-            return (self.base_dir / "server.log").read_text(errors="replace")[-2000:]
-        except OSError:
-            return "(no log)"
+        return log_tail(self.base_dir / "server.log")
 
     def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGINT)  # fast shutdown: disconnect clients, stop
-            try:
-                self._proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+        # SIGINT: PostgreSQL's fast shutdown (disconnect clients, stop).
+        stop_process(self._proc, lambda proc: proc.send_signal(signal.SIGINT), timeout=30)
         shutil.rmtree(self.base_dir, ignore_errors=True)
 
     def __enter__(self) -> PostgresTestServer:

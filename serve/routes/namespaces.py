@@ -4,9 +4,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from serve.auth import canonical_namespace, dakera_namespace
+from serve.auth import dakera_namespace
 from serve.routes.errors import EngramRoute
-from serve.routes.plumbing import ok, principal, service
+from serve.routes.plumbing import admin_namespace, ok, principal, service
 
 router = APIRouter(route_class=EngramRoute)
 
@@ -20,8 +20,5 @@ async def namespaces_list(request: Request) -> JSONResponse:
 
 @router.delete("/v1/namespaces/{namespace:path}")
 async def namespace_delete(request: Request, namespace: str) -> JSONResponse:
-    p = await principal(request)
-    svc = service(request)
-    ns = svc.check_namespace(canonical_namespace(namespace), "namespace")
-    p.require(ns, "admin")
+    svc, ns = await admin_namespace(request, namespace)
     return ok(await svc.drop_namespace(ns))

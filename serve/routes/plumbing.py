@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
 from serve import jsonbody
-from serve.auth import Principal, authenticate
+from serve.auth import Principal, authenticate, canonical_namespace
 from serve.control_calls import control_call
 from serve.errors import too_large
 from serve.routes.errors import validation_error
@@ -88,6 +88,15 @@ def json_body(model: type[BaseModel]) -> dict[str, Any]:
         return node
 
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": inline(schema)}}}}
+
+
+async def admin_namespace(request: Request, namespace: str) -> tuple[MemoryService, str]:
+    """Authenticate, and check the key's admin grant on the namespace a path names."""
+    p = await principal(request)
+    svc = service(request)
+    ns = svc.check_namespace(canonical_namespace(namespace), "namespace")
+    p.require(ns, "admin")
+    return svc, ns
 
 
 MAX_OFFSET = 1_000_000_000  # past SQLite's 64-bit integers an offset fails in the store

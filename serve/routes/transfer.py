@@ -15,12 +15,10 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from serve.auth import canonical_namespace
 from serve.errors import bad_request
 from serve.routes.errors import EngramRoute
-from serve.routes.plumbing import ok, principal, read_body, service
+from serve.routes.plumbing import admin_namespace, ok, read_body
 from serve import jsonbody
-from serve.service import MemoryService
 
 router = APIRouter(route_class=EngramRoute)
 MAX_PAGE = 1000  # memories per export page or import call
@@ -46,14 +44,6 @@ def from_json(value: Any) -> Any:
     return value
 
 
-async def _admin_namespace(request: Request, namespace: str) -> tuple[MemoryService, str]:
-    p = await principal(request)
-    svc = service(request)
-    ns = svc.check_namespace(canonical_namespace(namespace), "namespace")
-    p.require(ns, "admin")
-    return svc, ns
-
-
 async def _field(request: Request, name: str) -> Any:
     body = jsonbody.decode(await read_body(request))
     if not isinstance(body, dict) or name not in body:
@@ -63,14 +53,14 @@ async def _field(request: Request, name: str) -> Any:
 
 @router.get("/admin/namespaces/{namespace:path}/export/head")
 async def export_head(request: Request, namespace: str) -> JSONResponse:
-    svc, ns = await _admin_namespace(request, namespace)
+    svc, ns = await admin_namespace(request, namespace)
     return ok({"head": to_json(await svc.shard(ns).dump_head(ns))})
 
 
 @router.get("/admin/namespaces/{namespace:path}/export/memories")
 async def export_memories(request: Request, namespace: str, after: int = Query(0, ge=0),
                           limit: int = Query(200, ge=1, le=MAX_PAGE)) -> JSONResponse:
-    svc, ns = await _admin_namespace(request, namespace)
+    svc, ns = await admin_namespace(request, namespace)
     rows, cursor = await svc.shard(ns).dump_memories(ns, after, limit)
     return ok({"rows": to_json(rows), "next": None if cursor < 0 else cursor})
 
@@ -78,7 +68,7 @@ async def export_memories(request: Request, namespace: str, after: int = Query(0
 @router.post("/admin/namespaces/{namespace:path}/import/head")
 async def import_head(request: Request, namespace: str) -> JSONResponse:
     """Begin the copy into a namespace that does not exist yet (a live one is refused, 409)."""
-    svc, ns = await _admin_namespace(request, namespace)
+    svc, ns = await admin_namespace(request, namespace)
     head = from_json(await _field(request, "head"))
     if not isinstance(head, dict) or not {"name", "namespace", "sessions", "entities", "idempotency"} <= set(head):
         raise bad_request("head", "not the head of an engram export")
@@ -115,7 +105,7 @@ def _check_row(row: Any, at: int, dim: int) -> None:
 
 @router.post("/admin/namespaces/{namespace:path}/import/memories")
 async def import_memories(request: Request, namespace: str) -> JSONResponse:
-    svc, ns = await _admin_namespace(request, namespace)
+    svc, ns = await admin_namespace(request, namespace)
     rows = from_json(await _field(request, "rows"))
     if not isinstance(rows, tuple) or len(rows) > MAX_PAGE:
         raise bad_request("rows", f"a list of at most {MAX_PAGE} exported memories")
@@ -128,14 +118,14 @@ async def import_memories(request: Request, namespace: str) -> JSONResponse:
 @router.post("/admin/namespaces/{namespace:path}/import/abort")
 async def import_abort(request: Request, namespace: str) -> JSONResponse:
     """Drop an import that will not be finished (nothing of it was ever visible)."""
-    svc, ns = await _admin_namespace(request, namespace)
+    svc, ns = await admin_namespace(request, namespace)
     return ok({"namespace": ns, "dropped": await svc.shard(ns).discard(ns)})
 
 
 @router.post("/admin/namespaces/{namespace:path}/import/finish")
 async def import_finish(request: Request, namespace: str) -> JSONResponse:
     """Serve the copy, once it holds as many memories as the export did (else 409)."""
-    svc, ns = await _admin_namespace(request, namespace)
+    svc, ns = await admin_namespace(request, namespace)
     expected = await _field(request, "memories")
     if not isinstance(expected, int) or isinstance(expected, bool) or expected < 0:
         raise bad_request("memories", "the number of memories exported")

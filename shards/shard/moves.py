@@ -46,16 +46,17 @@ class MovesMixin(NamespacesMixin):
         if self._shared is None:
             self.check_epoch(caller_epoch)
             return getattr(self, method)(*args, **kwargs)
-        for attempt in range(PLACEMENT_ATTEMPTS):
+        attempts = 0
+        while True:
             self._read_placement()
             self.check_epoch(caller_epoch)
             try:
                 with self._shared.placement_guard(self._placement_version):
                     return getattr(self, method)(*args, **kwargs)
             except PlacementChanged:
-                if attempt == PLACEMENT_ATTEMPTS - 1:
+                attempts += 1
+                if attempts == PLACEMENT_ATTEMPTS:
                     raise  # retriable: the router tries again shortly
-        raise AssertionError("unreachable")
 
     def set_routing(self, count: int, target: int | None, epoch: int = 0) -> None:
         """The shard map's count, reshard target and epoch, as the job moves through it."""
