@@ -84,6 +84,17 @@ class RouterConfig(_Strict):
     # 2-core default (2k memories) 8 clients' recalls took a quarter fewer shard calls, 32
     # clients' three quarters fewer: each saves ~2.5 ms of CPU in the Router and the Shard.
     shard_read_batch: int = Field(16, ge=1, le=256)
+    # Load shedding (serve/admission.py), per Router replica: requests at work at once; past
+    # them up to max_waiting wait at most max_wait_s for a slot, and the rest are answered
+    # 503 with Retry-After at once. Serve's max_ongoing_requests for the Router must be at
+    # least max_in_flight + max_waiting, or requests queue in front of the gate, out of its
+    # sight. On the 2-core default, 3x capacity offered (docs/benchmarks.md, "Overload"):
+    # accepted p99 546 ms against 386 ms at capacity; with no gate 13.8 s. The price: 85
+    # requests/s at capacity instead of 117. A Router waits on the Embedder and the shards
+    # for most of a request, so where they have more cores, raise max_in_flight with them.
+    max_in_flight: int = Field(6, ge=1, le=10_000)
+    max_waiting: int = Field(12, ge=0, le=100_000)
+    max_wait_s: float = Field(0.1, ge=0, le=60)
 
 
 class AuthConfig(_Strict):

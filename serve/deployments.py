@@ -25,6 +25,7 @@ from serve.clients import (
     ShardClient,
 )
 from serve.config import EngramConfig
+from serve.quotas import RateLimiter
 from serve.routes.app import create_app
 from serve.reshard_control import ReshardControl
 from serve.service import MemoryService
@@ -39,6 +40,8 @@ log = logging.getLogger(__name__)
 # serve.batch's types know one-list methods only (score_pair takes two lists, and the
 # decorated methods carry set_max_batch_size): typed Any, as Ray itself treats them.
 batched: Callable[..., Callable[[Callable[..., Any]], Any]] = serve.batch
+
+RATE_SHARE_REFRESH_S = 10.0  # how often a Router replica recounts the replicas (serve/quotas.py)
 
 # What the router may call on a shard; nothing else crosses the handle.
 SHARD_METHODS = Shard.REMOTE_METHODS
@@ -259,6 +262,23 @@ class RouterDeployment(ReshardControl):
             reranker=ServeRerankerClient(reranker) if reranker is not None else None,
             router=router)
         ReshardControl.__init__(self, self.control, router)
+        self.rate_limiter = RateLimiter()
+        self._share_task = asyncio.get_running_loop().create_task(self._keep_rate_share())
+
+    async def _keep_rate_share(self) -> None:
+        """Each replica admits its share of a key's rate: 1 / the Router replicas running
+        (the ingress spreads requests evenly over them). Serve's controller says how many."""
+        context = serve.get_replica_context()
+        while True:
+            try:
+                status = await asyncio.to_thread(serve.status)
+                deployment = status.applications[context.app_name].deployments[context.deployment]
+                # ReplicaState is a str enum: its values are the names
+                running = sum(n for state, n in deployment.replica_states.items() if state == "RUNNING")
+                self.rate_limiter.share = 1.0 / max(1, running)
+            except Exception:  # keep the share it has; the next round asks again
+                log.warning("could not count the Router replicas for rate limits", exc_info=True)
+            await asyncio.sleep(RATE_SHARE_REFRESH_S)
 
     async def __del__(self) -> None:
         """Serve calls this on a graceful shutdown (a redeploy, a scale-down): the access
@@ -273,4 +293,4 @@ class RouterDeployment(ReshardControl):
     def __serve_build_asgi_app__(self) -> Any:
         # Built in the replica, after __init__: Serve would otherwise pickle a frozen copy
         # of a module-level app, and state set on the module's app would never be seen.
-        return create_app(self.service, self.control)
+        return create_app(self.service, self.control, self.rate_limiter)

@@ -7,7 +7,15 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from shards.errors import Conflict, InvalidInput, LayoutMismatch, NotFound, ShardError, StorageUnavailable
+from shards.errors import (
+    Conflict,
+    InvalidInput,
+    LayoutMismatch,
+    NotFound,
+    QuotaExceeded,
+    ShardError,
+    StorageUnavailable,
+)
 
 
 class ApiError(Exception):
@@ -61,6 +69,7 @@ _SHARD_ERRORS: list[tuple[type[ShardError], int, str]] = [
     (NotFound, 404, "NOT_FOUND"),
     (Conflict, 409, "CONFLICT"),
     (InvalidInput, 400, "INVALID_REQUEST"),
+    (QuotaExceeded, 429, "QUOTA_EXCEEDED"),
     (StorageUnavailable, 503, "SERVICE_UNAVAILABLE"),
     (LayoutMismatch, 503, "SERVICE_UNAVAILABLE"),
 ]
@@ -75,6 +84,9 @@ _TRANSIENT_RAY_ERRORS = frozenset({
     "NodeDiedError", "ObjectLostError", "OutOfMemoryError",
 })
 DEFAULT_RETRY_AFTER_S = 1
+# A quota frees up only when memories are forgotten or an operator raises a limit: an SDK
+# that retries every 429 by itself should not come back within the second.
+QUOTA_RETRY_AFTER_S = 60
 
 
 def unavailable(exc: BaseException) -> ApiError:
@@ -103,7 +115,8 @@ def from_exception(exc: BaseException) -> ApiError:
                 resource = "session"
             if status == 404:
                 code = not_found_code(resource)
-            retry = 1 if status == 503 else None
+            # A quota frees up only when memories go or a limit is raised (serve/quotas.py).
+            retry = 1 if status == 503 else QUOTA_RETRY_AFTER_S if status == 429 else None
             return ApiError(status, code, str(getattr(exc, "message", exc)), field=field,
                             resource=resource, retry_after=retry)
     if any(cls.__name__ in _TRANSIENT_RAY_ERRORS for cls in type(exc).__mro__):

@@ -1,6 +1,7 @@
 """JSON shapes of the Dakera memory API answers (integer Unix seconds for timestamps)."""
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from serve.ranking import Scored
@@ -117,4 +118,5 @@ def key_json(k: ApiKey) -> dict[str, Any]:
         "active": True,
         "grants_version": 1,
         "inert_namespaces": [],
+        "limits": asdict(k.limits),  # each null: no limit
     }

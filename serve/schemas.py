@@ -168,6 +168,16 @@ class AgentCreateBody(_Body):
     metadata: dict[str, Any] | None = None
 
 
+class KeyLimitsBody(BaseModel):
+    """A key's limits (shards.control.base.KeyLimits); an absent or null field: no limit."""
+    model_config = ConfigDict(extra="forbid")
+
+    requests_per_second: Number | None = Field(None, gt=0, le=1_000_000)
+    burst: int | None = Field(None, ge=1, le=1_000_000)  # default: one second of the rate
+    memories_per_namespace: int | None = Field(None, ge=0, le=10**12)
+    stored_bytes: int | None = Field(None, ge=0, le=10**15)  # content bytes, all its namespaces
+
+
 class KeyCreateBody(BaseModel):
     # Dakera answers unknown fields on this route with an error; so do we (a typo in a
     # grant field must not silently mint an unrestricted key).
@@ -177,6 +187,18 @@ class KeyCreateBody(BaseModel):
     scope: Literal["read", "write", "admin", "super_admin"] = "read"
     namespaces: list[StrictStr] | None = None
     expires_in_days: int | None = Field(None, ge=1, le=36_500)
+    limits: KeyLimitsBody | None = None  # Engram's own: Dakera has none on a key
+
+
+class KeyUpdateBody(BaseModel):
+    """PATCH /admin/keys/{id}: only the fields sent change (Dakera sends name and
+    namespaces; namespaces null grants every namespace). limits replaces the key's limits
+    whole; null removes them."""
+    model_config = ConfigDict(extra="forbid")
+
+    name: StrictStr | None = Field(None, min_length=1, max_length=256)
+    namespaces: list[StrictStr] | None = None
+    limits: KeyLimitsBody | None = None
 
 
 class KnowledgeGraphBody(Owned):

@@ -12,10 +12,12 @@ from typing import Any
 
 from serve import render
 from serve.access_counts import AccessCounts
-from serve.auth import Principal, dakera_namespace
+from serve.auth import Principal, dakera_namespace, grants_scope
 from serve.clients import EmbedderClient, RerankerClient, ShardClient
 from serve.config import EngramConfig
 from serve.errors import bad_request, not_found
+from serve.metrics import REJECTED
+from serve.quotas import StoredBytes
 from serve.recall import Recaller
 from serve.schemas import (
     BatchFilter,
@@ -31,6 +33,8 @@ from serve.shard_calls import ShardCalls
 from serve.shard_routing import FixedShardMap, ShardRouter
 from models.entities import build_extractor
 from models.sentences import regroup, texts_to_embed
+from shards.control.base import ApiKey
+from shards.errors import QuotaExceeded, shard_error_in
 from shards.routing import ShardMap
 from shards.types import EntityRef, MemoryChanges, NewMemory, RecallFilter, Scope, Session
 
@@ -54,6 +58,7 @@ class MemoryService(SessionMethods, GraphMethods):
         self.extractor = build_extractor(cfg.entities)
         self.access_counts = AccessCounts(self.router, cfg.router.access_flush_seconds)
         self.recaller = Recaller(cfg, embedder, reranker, self.extractor, self.access_counts)
+        self.stored_bytes = StoredBytes(self._content_bytes)
         self._dimension: int | None = None
 
     # -- helpers ------------------------------------------------------------------------
@@ -94,9 +99,10 @@ class MemoryService(SessionMethods, GraphMethods):
             sentence_vectors=sentence_vectors,
         )
 
-    async def store(self, namespace: str, bodies: list[StoreBody],
-                    idempotency_key: str | None = None) -> tuple[list[dict[str, Any]], int, list[Session]]:
-        """Embed and store; returns rendered memories, embedding ms and the sessions touched."""
+    async def store(self, namespace: str, bodies: list[StoreBody], idempotency_key: str | None = None,
+                    key: ApiKey | None = None) -> tuple[list[dict[str, Any]], int, list[Session]]:
+        """Embed and store; returns rendered memories, embedding ms and the sessions touched.
+        key: the caller's, whose limits bind the write (serve/quotas.py)."""
         if len(bodies) > self.cfg.limits.max_batch_items:
             raise bad_request("memories", f"at most {self.cfg.limits.max_batch_items} per batch")
         batch = len(bodies) > 1
@@ -108,6 +114,9 @@ class MemoryService(SessionMethods, GraphMethods):
                     # A batch goes to one agent (the request's, which the key was checked for).
                     raise bad_request(field, f"differs from the batch's agent {namespace!r}: "
                                       "send one batch per agent")
+        adding = sum(len(b.content.encode("utf-8")) for b in bodies)
+        if key is not None:  # before the embedding: a refused write costs nothing
+            await self.stored_bytes.check(key, adding)
         t0 = time.perf_counter()
         embedded = await self.embed_memories([b.content for b in bodies])
         embed_ms = int((time.perf_counter() - t0) * 1000)
@@ -122,8 +131,26 @@ class MemoryService(SessionMethods, GraphMethods):
         ]
         # One call: the shard checks each session as it writes (a missing one is a 404 on
         # session_id, and nothing is stored) and answers the sessions' state after it.
-        written = await self.shard(namespace).write(items)
+        try:
+            written = await self.shard(namespace).write(
+                items, memory_limit=None if key is None else key.limits.memories_per_namespace)
+        except Exception as exc:
+            if isinstance(shard_error_in(exc), QuotaExceeded):
+                REJECTED.labels("memories_per_namespace").inc()
+            raise
+        if key is not None:
+            self.stored_bytes.stored(key, sum(len(m.content.encode("utf-8"))
+                                              for m, created in written.memories if created))
         return [render.memory_json(m) for m, _ in written.memories], embed_ms, list(written.sessions)
+
+    async def _content_bytes(self, key: ApiKey) -> int:
+        """Content bytes stored across the namespaces the key reaches (each shard's counters;
+        a namespace two shards hold during a move counts once)."""
+        scope = grants_scope(key.namespaces)
+        usage: dict[str, tuple[int, int]] = {}
+        for held in await self._across(scope, lambda s: s.usage(scope)):
+            usage.update(held)
+        return sum(content_bytes for _, content_bytes in usage.values())
 
     def _filter(self, *, memory_type: str | None = None, session_id: str | None = None,
                 since: Any = None, until: Any = None, min_importance: float | None = None,
@@ -183,11 +210,17 @@ class MemoryService(SessionMethods, GraphMethods):
         texts, counts = texts_to_embed(contents, self.cfg.embedder.sentence_vectors)
         return regroup(await self.embedder.embed(texts), counts)
 
-    async def update(self, namespace: str, memory_id: str, body: UpdateBody) -> dict[str, Any]:
+    async def update(self, namespace: str, memory_id: str, body: UpdateBody,
+                     key: ApiKey | None = None) -> dict[str, Any]:
         vector: tuple[float, ...] | None = None
         sentence_vectors: tuple[tuple[float, ...], ...] = ()
         if body.content is not None:
             self.check_content(body.content)
+            if key is not None and key.limits.stored_bytes is not None:
+                # Only growth counts: shortening a memory is always allowed.
+                held = await self.shard(namespace).lookup(memory_id, Scope.of(namespace))
+                before = sum(len(m.content.encode("utf-8")) for m in held[:1])
+                await self.stored_bytes.check(key, len(body.content.encode("utf-8")) - before)
             [(vector, sentence_vectors)] = await self.embed_memories([body.content])
         tags = None if body.tags is None else self._check_tags(body.tags, "tags")
         shard = self.shard(namespace)

@@ -163,6 +163,9 @@ class ShardCalls:
     async def namespace_table(self) -> list[tuple[str, str | None]]:
         return cast("list[tuple[str, str | None]]", await self._transport.call("namespace_table"))
 
+    async def usage(self, scope: Scope) -> dict[str, tuple[int, int]]:
+        return cast("dict[str, tuple[int, int]]", await self._transport.call("usage", scope))
+
     async def namespaces(self, scope: Scope) -> list[NamespaceInfo]:
         return cast("list[NamespaceInfo]", await self._transport.call("namespaces", scope))
 
@@ -236,5 +239,6 @@ class ShardCalls:
     ) -> Memory:
         return cast("Memory", await self._transport.call("update", namespace, memory_id, changes, now))
 
-    async def write(self, items: Sequence[NewMemory], now: float | None = None) -> WriteResult:
-        return cast("WriteResult", await self._transport.call("write", items, now))
+    async def write(self, items: Sequence[NewMemory], now: float | None = None,
+                    memory_limit: int | None = None) -> WriteResult:
+        return cast("WriteResult", await self._transport.call("write", items, now, memory_limit))

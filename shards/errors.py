@@ -4,6 +4,7 @@
     ├── NotFound            no such memory / session / namespace in the caller's scope
     ├── Conflict            an id or state clash the caller can resolve
     ├── InvalidInput        a value the shard cannot store (the API validates first)
+    ├── QuotaExceeded       the write would take a namespace past its caller's limit
     └── StorageUnavailable  an index or store failed; retriable
         ├── NamespaceMoving   a resharding job is copying this namespace; retry shortly
         ├── NamespaceMoved    this namespace lives on another shard now; re-read the shard map
@@ -35,6 +36,18 @@ class Conflict(ShardError):
 
 class InvalidInput(ShardError):
     pass
+
+
+class QuotaExceeded(ShardError):
+    """The write would take a namespace past the memory limit its caller's key carries:
+    nothing of it was stored (the check runs inside the write's transaction)."""
+
+    def __init__(self, namespace: str, limit: int, would_hold: int) -> None:
+        super().__init__(f"agent {namespace} may hold at most {limit} memories and this write "
+                         f"would make it {would_hold}: forget some first, or ask an operator to "
+                         "raise the key's limits.memories_per_namespace", "memories_per_namespace")
+        self.args = (namespace, limit, would_hold)
+        self.namespace, self.limit, self.would_hold = namespace, limit, would_hold
 
 
 class StorageUnavailable(ShardError):

@@ -170,6 +170,11 @@ SERVICE_CONFIG: dict[str, Any] = {
     "sessions": {"idle_timeout_seconds": 14400, "sweep_seconds": 1},
     "storage": {"checkpoint_seconds": 1},
     "limits": {"max_body_bytes": 4_000_000},  # small, so that a test can pass it
+    # A wide shedding gate (serve/admission.py): tests send bursts of concurrent requests
+    # from clients that do not retry a 503; the gate has tests of its own
+    # (tests/components/test_admission.py) and a load run (loadtests/overload.py).
+    # in flight + waiting = the Router's max_ongoing_requests (cluster/serve.yaml).
+    "router": {"max_in_flight": 24, "max_waiting": 40, "max_wait_s": 10},
 }
 
 # `keyed_client(scope, namespaces)` (tests/compat/conftest.py): a `dakera` client with a new key.

@@ -9,8 +9,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from serve.admission import AdmissionGate, SheddingMiddleware
+from serve.config import RouterConfig
 from serve.errors import ApiError
 from serve.metrics import observe
+from serve.quotas import RateLimiter
 from serve.routes import agents, capabilities, graph, health, keys, memories, namespaces, sessions, transfer
 from serve.routes.errors import error_response, validation_error
 from serve.routes.health import VERSION
@@ -81,17 +84,23 @@ class ObserveMiddleware:
             observe(getattr(route, "path", "unmatched"), scope["method"], status, time.perf_counter() - start)
 
 
-def create_app(svc: MemoryService, store: ControlStore) -> FastAPI:
-    """A FastAPI app bound to one service; each router replica builds its own."""
+def create_app(svc: MemoryService, store: ControlStore, rate_limiter: RateLimiter | None = None) -> FastAPI:
+    """A FastAPI app bound to one service; each router replica builds its own.
+    rate_limiter: the replica's (RouterDeployment keeps its share of the traffic)."""
+    shedding = svc.cfg.router if svc is not None else RouterConfig()  # None: tests of errors only
     api = FastAPI(title="Engram", version=VERSION, docs_url="/docs", redoc_url=None)
     api.add_exception_handler(ApiError, _api_error)  # type: ignore[arg-type]
     api.add_exception_handler(RequestValidationError, _request_validation)  # type: ignore[arg-type]
     api.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     api.add_exception_handler(Exception, _unexpected)
+    # The last added is outermost: shed requests are observed too.
+    api.add_middleware(SheddingMiddleware, gate=AdmissionGate(
+        shedding.max_in_flight, shedding.max_waiting, shedding.max_wait_s))
     api.add_middleware(ObserveMiddleware)
     for router in ROUTERS:
         api.include_router(router)
     api.state.service = svc
     api.state.control = store
+    api.state.rate_limiter = rate_limiter or RateLimiter()
     api.state.started_at = time.time()
     return api

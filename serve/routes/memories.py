@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from serve.routes.errors import EngramRoute
-from serve.routes.plumbing import json_body, ok, owned, parse, principal, service
+from serve.routes.plumbing import caller, json_body, ok, owned, parse, principal, service
 from serve.schemas import (
     BatchForgetBody,
     BatchRecallBody,
@@ -26,7 +26,8 @@ router = APIRouter(route_class=EngramRoute)
 @router.post("/v1/memory/store", openapi_extra=json_body(StoreBody))
 async def store(request: Request) -> JSONResponse:
     body, svc, ns = await owned(request, StoreBody, "write")
-    stored, embed_ms, sessions = await svc.store(ns, [body], request.headers.get("idempotency-key"))
+    stored, embed_ms, sessions = await svc.store(ns, [body], request.headers.get("idempotency-key"),
+                                                 caller(request))
     out: dict[str, Any] = {"memory": stored[0], "embedding_time_ms": embed_ms}
     if sessions:
         out["session_state"] = "active" if sessions[0].active else "ended"
@@ -36,7 +37,8 @@ async def store(request: Request) -> JSONResponse:
 @router.post("/v1/memories/store/batch", openapi_extra=json_body(BatchStoreBody))
 async def store_batch(request: Request) -> JSONResponse:
     body, svc, ns = await owned(request, BatchStoreBody, "write")
-    stored, embed_ms, sessions = await svc.store(ns, body.memories, request.headers.get("idempotency-key"))
+    stored, embed_ms, sessions = await svc.store(ns, body.memories, request.headers.get("idempotency-key"),
+                                                 caller(request))
     return ok({
         "stored": [{"id": m["id"], "content": m["content"], "agent_id": m["agent_id"],
                     "tags": m["tags"], "importance": m["importance"], "created_at": m["created_at"],
@@ -94,7 +96,7 @@ async def update_memory(request: Request, memory_id: str, agent_id: str | None =
     ns = svc.namespace_of(agent_id, namespace)
     p.require(ns, "write")
     body = await parse(request, UpdateBody)
-    return ok(await svc.update(ns, memory_id, body))
+    return ok(await svc.update(ns, memory_id, body, p.key))
 
 
 @router.patch("/v1/memories/{memory_id:path}/importance", openapi_extra=json_body(ImportanceBody))  # the SDK sends ids unencoded

@@ -12,10 +12,11 @@ from serve import jsonbody
 from serve.auth import Principal, authenticate, canonical_namespace
 from serve.control_calls import control_call
 from serve.errors import too_large
+from serve.quotas import RateLimiter
 from serve.routes.errors import validation_error
 from serve.schemas import Owned
 from serve.service import MemoryService
-from shards.control.base import ControlStore
+from shards.control.base import ApiKey, ControlStore
 
 M = TypeVar("M", bound=BaseModel)
 O = TypeVar("O", bound=Owned)
@@ -32,8 +33,19 @@ def control(request: Request) -> ControlStore:
 
 
 async def principal(request: Request) -> Principal:
+    """The caller's key, checked, and one request of its rate taken (429 past it)."""
     store = control(request)
-    return await control_call(store, authenticate, store, request.headers.get("authorization"))
+    p = await control_call(store, authenticate, store, request.headers.get("authorization"))
+    limiter: RateLimiter = request.app.state.rate_limiter
+    limiter.admit(p.key)
+    request.state.principal = p
+    return p
+
+
+def caller(request: Request) -> ApiKey:
+    """The key `principal` authenticated for this request."""
+    p: Principal = request.state.principal
+    return p.key
 
 
 async def read_body(request: Request) -> bytes:

@@ -8,8 +8,9 @@ and SQLite (`sqlite.py`, embedded) or PostgreSQL (`postgres.py`, production) sto
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
-from typing import Protocol
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
 
 from shards.errors import Conflict, LayoutMismatch
 from shards.routing import ShardMap
@@ -21,6 +22,35 @@ def hash_key(secret: str) -> str:
 
 
 @dataclass(frozen=True)
+class KeyLimits:
+    """What one key may use (None: no limit). Enforced by the Router (serve/quotas.py):
+    requests per second with a burst (a token bucket), memories per namespace (checked inside
+    the write's transaction), and the content bytes stored in all the key's namespaces."""
+
+    requests_per_second: float | None = None
+    burst: int | None = None  # requests at once above the rate; None: one second's worth
+    memories_per_namespace: int | None = None
+    stored_bytes: int | None = None
+
+    def any(self) -> bool:
+        return any(v is not None for v in asdict(self).values())
+
+    def within(self, ceiling: KeyLimits) -> KeyLimits:
+        """These limits, none looser than `ceiling`'s (a key a limited key creates cannot
+        escape its creator's limits by being a new key)."""
+        def tighter(mine: Any, theirs: Any) -> Any:
+            return theirs if mine is None else mine if theirs is None else min(mine, theirs)
+        return KeyLimits(**{k: tighter(v, getattr(ceiling, k)) for k, v in asdict(self).items()})
+
+    def to_json(self) -> str | None:
+        return json.dumps({k: v for k, v in asdict(self).items() if v is not None}) if self.any() else None
+
+    @classmethod
+    def from_json(cls, text: str | None) -> KeyLimits:
+        return cls() if not text else cls(**json.loads(text))
+
+
+@dataclass(frozen=True)
 class ApiKey:
     key_id: str
     name: str
@@ -29,6 +59,7 @@ class ApiKey:
     created_at: float
     expires_at: float | None = None
     created_by: str | None = None
+    limits: KeyLimits = KeyLimits()
 
 
 # Not frozen: a rule changes it in place, inside one atomic read-modify-write.
@@ -139,8 +170,14 @@ class ControlStore(Protocol):
     # -- API keys -------------------------------------------------------------------------
     def create_key(self, name: str, scope: str, namespaces: list[str] | None,
                    expires_at: float | None, created_by: str | None,
-                   secret: str | None = None, key_id: str | None = None) -> tuple[ApiKey, str]:
+                   secret: str | None = None, key_id: str | None = None,
+                   limits: KeyLimits | None = None) -> tuple[ApiKey, str]:
         """A new key and its secret (shown once; only its hash is stored)."""
+        ...
+
+    def update_key(self, key: ApiKey) -> ApiKey:
+        """Write a key's name, grants and limits as `key` has them (NotFound when there is
+        no key with its id); its secret, scope and times stay."""
         ...
 
     def ensure_root_key(self, secret: str) -> ApiKey:

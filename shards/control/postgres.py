@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 from shards.config import PostgresConfig
-from shards.control.base import ApiKey, MapState, hash_key
+from shards.control.base import ApiKey, KeyLimits, MapState, hash_key
 from shards.control.rules import ControlRules
 from shards.errors import Conflict, NotFound, StorageUnavailable
 from shards.postgres_pool import migrate, open_pool, redacted
@@ -45,10 +45,12 @@ CREATE TABLE api_keys (
 );
 CREATE INDEX api_keys_created ON api_keys (created_at, key_id);
 """
-MIGRATIONS = [V1_SQL]
+# Version 2: per-key limits (KeyLimits as JSON text; NULL: none).
+V2_SQL = "ALTER TABLE api_keys ADD COLUMN limits TEXT;"
+MIGRATIONS = [V1_SQL, V2_SQL]
 
 MAP_COLUMNS = "count, target, moved, version, epoch, aborting, job, lease_until"
-KEY_COLUMNS = "key_id, name, scope, namespaces, created_at, expires_at, created_by"
+KEY_COLUMNS = "key_id, name, scope, namespaces, created_at, expires_at, created_by, limits"
 
 
 class PostgresControlStore(ControlRules):
@@ -109,7 +111,7 @@ class PostgresControlStore(ControlRules):
         try:
             with self._transaction() as conn:
                 conn.execute(f"INSERT INTO api_keys ({KEY_COLUMNS}, key_hash)"
-                             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", (*_key_row(key), key_hash))
+                             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)", (*_key_row(key), key_hash))
         except psycopg.errors.UniqueViolation as exc:
             raise Conflict("an API key with this id or secret exists already", "key") from exc
 
@@ -123,13 +125,23 @@ class PostgresControlStore(ControlRules):
         with self._transaction() as conn:
             conn.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema() || ':root_key'))")
             row = conn.execute(
-                f"INSERT INTO api_keys ({KEY_COLUMNS}, key_hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                f"INSERT INTO api_keys ({KEY_COLUMNS}, key_hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (key_id) DO UPDATE SET key_hash = excluded.key_hash,"
-                " name = excluded.name, scope = excluded.scope, namespaces = NULL,"
+                " name = excluded.name, scope = excluded.scope, namespaces = NULL, limits = NULL,"
                 " expires_at = NULL, created_by = NULL, created_at = CASE"
                 " WHEN api_keys.key_hash = excluded.key_hash THEN api_keys.created_at"
                 f" ELSE excluded.created_at END RETURNING {KEY_COLUMNS}",
                 (*_key_row(key), hash_key(secret))).fetchone()
+        return _key(row)
+
+    def update_key(self, key: ApiKey) -> ApiKey:
+        with self._transaction() as conn:
+            row = conn.execute(
+                f"UPDATE api_keys SET name = %s, namespaces = %s, limits = %s WHERE key_id = %s"
+                f" RETURNING {KEY_COLUMNS}",
+                (key.name, _key_row(key)[3], key.limits.to_json(), key.key_id)).fetchone()
+        if row is None:
+            raise NotFound(f"api key not found: {key.key_id}", "key_id")
         return _key(row)
 
     def get_key(self, key_id: str) -> ApiKey:
@@ -161,7 +173,7 @@ class PostgresControlStore(ControlRules):
         with self._transaction() as conn:
             rows = conn.execute(f"SELECT {KEY_COLUMNS}, key_hash FROM api_keys"
                                 " ORDER BY created_at, key_id").fetchall()
-        return [(_key(r[:7]), str(r[7])) for r in rows]
+        return [(_key(r[:8]), str(r[8])) for r in rows]
 
     def import_keys(self, keys: list[tuple[ApiKey, str]]) -> int:
         """Add the keys this store lacks (by key id), all in one transaction."""
@@ -173,7 +185,7 @@ class PostgresControlStore(ControlRules):
                 for key, key_hash in keys:
                     added += conn.execute(
                         f"INSERT INTO api_keys ({KEY_COLUMNS}, key_hash)"
-                        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (key_id) DO NOTHING",
+                        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (key_id) DO NOTHING",
                         (*_key_row(key), key_hash)).rowcount
         except psycopg.errors.UniqueViolation as exc:
             raise Conflict("the target holds another API key with the secret of one copied: "
@@ -205,12 +217,12 @@ def _state(row: tuple[Any, ...] | None) -> MapState:
 def _key_row(key: ApiKey) -> tuple[Any, ...]:
     return (key.key_id, key.name, key.scope,
             None if key.namespaces is None else list(key.namespaces),
-            key.created_at, key.expires_at, key.created_by)
+            key.created_at, key.expires_at, key.created_by, key.limits.to_json())
 
 
 def _key(row: tuple[Any, ...]) -> ApiKey:
-    key_id, name, scope, namespaces, created, expires, created_by = row
+    key_id, name, scope, namespaces, created, expires, created_by, limits = row
     return ApiKey(key_id=key_id, name=name, scope=scope,
                   namespaces=None if namespaces is None else tuple(namespaces),
                   created_at=float(created), expires_at=None if expires is None else float(expires),
-                  created_by=created_by)
+                  created_by=created_by, limits=KeyLimits.from_json(limits))

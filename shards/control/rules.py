@@ -6,7 +6,7 @@ import secrets
 import time
 from collections.abc import Callable
 
-from shards.control.base import ApiKey, MapState, hash_key
+from shards.control.base import ApiKey, KeyLimits, MapState, hash_key
 from shards.errors import Conflict, LayoutMismatch, NotFound
 from shards.routing import ShardMap
 
@@ -177,12 +177,14 @@ class ControlRules:
     # -- API keys -------------------------------------------------------------------------
     def create_key(self, name: str, scope: str, namespaces: list[str] | None,
                    expires_at: float | None, created_by: str | None,
-                   secret: str | None = None, key_id: str | None = None) -> tuple[ApiKey, str]:
+                   secret: str | None = None, key_id: str | None = None,
+                   limits: KeyLimits | None = None) -> tuple[ApiKey, str]:
         secret = secret or "ek_" + secrets.token_urlsafe(32)
         key = ApiKey(
             key_id=key_id or "key_" + secrets.token_hex(8), name=name, scope=scope,
             namespaces=None if namespaces is None else tuple(namespaces),
             created_at=time.time(), expires_at=expires_at, created_by=created_by,
+            limits=limits or KeyLimits(),
         )
         self._put_key(key, hash_key(secret))
         return key, secret
@@ -208,6 +210,9 @@ class ControlRules:
         raise NotFound(f"api key not found: {key_id}", "key_id")
 
     def _put_key(self, key: ApiKey, key_hash: str) -> None:
+        raise NotImplementedError
+
+    def update_key(self, key: ApiKey) -> ApiKey:
         raise NotImplementedError
 
     # -- copying control data to another store (cluster/migrate_records.py) ---------------

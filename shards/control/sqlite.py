@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-from shards.control.base import ApiKey, MapState, hash_key
+from shards.control.base import ApiKey, KeyLimits, MapState, hash_key
 from shards.control.rules import ControlRules
 from shards.errors import NotFound
 from shards.sqlite_schema import migrate
@@ -32,7 +32,16 @@ CREATE TABLE IF NOT EXISTS moved_namespaces (name TEXT PRIMARY KEY);
 
 # migrations[i] takes the schema from version i to i + 1 (shards/sqlite_schema.py); a change
 # appends one, never edits. Version 1 is the layout stores had before versions were kept.
-MIGRATIONS: list[str] = [SCHEMA]
+# Version 2: per-key limits (KeyLimits as JSON; NULL: none). One transaction, the version
+# inside it: a migration cut short leaves version 1 as it was.
+LIMITS_V2 = """
+BEGIN;
+ALTER TABLE api_keys ADD COLUMN limits TEXT;
+PRAGMA user_version = 2;
+COMMIT;
+"""
+MIGRATIONS: list[str] = [SCHEMA, LIMITS_V2]
+KEY_COLUMNS = "key_id, name, scope, namespaces, created_at, expires_at, created_by, limits"
 
 
 @contextmanager
@@ -121,18 +130,22 @@ class SQLiteControlStore(ControlRules):
     def _put_key(self, key: ApiKey, key_hash: str) -> None:
         with self._lock:
             self._db.execute(
-                "INSERT INTO api_keys (key_id, key_hash, name, scope, namespaces, created_at,"
-                " expires_at, created_by) VALUES (?,?,?,?,?,?,?,?)",
-                (key.key_id, key_hash, key.name, key.scope,
-                 None if key.namespaces is None else json.dumps(list(key.namespaces)),
-                 key.created_at, key.expires_at, key.created_by),
-            )
+                f"INSERT INTO api_keys ({KEY_COLUMNS}, key_hash) VALUES (?,?,?,?,?,?,?,?,?)",
+                (*_key_row(key), key_hash))
+
+    def update_key(self, key: ApiKey) -> ApiKey:
+        with self._lock:
+            cur = self._db.execute(
+                "UPDATE api_keys SET name = ?, namespaces = ?, limits = ? WHERE key_id = ?",
+                (key.name, _key_row(key)[3], key.limits.to_json(), key.key_id))
+        if cur.rowcount == 0:
+            raise NotFound(f"api key not found: {key.key_id}", "key_id")
+        return self.get_key(key.key_id)
 
     def by_secret(self, secret: str) -> ApiKey | None:
         with self._lock:
             row = self._db.execute(
-                "SELECT key_id, name, scope, namespaces, created_at, expires_at, created_by"
-                " FROM api_keys WHERE key_hash = ?",
+                f"SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = ?",
                 (hash_key(secret),),
             ).fetchone()
         return None if row is None else _key(row)
@@ -140,8 +153,7 @@ class SQLiteControlStore(ControlRules):
     def keys(self) -> list[ApiKey]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT key_id, name, scope, namespaces, created_at, expires_at, created_by"
-                " FROM api_keys ORDER BY created_at"
+                f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at"
             ).fetchall()
         return [_key(r) for r in rows]
 
@@ -154,9 +166,8 @@ class SQLiteControlStore(ControlRules):
     def export_keys(self) -> list[tuple[ApiKey, str]]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT key_id, name, scope, namespaces, created_at, expires_at, created_by, key_hash"
-                " FROM api_keys ORDER BY created_at").fetchall()
-        return [(_key(r[:7]), str(r[7])) for r in rows]
+                f"SELECT {KEY_COLUMNS}, key_hash FROM api_keys ORDER BY created_at").fetchall()
+        return [(_key(r[:8]), str(r[8])) for r in rows]
 
 
 def _meta_text(value: object) -> str | None:
@@ -168,11 +179,19 @@ def _meta_text(value: object) -> str | None:
     return repr(value) if isinstance(value, float) else str(value)
 
 
+def _key_row(key: ApiKey) -> tuple[object, ...]:
+    """A key as KEY_COLUMNS hold it."""
+    return (key.key_id, key.name, key.scope,
+            None if key.namespaces is None else json.dumps(list(key.namespaces)),
+            key.created_at, key.expires_at, key.created_by, key.limits.to_json())
+
+
 def _key(row: tuple[object, ...]) -> ApiKey:
-    key_id, name, scope, namespaces, created, expires, created_by = row
+    key_id, name, scope, namespaces, created, expires, created_by, limits = row
     return ApiKey(
         key_id=str(key_id), name=str(name), scope=str(scope),
         namespaces=None if namespaces is None else tuple(json.loads(str(namespaces))),
         created_at=float(created), expires_at=None if expires is None else float(expires),  # type: ignore[arg-type]
         created_by=None if created_by is None else str(created_by),
+        limits=KeyLimits.from_json(None if limits is None else str(limits)),
     )

@@ -119,6 +119,11 @@ class RecordStore(Protocol):
         """Counts by memory type, mean importance, oldest and newest creation time."""
         ...
 
+    def usage(self, scope: Scope) -> dict[str, tuple[int, int]]:
+        """(memories, UTF-8 bytes of their content) per namespace the scope covers, from the
+        counters the write transactions keep (O(namespaces), whatever they hold)."""
+        ...
+
     def drop_namespace(self, name: str) -> list[int]:
         """Delete a namespace with everything in it; returns the memory keys to unindex."""
         ...
@@ -140,7 +145,8 @@ class RecordStore(Protocol):
         ...
 
     # -- memories -----------------------------------------------------------------------
-    def insert(self, items: Sequence[NewMemory], now: float) -> list[tuple[int, Memory, bool]]:
+    def insert(self, items: Sequence[NewMemory], now: float,
+               memory_limit: int | None = None) -> list[tuple[int, Memory, bool]]:
         """Store memories in one step, idempotently; (key, memory, created) per item."""
         ...
 

@@ -38,7 +38,7 @@ class Shard(MovesMixin, MemoriesMixin, RecallMixin):
         "touch_session", "sessions", "all_sessions", "ensure_namespace", "namespaces",
         "namespace_stats", "drop_namespace", "stats", "catch_up_indexes", "rebuild_indexes",
         "checkpoint", "memory_graph", "associated", "memory_entities", "neighborhood",
-        "record_accesses", "stored_status", "layout", "purge_expired",
+        "record_accesses", "stored_status", "layout", "purge_expired", "usage",
         # resharding (cluster/reshard.py)
         "routing", "set_routing", "namespace_table", "freeze", "handoff", "export_head",
         "export_memories", "import_head", "import_memories", "activate", "release",

@@ -13,10 +13,13 @@ from shards.types import Memory, MemoryChanges, NewMemory, RecallFilter, Scope, 
 class MemoriesMixin(IndexingMixin):
     """Memories: each change is durable in the record store before the indexes follow."""
 
-    def write(self, items: Sequence[NewMemory], now: float | None = None) -> WriteResult:
+    def write(self, items: Sequence[NewMemory], now: float | None = None,
+              memory_limit: int | None = None) -> WriteResult:
         """Store durably, then index. Answers (memory, created) per item, in order, and the
         sessions the items are turns of, as they stand after the write (a session the
-        namespace lacks is a NotFound on field session_id, and nothing is stored)."""
+        namespace lacks is a NotFound on field session_id, and nothing is stored).
+        memory_limit: the most memories a namespace may hold after the write (the caller's
+        key's quota); a write past it stores nothing (QuotaExceeded)."""
         now = time.time() if now is None else now
         with self._lock:
             for namespace in {item.namespace for item in items}:
@@ -28,7 +31,7 @@ class MemoriesMixin(IndexingMixin):
             for namespace, session_id in turns_of:
                 if self.records.session_key(namespace, session_id) is None:
                     raise NotFound(f"session not found: {session_id}", "session_id")
-            stored = self.records.insert(items, now)
+            stored = self.records.insert(items, now, memory_limit)
             try:
                 self._index_written(items, stored)
                 if self._shared is not None:

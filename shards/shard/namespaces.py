@@ -20,6 +20,10 @@ class NamespacesMixin(IndexingMixin):
     def namespaces(self, scope: Scope) -> list[NamespaceInfo]:
         return [n for n in self.records.namespaces(scope) if self._visible(n.name)]
 
+    def usage(self, scope: Scope) -> dict[str, tuple[int, int]]:
+        """(memories, content bytes) per namespace of the scope held here (quotas)."""
+        return {name: u for name, u in self.records.usage(scope).items() if self._visible(name)}
+
     def namespace_stats(self, namespace: str) -> tuple[NamespaceInfo, dict[str, Any]]:
         self._check(namespace, write=False)
         found = [n for n in self.records.namespaces(Scope.of(namespace)) if n.name == namespace]

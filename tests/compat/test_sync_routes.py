@@ -464,6 +464,10 @@ def test_admin_keys_create_list_delete(engram: Engram, client: DakeraClient, age
     assert mine.created_at > 0 and mine.active and mine.grants_version == 1
     assert all("key" not in k for k in listed["keys"]), "a listing never shows a secret"
 
+    renamed = client.update_key(created["key_id"], name=f"ci2-{agent}", namespaces=[agent, f"{agent}-2"])
+    assert (renamed.name, renamed.namespaces) == (f"ci2-{agent}", [agent, f"{agent}-2"])
+    assert client.update_key(created["key_id"], all_namespaces=True).namespaces is None
+
     assert client.delete_key(created["key_id"])["success"] is True
     assert created["key_id"] not in {k["key_id"] for k in client.list_keys()["keys"]}
     with DakeraClient(engram.url, api_key=created["key"]) as revoked, \

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from shards.control.sqlite import MIGRATIONS as CONTROL_MIGRATIONS
 from shards.control.sqlite import SQLiteControlStore
 from shards.errors import LayoutMismatch
 from shards.records.sqlite.schema import MIGRATIONS
@@ -59,9 +60,18 @@ def test_a_data_directory_from_before_answers_the_same_recalls(opened: tuple[Any
     key = control.by_secret(expected["key"])
     assert key is not None and key.namespaces == ("upgrade-alice",)
     # and both stores now carry this code's schema version
-    assert user_version(old_data / "control.db") == 1
+    assert user_version(old_data / "control.db") == len(CONTROL_MIGRATIONS)
+    rows = []
     for index in range(SHARD_COUNT):
-        assert user_version(shard_dir(old_data, index) / "records.db") == len(MIGRATIONS)
+        records = shard_dir(old_data, index) / "records.db"
+        assert user_version(records) == len(MIGRATIONS)
+        with sqlite3.connect(records) as db:
+            rows += db.execute(
+                "SELECT n.memory_count, n.content_bytes, COUNT(m.key),"
+                " COALESCE(SUM(LENGTH(CAST(m.content AS BLOB))), 0)"
+                " FROM namespaces n LEFT JOIN memories m USING (ns_id) GROUP BY n.ns_id").fetchall()
+    # Version 2's usage counters start from what the namespaces held.
+    assert all(r[0] == r[2] and r[1] == r[3] for r in rows) and sum(r[0] for r in rows) > 0, rows
 
 
 def test_records_from_a_newer_engram_are_refused_naming_both_versions(old_data: Path) -> None:
@@ -79,5 +89,5 @@ def test_records_from_a_newer_engram_are_refused_naming_both_versions(old_data: 
 def test_a_control_store_from_a_newer_engram_is_refused_naming_both_versions(old_data: Path) -> None:
     with sqlite3.connect(old_data / "control.db") as db:
         db.execute("PRAGMA user_version = 7")
-    with pytest.raises(LayoutMismatch, match="schema version 7.*up to 1"):
+    with pytest.raises(LayoutMismatch, match=f"schema version 7.*up to {len(CONTROL_MIGRATIONS)}"):
         SQLiteControlStore(old_data / "control.db")

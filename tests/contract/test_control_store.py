@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -12,7 +13,7 @@ import pytest
 
 from cluster.local_servers.postgres_server import PostgresTestServer
 from shards.config import EmbeddedStorageConfig, PostgresConfig
-from shards.control.base import ControlStore
+from shards.control.base import ControlStore, KeyLimits
 from shards.control.factory import open_control_store
 from shards.control.postgres import PostgresControlStore
 from shards.control.sqlite import SQLiteControlStore
@@ -98,6 +99,21 @@ def test_keys_are_found_by_secret_listed_and_deleted(control: ControlStore) -> N
         control.delete_key(key.key_id)
 
 
+def test_a_key_keeps_its_limits_and_an_update_changes_only_name_grants_and_limits(
+        control: ControlStore) -> None:
+    limits = KeyLimits(requests_per_second=2.5, burst=5, memories_per_namespace=100)
+    key, secret = control.create_key("acme", "write", ["acme-*"], None, "root", limits=limits)
+    assert control.by_secret(secret) == key and key.limits == limits
+    changed = control.update_key(replace(key, name="acme-2", namespaces=("acme-1",),
+                                         limits=KeyLimits(stored_bytes=10_000)))
+    assert changed == replace(key, name="acme-2", namespaces=("acme-1",),
+                              limits=KeyLimits(stored_bytes=10_000))
+    assert control.by_secret(secret) == changed and control.export_keys()[0][0] == changed
+    assert control.update_key(replace(changed, limits=KeyLimits())).limits == KeyLimits()
+    with pytest.raises(NotFound):
+        control.update_key(replace(key, key_id="key_gone"))
+
+
 def test_two_stores_over_the_same_data_see_each_others_changes(control: ControlStore,
                                                               reopen_control: ControlStore) -> None:
     control.check_deployed_shards(2)
@@ -165,7 +181,7 @@ def test_a_newer_control_schema_is_refused_naming_its_version(
     with postgres_server.connect() as conn:  # type: ignore[attr-defined]
         conn.execute(f'UPDATE "{postgres.schema_prefix}control".schema_version SET version = 7'
                      " WHERE store = 'control'")
-    with pytest.raises(LayoutMismatch, match="at version 7, and this code knows versions up to 1"):
+    with pytest.raises(LayoutMismatch, match="at version 7, and this code knows versions up to 2"):
         PostgresControlStore.from_config(postgres)
 
 

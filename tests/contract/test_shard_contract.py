@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from shards.errors import Conflict, LayoutMismatch, NotFound
+from shards.errors import Conflict, LayoutMismatch, NotFound, QuotaExceeded
 from shards.shard import Shard
 from shards.types import MemoryChanges, RecallFilter, Scope
 from tests.builders import DIM, OpenShard, ids, mem, vec
@@ -415,3 +415,25 @@ def test_a_write_indexes_what_a_rebuild_would(open_shard: OpenShard) -> None:
     assert [tuple(getattr(sent[r.key], f) for f in fields) for r in expected] == \
         [tuple(getattr(r, f) for f in fields) for r in expected]
     assert any(r.context for r in expected) and len(expected) == 11
+
+
+def test_a_write_past_the_memory_limit_stores_nothing_and_usage_is_kept(open_shard: OpenShard) -> None:
+    shard = open_shard()
+    shard.write([mem(f"m{i}", "ns", f"note {i} é") for i in range(3)], memory_limit=4)
+    shard.write([mem("other", "elsewhere", "not counted against ns")], memory_limit=4)
+    before = shard.records.export_memories("ns", 0, 100)
+    with pytest.raises(QuotaExceeded) as refused:
+        shard.write([mem("m3", "ns", "fourth"), mem("m4", "ns", "fifth")], memory_limit=4)
+    assert (refused.value.limit, refused.value.would_hold) == (4, 5)
+    assert shard.records.export_memories("ns", 0, 100) == before  # the whole batch rolled back
+    assert "m3" not in ids(shard.recall_candidates("ns", vec(0), "fourth", RecallFilter(), 10))
+    # A retry of what is stored is no new memory, and the limit counts what is stored.
+    shard.write([mem("m0", "ns", "note 0 é"), mem("m3", "ns", "fourth")], memory_limit=4)
+    note_bytes = sum(len(f"note {i} é".encode()) for i in range(3))
+    assert shard.usage(Scope.of("ns")) == {"ns": (4, note_bytes + len(b"fourth"))}
+    shard.update("ns", "m3", MemoryChanges(content="fourth, longer"))
+    shard.delete(Scope.of("ns"), ["m0"])
+    assert shard.usage(Scope(everything=True)) == {
+        "ns": (3, note_bytes - len("note 0 é".encode()) + len(b"fourth, longer")),
+        "elsewhere": (1, len(b"not counted against ns"))}
+    assert [n.memory_count for n in shard.namespaces(Scope(everything=True))] == [1, 3]

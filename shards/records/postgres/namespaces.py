@@ -30,8 +30,7 @@ class NamespacesMixin(PostgresCore):
     def namespaces(self, scope: Scope) -> list[NamespaceInfo]:
         with self._read() as db:
             rows = db.execute(
-                "SELECT n.name, n.created_at, n.metadata,"
-                " (SELECT COUNT(*) FROM memories m WHERE m.ns_id = n.ns_id),"
+                "SELECT n.name, n.created_at, n.metadata, n.memory_count,"
                 " (SELECT COUNT(*) FROM sessions s WHERE s.ns_id = n.ns_id),"
                 " (SELECT COUNT(*) FROM sessions s WHERE s.ns_id = n.ns_id AND s.ended_at IS NULL),"
                 " (SELECT MAX(created_at) FROM memories m WHERE m.ns_id = n.ns_id)"
@@ -44,6 +43,12 @@ class NamespacesMixin(PostgresCore):
             for r in rows
             if scope.covers(r[0])
         ]
+
+    def usage(self, scope: Scope) -> dict[str, tuple[int, int]]:
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT name, memory_count, content_bytes FROM namespaces").fetchall()
+        return {str(r[0]): (int(r[1]), int(r[2])) for r in rows if scope.covers(str(r[0]))}
 
     def memory_stats(self, namespace: str) -> dict[str, Any]:
         """Counts by memory type, mean importance, oldest and newest creation time."""

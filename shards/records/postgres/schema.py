@@ -165,8 +165,39 @@ FOR EACH ROW WHEN (NEW.key IN ('shard_count', 'reshard_target', 'map_epoch'))
 EXECUTE FUNCTION bump_placement();
 """
 
+# Version 3: each namespace's usage, kept by triggers inside every write's transaction (as
+# SQLite's version 2), so that quotas read it in O(1) and a write over one rolls back whole.
+V3_SQL = """
+ALTER TABLE namespaces ADD COLUMN memory_count BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE namespaces ADD COLUMN content_bytes BIGINT NOT NULL DEFAULT 0;
+UPDATE namespaces n SET memory_count = u.memories, content_bytes = u.bytes
+FROM (SELECT ns_id, COUNT(*) AS memories, SUM(octet_length(content)) AS bytes
+      FROM memories GROUP BY ns_id) u
+WHERE n.ns_id = u.ns_id;
+CREATE FUNCTION namespace_usage() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        UPDATE namespaces SET memory_count = memory_count + 1,
+            content_bytes = content_bytes + octet_length(NEW.content) WHERE ns_id = NEW.ns_id;
+    ELSIF TG_OP = 'DELETE' THEN
+        UPDATE namespaces SET memory_count = memory_count - 1,
+            content_bytes = content_bytes - octet_length(OLD.content) WHERE ns_id = OLD.ns_id;
+    ELSE
+        UPDATE namespaces SET content_bytes = content_bytes - octet_length(OLD.content)
+            + octet_length(NEW.content) WHERE ns_id = NEW.ns_id;
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER namespace_usage_insert_delete AFTER INSERT OR DELETE ON memories
+FOR EACH ROW EXECUTE FUNCTION namespace_usage();
+CREATE TRIGGER namespace_usage_update AFTER UPDATE OF content ON memories
+FOR EACH ROW WHEN (OLD.content IS DISTINCT FROM NEW.content) EXECUTE FUNCTION namespace_usage();
+"""
+
 # migrations[i] takes the schema from version i to i + 1; a change appends one, never edits.
-MIGRATIONS: list[str] = [V1_SQL, V2_SQL]
+MIGRATIONS: list[str] = [V1_SQL, V2_SQL, V3_SQL]
 
 __all__ = ["MIGRATIONS", "V1_SQL", "V2_SQL", "_EXPORT_COLUMNS", "_MEMORY_COLUMNS", "_SESSION_COLUMNS",
            "_memory", "_session"]

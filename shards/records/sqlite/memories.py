@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from shards.errors import Conflict, NotFound
+from shards.errors import Conflict, NotFound, QuotaExceeded
 from shards.indexes.base import CONTEXT_TURNS, memory_type_code
 from shards.records.base import changed_columns, pack_vectors, unpack_vector
 from shards.records.sqlite.graph import GraphMixin
@@ -18,11 +18,13 @@ from shards.types import Memory, MemoryChanges, NewMemory, RecallFilter, Scope
 class MemoriesMixin(SessionsMixin, GraphMixin):
     """Memories: each write logs its key (and its session neighbours') for the indexes."""
 
-    def insert(self, items: Sequence[NewMemory], now: float) -> list[tuple[int, Memory, bool]]:
+    def insert(self, items: Sequence[NewMemory], now: float,
+               memory_limit: int | None = None) -> list[tuple[int, Memory, bool]]:
         """Store memories in one transaction. Returns (key, memory, created) per item.
 
         Idempotent: an existing (namespace, id) or (namespace, idempotency key) answers the
-        memory already stored and changes nothing.
+        memory already stored and changes nothing. memory_limit: the most memories a
+        namespace may hold once the write is in; past it nothing is stored (QuotaExceeded).
         """
         out: list[tuple[int, Memory, bool]] = []
         appended: set[int] = set()  # sessions this call has already added a turn to
@@ -88,7 +90,16 @@ class MemoriesMixin(SessionsMixin, GraphMixin):
                     updated_at=now, event_time=item.event_time, expires_at=item.expires_at,
                 )
                 out.append((key, memory, True))
+            if memory_limit is not None:
+                self._check_memory_limit({m.namespace for _, m, created in out if created}, memory_limit)
         return out
+
+    def _check_memory_limit(self, namespaces: set[str], limit: int) -> None:
+        """Inside the write's transaction: raising rolls the whole write back."""
+        for name in sorted(namespaces):
+            row = self._db.execute("SELECT memory_count FROM namespaces WHERE name = ?", (name,)).fetchone()
+            if row is not None and int(row[0]) > limit:
+                raise QuotaExceeded(name, limit, int(row[0]))
 
     def find_all(self, memory_id: str, scope: Scope) -> list[tuple[int, Memory]]:
         """Every memory with this id in a namespace the scope covers, by namespace name."""

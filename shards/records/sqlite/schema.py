@@ -141,9 +141,40 @@ WHEN OLD.ns_id IN (SELECT ns_id FROM moving) BEGIN
 END;
 """
 
+# Version 2: each namespace's usage, kept by triggers inside every write's transaction, so
+# that quotas (serve/quotas.py) read it in O(1) and a write over one rolls back whole:
+# memory_count, and content_bytes (the UTF-8 bytes of its memories' content). One
+# transaction, the version inside it: a migration cut short leaves version 1 as it was.
+USAGE_V2 = """
+BEGIN;
+ALTER TABLE namespaces ADD COLUMN memory_count INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE namespaces ADD COLUMN content_bytes INTEGER NOT NULL DEFAULT 0;
+UPDATE namespaces SET
+    memory_count = (SELECT COUNT(*) FROM memories m WHERE m.ns_id = namespaces.ns_id),
+    content_bytes = (SELECT COALESCE(SUM(LENGTH(CAST(m.content AS BLOB))), 0)
+                     FROM memories m WHERE m.ns_id = namespaces.ns_id);
+CREATE TRIGGER namespace_usage_insert AFTER INSERT ON memories BEGIN
+    UPDATE namespaces SET memory_count = memory_count + 1,
+        content_bytes = content_bytes + LENGTH(CAST(NEW.content AS BLOB))
+    WHERE ns_id = NEW.ns_id;
+END;
+CREATE TRIGGER namespace_usage_delete AFTER DELETE ON memories BEGIN
+    UPDATE namespaces SET memory_count = memory_count - 1,
+        content_bytes = content_bytes - LENGTH(CAST(OLD.content AS BLOB))
+    WHERE ns_id = OLD.ns_id;
+END;
+CREATE TRIGGER namespace_usage_update AFTER UPDATE OF content ON memories BEGIN
+    UPDATE namespaces SET content_bytes = content_bytes
+        - LENGTH(CAST(OLD.content AS BLOB)) + LENGTH(CAST(NEW.content AS BLOB))
+    WHERE ns_id = NEW.ns_id;
+END;
+PRAGMA user_version = 2;
+COMMIT;
+"""
+
 # migrations[i] takes the schema from version i to i + 1 (shards/sqlite_schema.py); a change
 # appends one, never edits. Version 1 is the layout stores had before versions were kept.
-MIGRATIONS: list[str] = [SCHEMA]
+MIGRATIONS: list[str] = [SCHEMA, USAGE_V2]
 
 _MEMORY_COLUMNS = (
     "m.key, m.id, n.name, m.content, m.memory_type, m.importance, m.tags, m.metadata, "
