@@ -212,3 +212,16 @@ class ExtractBody(_Body):
     namespace: StrictStr | None = None
     provider: StrictStr | None = None
     model: StrictStr | None = None
+
+
+# engram import's steps (serve/routes/transfer.py): what `engram export` wrote, sent back.
+class ImportHeadBody(BaseModel):
+    head: Any  # an export's head, tagged JSON, as export/head answered it
+
+
+class ImportRowsBody(BaseModel):
+    rows: list[Any]  # exported memories, tagged JSON, as export/memories answered them
+
+
+class ImportFinishBody(BaseModel):
+    memories: int = Field(..., ge=0)  # how many memories the export held

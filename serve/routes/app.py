@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -14,6 +15,7 @@ from serve.config import RouterConfig
 from serve.errors import ApiError
 from serve.metrics import observe
 from serve.quotas import RateLimiter
+from serve.responses import ERROR_STATUSES, ErrorBody
 from serve.routes import agents, capabilities, graph, health, keys, memories, namespaces, sessions, transfer
 from serve.routes.errors import error_response, validation_error
 from serve.routes.health import VERSION
@@ -84,6 +86,40 @@ class ObserveMiddleware:
             observe(getattr(route, "path", "unmatched"), scope["method"], status, time.perf_counter() - start)
 
 
+PROBES = ("/health", "/metrics")  # answer without a key, and never with an error body
+
+
+def describe_errors(api: FastAPI) -> None:
+    """Every operation's error answers in the OpenAPI, in one place: Dakera's error body at
+    each status the API answers with one. FastAPI's own 422 goes (bad input is a 400 here),
+    and so does its default 200 where a route answers 201 instead."""
+    def openapi() -> dict[str, Any]:
+        if api.openapi_schema:
+            return api.openapi_schema
+        schema = get_openapi(title=api.title, version=api.version, routes=api.routes)
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        schemas["ErrorBody"] = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
+        for path, operations in schema["paths"].items():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                responses.pop("422", None)
+                declared = responses.get("200", {}).get("content", {}).get("application/json", {})
+                if "200" in responses and not declared.get("schema") and any(
+                        code.startswith("2") and code != "200" for code in responses):
+                    del responses["200"]
+                if path.startswith(PROBES):
+                    continue
+                for status, description in ERROR_STATUSES.items():
+                    responses.setdefault(str(status), {"description": description, "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}})
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
+        api.openapi_schema = schema
+        return schema
+
+    api.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(svc: MemoryService, store: ControlStore, rate_limiter: RateLimiter | None = None) -> FastAPI:
     """A FastAPI app bound to one service; each router replica builds its own.
     rate_limiter: the replica's (RouterDeployment keeps its share of the traffic)."""
@@ -99,6 +135,7 @@ def create_app(svc: MemoryService, store: ControlStore, rate_limiter: RateLimite
     api.add_middleware(ObserveMiddleware)
     for router in ROUTERS:
         api.include_router(router)
+    describe_errors(api)
     api.state.service = svc
     api.state.control = store
     api.state.rate_limiter = rate_limiter or RateLimiter()

@@ -6,6 +6,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from serve import render
+from serve.responses import CapabilitiesOut, WhoamiOut, answers
 from serve.routes.errors import EngramRoute
 from serve.routes.health import VERSION
 from serve.routes.keys import MAX_GRANT_BYTES, MAX_GRANTS
@@ -14,7 +15,7 @@ from serve.routes.plumbing import principal, service
 router = APIRouter(route_class=EngramRoute)
 
 
-@router.get("/v1/capabilities")
+@router.get("/v1/capabilities", responses=answers(CapabilitiesOut))
 async def capabilities(request: Request) -> dict[str, Any]:
     cfg = service(request).cfg
     model = render.model_name(cfg.embedder.model)
@@ -26,7 +27,7 @@ async def capabilities(request: Request) -> dict[str, Any]:
                     "dimension": await service(request).dimension(), "modality": "text"}],
         "index_kinds": ["hnsw", "fulltext"], "distance_metrics": ["cosine"],
         "search_mode": "hybrid", "fulltext_language": "en",
-        "auth": {"prefix_patterns": True, "sessions_by_agent": True, "key_update": False,
+        "auth": {"prefix_patterns": True, "sessions_by_agent": True, "key_update": True,
                  "max_grants": MAX_GRANTS, "max_grant_len": MAX_GRANT_BYTES},
         "naming": {"agent_namespace_prefix": "_dakera_agent_",
                    "agent_id_max_bytes": cfg.limits.max_namespace_bytes,
@@ -40,7 +41,7 @@ async def capabilities(request: Request) -> dict[str, Any]:
     }
 
 
-@router.get("/v1/auth/whoami")
+@router.get("/v1/auth/whoami", responses=answers(WhoamiOut))
 async def whoami(request: Request) -> dict[str, Any]:
     p = await principal(request)
     return {"key_id": p.key.key_id, "name": p.key.name, "scope": p.key.scope,

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from serve.metrics import render_metrics
+from serve.responses import PROMETHEUS_TEXT, HealthOut, LiveOut, ReadyOut, answers
 from serve.routes.errors import EngramRoute
 from serve.routes.plumbing import ok, principal, service
 
@@ -17,18 +18,19 @@ log = logging.getLogger(__name__)
 router = APIRouter(route_class=EngramRoute)
 
 
-@router.get("/health")
+@router.get("/health", responses=answers(HealthOut))
 async def health() -> dict[str, Any]:
     return {"status": "healthy", "version": VERSION}
 
 
-@router.get("/health/live")
+@router.get("/health/live", responses=answers(LiveOut))
 async def health_live(request: Request) -> dict[str, Any]:
     return {"alive": True, "version": VERSION, "starting": False,
             "uptime_seconds": int(time.time() - request.app.state.started_at)}
 
 
-@router.get("/health/ready")
+@router.get("/health/ready", responses={**answers(ReadyOut), 503: {
+    "model": ReadyOut, "description": "Not ready yet (a shard is starting): Retry-After"}})
 async def health_ready(request: Request) -> JSONResponse:
     try:
         stats = await service(request).ready()
@@ -41,13 +43,13 @@ async def health_ready(request: Request) -> JSONResponse:
                "checks": {"storage": {"status": "ok", "shards": len(stats)}}})
 
 
-@router.get("/metrics")
+@router.get("/metrics", responses=PROMETHEUS_TEXT)
 async def metrics() -> PlainTextResponse:
     """Open for Prometheus scrapers: it holds counts and latencies, never tenant data."""
     return PlainTextResponse(render_metrics(), media_type="text/plain; version=0.0.4")
 
 
-@router.get("/v1/ops/metrics")
+@router.get("/v1/ops/metrics", responses=PROMETHEUS_TEXT)
 async def ops_metrics(request: Request) -> PlainTextResponse:
     (await principal(request)).require_level("admin")  # Dakera's ops routes need an admin key
     return PlainTextResponse(render_metrics(), media_type="text/plain; version=0.0.4")

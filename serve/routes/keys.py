@@ -11,6 +11,7 @@ from serve import render
 from serve.auth import SCOPES, Principal, valid_grant
 from serve.control_calls import control_call
 from serve.errors import ApiError, bad_request, not_found
+from serve.responses import Done, KeyCreatedOut, KeyOut, KeysOut, answers
 from serve.routes.errors import EngramRoute
 from serve.routes.plumbing import control, json_body, ok, parse, principal
 from serve.schemas import KeyCreateBody, KeyLimitsBody, KeyUpdateBody
@@ -40,7 +41,7 @@ def _limits(p: Principal, body: KeyLimitsBody | None) -> KeyLimits:
     return asked.within(p.key.limits)
 
 
-@router.post("/admin/keys", openapi_extra=json_body(KeyCreateBody))
+@router.post("/admin/keys", openapi_extra=json_body(KeyCreateBody), responses=answers(KeyCreatedOut, 201))
 async def key_create(request: Request) -> JSONResponse:
     p = await principal(request)
     p.require_level("admin")
@@ -71,7 +72,7 @@ def _manageable(p: Principal, key: ApiKey) -> bool:
     return p.covers_grants(None if key.namespaces is None else list(key.namespaces))
 
 
-@router.get("/admin/keys")
+@router.get("/admin/keys", responses=answers(KeysOut))
 async def keys_list(request: Request) -> JSONResponse:
     p = await principal(request)
     p.require_level("admin")
@@ -95,7 +96,7 @@ async def _managed_key(request: Request, p: Principal, key_id: str) -> ApiKey:
     return key
 
 
-@router.patch("/admin/keys/{key_id}", openapi_extra=json_body(KeyUpdateBody))
+@router.patch("/admin/keys/{key_id}", openapi_extra=json_body(KeyUpdateBody), responses=answers(KeyOut))
 async def key_update(request: Request, key_id: str) -> JSONResponse:
     """Rename, re-grant or re-limit a key (Dakera's update_key sends name and namespaces)."""
     p = await principal(request)
@@ -117,7 +118,7 @@ async def key_update(request: Request, key_id: str) -> JSONResponse:
     return ok(render.key_json(updated))
 
 
-@router.delete("/admin/keys/{key_id}")
+@router.delete("/admin/keys/{key_id}", responses=answers(Done))
 async def key_delete(request: Request, key_id: str) -> JSONResponse:
     p = await principal(request)
     p.require_level("admin")

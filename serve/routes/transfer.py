@@ -16,8 +16,18 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from serve.errors import bad_request
+from serve.responses import (
+    ExportHeadOut,
+    ExportPageOut,
+    ImportAbortedOut,
+    ImportedOut,
+    ImportFinishedOut,
+    ImportStepOut,
+    answers,
+)
 from serve.routes.errors import EngramRoute
-from serve.routes.plumbing import admin_namespace, ok, read_body
+from serve.routes.plumbing import admin_namespace, json_body, ok, read_body
+from serve.schemas import ImportFinishBody, ImportHeadBody, ImportRowsBody
 from serve import jsonbody
 
 router = APIRouter(route_class=EngramRoute)
@@ -51,13 +61,13 @@ async def _field(request: Request, name: str) -> Any:
     return body[name]
 
 
-@router.get("/admin/namespaces/{namespace:path}/export/head")
+@router.get("/admin/namespaces/{namespace:path}/export/head", responses=answers(ExportHeadOut))
 async def export_head(request: Request, namespace: str) -> JSONResponse:
     svc, ns = await admin_namespace(request, namespace)
     return ok({"head": to_json(await svc.shard(ns).dump_head(ns))})
 
 
-@router.get("/admin/namespaces/{namespace:path}/export/memories")
+@router.get("/admin/namespaces/{namespace:path}/export/memories", responses=answers(ExportPageOut))
 async def export_memories(request: Request, namespace: str, after: int = Query(0, ge=0),
                           limit: int = Query(200, ge=1, le=MAX_PAGE)) -> JSONResponse:
     svc, ns = await admin_namespace(request, namespace)
@@ -65,7 +75,8 @@ async def export_memories(request: Request, namespace: str, after: int = Query(0
     return ok({"rows": to_json(rows), "next": None if cursor < 0 else cursor})
 
 
-@router.post("/admin/namespaces/{namespace:path}/import/head")
+@router.post("/admin/namespaces/{namespace:path}/import/head", openapi_extra=json_body(ImportHeadBody),
+             responses=answers(ImportStepOut))
 async def import_head(request: Request, namespace: str) -> JSONResponse:
     """Begin the copy into a namespace that does not exist yet (a live one is refused, 409)."""
     svc, ns = await admin_namespace(request, namespace)
@@ -103,7 +114,8 @@ def _check_row(row: Any, at: int, dim: int) -> None:
         fail("entity links must be (key, value, score) triples")
 
 
-@router.post("/admin/namespaces/{namespace:path}/import/memories")
+@router.post("/admin/namespaces/{namespace:path}/import/memories", openapi_extra=json_body(ImportRowsBody),
+             responses=answers(ImportedOut))
 async def import_memories(request: Request, namespace: str) -> JSONResponse:
     svc, ns = await admin_namespace(request, namespace)
     rows = from_json(await _field(request, "rows"))
@@ -115,14 +127,15 @@ async def import_memories(request: Request, namespace: str) -> JSONResponse:
     return ok({"imported": await svc.shard(ns).import_memories(ns, rows)})
 
 
-@router.post("/admin/namespaces/{namespace:path}/import/abort")
+@router.post("/admin/namespaces/{namespace:path}/import/abort", responses=answers(ImportAbortedOut))
 async def import_abort(request: Request, namespace: str) -> JSONResponse:
     """Drop an import that will not be finished (nothing of it was ever visible)."""
     svc, ns = await admin_namespace(request, namespace)
     return ok({"namespace": ns, "dropped": await svc.shard(ns).discard(ns)})
 
 
-@router.post("/admin/namespaces/{namespace:path}/import/finish")
+@router.post("/admin/namespaces/{namespace:path}/import/finish", openapi_extra=json_body(ImportFinishBody),
+             responses=answers(ImportFinishedOut))
 async def import_finish(request: Request, namespace: str) -> JSONResponse:
     """Serve the copy, once it holds as many memories as the export did (else 409)."""
     svc, ns = await admin_namespace(request, namespace)

@@ -84,7 +84,7 @@ def test_capabilities(client: DakeraClient) -> None:
     assert len(active) == 1 and active[0].dimension > 0
     assert caps.model(caps.default_model.value) is active[0]
     assert caps.supports_session_touch and caps.supports_prefix_grants
-    assert not caps.supports_key_update  # PATCH /admin/keys is not served
+    assert caps.supports_key_update  # PATCH /admin/keys renames, re-grants and re-limits
     assert caps.naming.agent_namespace_prefix == "_dakera_agent_"
     assert caps.sessions.idle_timeout_secs == 14400 and caps.sessions.ended_reason
     assert caps.supports_index_kind("hnsw") and caps.supports_distance_metric("cosine")

@@ -1,6 +1,7 @@
 """Fuzzing the service's own OpenAPI (schemathesis 4): every served operation, with a root key
 and with a key scoped to namespaces of its own, gets generated paths, queries and bodies; no
-answer is a 5xx. Bounded: a few examples per operation, each request to 127.0.0.1 with a
+answer is a 5xx, and every answer conforms to the OpenAPI: a status it lists, the content
+type it gives, and a body its schema for that status accepts (serve/responses.py). Bounded: a few examples per operation, each request to 127.0.0.1 with a
 timeout. (schemathesis's pytest plugin does not run under pytest 9: its strategies are
 driven by hypothesis here, one operation at a time.)"""
 from __future__ import annotations
@@ -11,7 +12,12 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
-from schemathesis.checks import not_a_server_error
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
 from schemathesis.core import NOT_SET
 
 from tests.builders import Engram
@@ -20,6 +26,8 @@ from tests.builders import Engram
 # namespaces (names are drawn at random, but another test's could be drawn) and API keys.
 EXCLUDED = {("DELETE", "/v1/namespaces/{namespace}"), ("DELETE", "/admin/keys/{key_id}")}
 EXAMPLES = 8  # per operation and key
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
+          response_schema_conformance]
 
 
 def server_errors(engram: Engram, key: str) -> list[str]:
@@ -38,7 +46,7 @@ def server_errors(engram: Engram, key: str) -> list[str]:
         def fuzz(case: Any) -> None:
             sent.append((operation.label, case.body is not NOT_SET))
             case.call_and_validate(base_url=engram.url, headers={"Authorization": f"Bearer {key}"},
-                                   checks=[not_a_server_error], timeout=30)
+                                   checks=CHECKS, timeout=30)
 
         try:
             fuzz()
@@ -50,10 +58,10 @@ def server_errors(engram: Engram, key: str) -> list[str]:
     return failures
 
 
-def test_no_operation_answers_a_server_error_to_a_root_key(engram: Engram) -> None:
+def test_no_operation_answers_a_server_error_or_off_its_description_to_a_root_key(engram: Engram) -> None:
     assert server_errors(engram, engram.root_key) == []
 
 
-def test_no_operation_answers_a_server_error_to_a_scoped_key(engram: Engram) -> None:
+def test_no_operation_answers_a_server_error_or_off_its_description_to_a_scoped_key(engram: Engram) -> None:
     key = engram.create_key("write", [f"fuzz-{uuid.uuid4().hex[:8]}-*"], name="fuzz")
     assert server_errors(engram, key) == []
