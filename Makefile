@@ -9,12 +9,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 HASH   := $(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
 STAMP  := $(VENV)/.installed-$(HASH)
-# A stamp of its own: the load extra (locust, matplotlib: load test and benchmark plots)
-# stays out of serve and test.
+# A stamp of its own: the load extra (locust, matplotlib: load test, chaos and benchmark
+# plots) stays out of serve; make test needs it for the chaos test.
 LOAD_STAMP := $(VENV)/.load-installed-$(HASH)
 PIP    := $(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: serve test lint bench scale load install clean-data postgres-package
+.PHONY: serve test lint bench scale load chaos install clean-data postgres-package
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,7 +27,7 @@ install: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/python -m cluster.local $(SERVE_ARGS)
 
-test: $(STAMP) postgres-package
+test: $(LOAD_STAMP) postgres-package
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
 # The PostgreSQL tests start a real server (cluster/local_servers/postgres_server.py) from
@@ -53,6 +53,11 @@ $(LOAD_STAMP): $(STAMP)
 
 load: $(LOAD_STAMP)
 	$(BIN)/python -m loadtests.run $(LOAD_ARGS)
+
+# Faults under load on a service of its own (cluster/chaos.py): CHAOS_ARGS="--form production"
+# adds a PostgreSQL restart.
+chaos: $(LOAD_STAMP)
+	$(BIN)/python -m cluster.chaos $(CHAOS_ARGS)
 
 clean-data:
 	rm -rf data

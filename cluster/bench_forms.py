@@ -35,6 +35,7 @@ class FormStorage:
     # Secrets the stores read from the environment (the Serve replicas need them too).
     env: dict[str, str] = field(default_factory=dict)
     started_s: dict[str, float] = field(default_factory=dict)  # server -> seconds to start
+    servers: dict[str, Any] = field(default_factory=dict)  # "postgres": its PostgresTestServer
 
 
 def parse_forms(value: str) -> list[str]:
@@ -75,7 +76,8 @@ def form_storage(form: str, data_dir: Path) -> Iterator[FormStorage]:
              "milvus_server": {"uri": milvus_uri},
              # One node: a replica could never be placed.
              "elasticsearch": {"url": es_url, "number_of_replicas": 0}},
-            env={"ENGRAM_POSTGRES_PASSWORD": postgres.password}, started_s=started)
+            env={"ENGRAM_POSTGRES_PASSWORD": postgres.password}, started_s=started,
+            servers={"postgres": postgres})
 
 
 def comparison(by_form: dict[str, dict[str, Any]], client_counts: list[int],

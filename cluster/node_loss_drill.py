@@ -109,9 +109,10 @@ def client_loop(url: str, number: int, tally: ClientTally, stop: threading.Event
             i += 1
 
 
-def read_back(url: str, namespace: str) -> list[dict[str, Any]]:
+def read_back(url: str, namespace: str, key: str = ROOT_KEY) -> list[dict[str, Any]]:
+    """Every memory of the namespace, through the API (the chaos run reads back with it too)."""
     out: list[dict[str, Any]] = []
-    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ROOT_KEY}"}, timeout=60) as http:
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as http:
         for _ in range(1000):
             r = http.get(f"/v1/agents/{namespace}/memories", params={"limit": 200, "offset": len(out)})
             r.raise_for_status()

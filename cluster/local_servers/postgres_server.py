@@ -102,7 +102,13 @@ class PostgresTestServer:
                        check=True, capture_output=True, env=env, cwd=self.base_dir,
                        preexec_fn=self._as_server_user(), timeout=120)
         pwfile.unlink()
-        log = open(self.base_dir / "server.log", "wb")
+        self._launch(binaries, data, env)
+        self._create_database()
+        self.started_in_s = time.monotonic() - began
+        return self.dsn
+
+    def _launch(self, binaries: Path, data: Path, env: dict[str, str]) -> None:
+        log = open(self.base_dir / "server.log", "ab")
         self._proc = subprocess.Popen(
             [str(binaries / "postgres"), "-D", str(data), "-p", str(self.port),
              "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.base_dir}",
@@ -113,9 +119,18 @@ class PostgresTestServer:
             preexec_fn=self._as_server_user())
         log.close()
         self._wait_ready()
-        self._create_database()
-        self.started_in_s = time.monotonic() - began
-        return self.dsn
+
+    def restart(self) -> float:
+        """Stop the server (fast shutdown: every connection is cut) and start it again on
+        the same port and data, as an operator's restart does; answers the seconds it was down."""
+        began = time.monotonic()
+        stop_process(self._proc, lambda proc: proc.send_signal(signal.SIGINT), timeout=30)
+        binaries = bin_dir()
+        assert binaries is not None
+        self._launch(binaries, self.base_dir / "data",
+                     {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8",
+                      "LANG": "C.UTF-8", "HOME": str(self.base_dir)})
+        return time.monotonic() - began
 
     def connect(self, dbname: str = DATABASE) -> object:
         import psycopg

@@ -110,7 +110,10 @@ def test_every_kuberay_pod_gets_the_serve_settings_make_serve_uses() -> None:
     from cluster.ingress import ingress_env
 
     wanted = {k: v for k, v in ingress_env("haproxy", {}).items()
-              if k != "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"}  # the head's proxy only
+              if k not in ("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S",  # the head's proxy only
+                           # paths on this machine; the image's are checked below
+                           "RAY_SERVE_HAPROXY_BINARY_PATH", "ENGRAM_HAPROXY_BINARY")}
+    wanted["RAY_SERVE_HAPROXY_BINARY_PATH"] = "/app/cluster/haproxy_ingress.sh"  # cluster/Dockerfile
     cluster = rayservice()["spec"]["rayClusterConfig"]
     groups = [("head", cluster["headGroupSpec"])] + [(g["groupName"], g) for g in cluster["workerGroupSpecs"]]
     for name, group in groups:
@@ -118,3 +121,25 @@ def test_every_kuberay_pod_gets_the_serve_settings_make_serve_uses() -> None:
         env = {e["name"]: e.get("value") for e in container["env"]}
         missing = {k: v for k, v in wanted.items() if env.get(k) != v}
         assert not missing, f"{name} pods lack {missing}"
+
+
+def test_the_haproxy_script_turns_rays_unrouted_404_into_a_json_503(tmp_path: Path) -> None:
+    """cluster/haproxy_ingress.sh rewrites the line Ray's template writes today (taken from
+    the installed Ray, so an upgrade that changes it fails here), then runs HAProxy."""
+    import json
+    import subprocess
+
+    from ray.serve._private.haproxy_templates import HAPROXY_CONFIG_TEMPLATE
+
+    [line] = [ln for ln in HAPROXY_CONFIG_TEMPLATE.splitlines() if "return status 404" in ln]
+    cfg = tmp_path / "haproxy.cfg"
+    cfg.write_text(f"backend default_backend\n{line}\n".replace("\\'", "'"))
+    done = subprocess.run([str(CLUSTER / "haproxy_ingress.sh"), "-db", "-f", str(cfg)],
+                          env={"ENGRAM_HAPROXY_BINARY": "/bin/echo", "PATH": "/usr/bin:/bin"},
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["-db", "-f", str(cfg)]  # HAProxy gets the arguments as given
+    rewritten = cfg.read_text().splitlines()[1]
+    assert "status 404" not in rewritten
+    assert rewritten.strip().startswith("http-request return status 503 content-type application/json hdr Retry-After 1")
+    body = rewritten.split(' string "', 1)[1].rstrip('"').replace('\\"', '"')
+    assert json.loads(body)["code"] == "SERVICE_UNAVAILABLE"
