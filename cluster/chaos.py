@@ -131,10 +131,11 @@ def ledger_client(url: str, number: int, ledger: Ledger, stop: threading.Event) 
 
 # -- the faults ---------------------------------------------------------------------------
 
-def replica_pids(deployment: str) -> list[int]:
+def replica_pids(deployment: str, dashboard: str) -> list[int]:
     from ray.util.state import list_actors
 
-    actors = list_actors(filters=[("state", "=", "ALIVE")], limit=1000)
+    # The dashboard named: another Ray cluster on the machine (a test session's) is not this one.
+    actors = list_actors(address=dashboard, filters=[("state", "=", "ALIVE")], limit=1000)
     return [int(a.pid) for a in actors if a.class_name == f"ServeReplica:engram:{deployment}" and a.pid]
 
 
@@ -161,10 +162,10 @@ def kill(pids: list[int]) -> list[int]:
     return pids
 
 
-def faults(form: Any) -> list[tuple[str, Callable[[], str]]]:
+def faults(form: Any, dashboard: str) -> list[tuple[str, Callable[[], str]]]:
     def replica(deployment: str) -> Callable[[], str]:
         def fault() -> str:
-            pids = replica_pids(deployment)
+            pids = replica_pids(deployment, dashboard)
             return f"SIGKILL {deployment} replica pid {kill(pids[:1])}"
         return fault
 
@@ -172,7 +173,7 @@ def faults(form: Any) -> list[tuple[str, Callable[[], str]]]:
         return f"SIGKILL HAProxy pids {kill(haproxy_pids())}"
 
     def together() -> str:
-        pids = replica_pids("Shard0")[:1] + replica_pids("Embedder")[:1] + replica_pids("Router")[:1]
+        pids = [pid for name in ("Shard0", "Embedder", "Router") for pid in replica_pids(name, dashboard)[:1]]
         return f"SIGKILL Shard0, Embedder, Router replicas and HAProxy at once: {kill(pids + haproxy_pids())}"
 
     out = [("Shard0 replica", replica("Shard0")), ("Embedder", replica("Embedder")),
@@ -281,7 +282,7 @@ def run(args: argparse.Namespace, out: Path) -> dict[str, Any]:
             serve.run(build_app_with(config, deployments), name="engram", route_prefix="/")
             url = f"http://127.0.0.1:{port}"
             wait_ready(url, ROOT_KEY, 300)
-            plan = faults(form)
+            plan = faults(form, f"http://127.0.0.1:{dashboard_port}")
             seconds = int(args.gap * (len(plan) + 2))
             names = [n for n in (f"chaos-ledger-{i}" for i in range(64))]
             # Two on each shard: every fault reaches some ledger client.
