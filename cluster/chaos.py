@@ -399,12 +399,11 @@ def plot(out: Path, began: float, ledgers: list[Ledger], replicas: list[tuple[fl
 def forget_inherited_cluster_env() -> None:
     """This run's cluster is its own: drop the ingress and port settings of a cluster it was
     started from (a test session's HAProxy folder and ports would collide with its own)."""
+    from cluster.haproxy_loopback import HAPROXY_ENV_VARS
     from cluster.ingress import DIRECT_INGRESS_VARS
-    from cluster.loopback import loopback_env
 
-    inherited = {*ingress_env("haproxy", environ={}, private_ports=True),
-                 *loopback_env(Path(tempfile.gettempdir()), environ={}), *DIRECT_INGRESS_VARS,
-                 "DASHBOARD_METRIC_PORT", "AUTOSCALER_METRIC_PORT"}
+    inherited = {*ingress_env("haproxy", environ={}, private_ports=True), *HAPROXY_ENV_VARS,
+                 *DIRECT_INGRESS_VARS, "DASHBOARD_METRIC_PORT", "AUTOSCALER_METRIC_PORT"}
     for var in inherited:
         os.environ.pop(var, None)
 

