@@ -80,7 +80,8 @@ def config_argument(argv: list[str]) -> str | None:
     return None
 
 
-def rewrite_config(path: str, keep_side_ports: bool = False) -> None:
+def rewrite_config(path: str, keep_side_ports: bool = False,
+                   environ: Mapping[str, str] = os.environ) -> None:
     # Serve writes the config under an flock of CFG.lock; taking it here means a config
     # being written is never read half-done, and never rewritten from a stale copy.
     with open(path + ".lock", "w") as lock:
@@ -88,7 +89,7 @@ def rewrite_config(path: str, keep_side_ports: bool = False) -> None:
         text = Path(path).read_text()
         changed = unrouted_answers_503(text)
         if not keep_side_ports:
-            changed = loopback_binds(changed, side_ports(os.environ))
+            changed = loopback_binds(changed, side_ports(environ))
         if changed != text:
             Path(path).write_text(changed)
 

@@ -147,5 +147,7 @@ def test_the_haproxy_launcher_turns_rays_unrouted_404_into_a_json_503(tmp_path: 
     body = answer.split(' string "', 1)[1].rstrip('"').replace('\\"', '"')
     assert json.loads(body)["code"] == "SERVICE_UNAVAILABLE"
     subprocess.run([str(get_haproxy_binary()), "-c", "-q", "-f", str(cfg)], check=True)
-    rewrite_config(str(cfg))  # a local cluster's: the side listener moves to loopback as well
+    # A local cluster's: the side listener moves to loopback as well (Ray's default ports:
+    # this test session's own cluster has moved its listeners through the environment).
+    rewrite_config(str(cfg), environ={})
     assert "bind 127.0.0.1:8404" in cfg.read_text()
