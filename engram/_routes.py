@@ -161,6 +161,15 @@ def forget(ids: str | Sequence[str], namespace: str) -> Call:
     return Call("POST", "/v1/memory/forget", {"agent_id": namespace, "memory_ids": memory_ids})
 
 
+def set_importance(memory_id: str, namespace: str, importance: float) -> Call:
+    return Call("PATCH", f"/v1/memories/{_seg(memory_id)}/importance",
+                {"agent_id": namespace, "importance": importance})
+
+
+def memory_graph(memory_id: str, depth: int) -> Call:
+    return Call("GET", f"/v1/memories/{_seg(memory_id)}/graph", params={"depth": depth})
+
+
 # -- sessions --------------------------------------------------------------------------------
 def session_start(namespace: str, metadata: Mapping[str, Any] | None,
                   idle_timeout_secs: int | None = None) -> Call:
@@ -198,6 +207,18 @@ def session_memories(session_id: str, limit: int | None, offset: int | None) -> 
 # -- service and keys ------------------------------------------------------------------------
 def plain(method: str, path: str) -> Call:
     return Call(method, path)
+
+
+# Dakera lists an agent's namespace as this prefix and the agent id; Engram's calls take the id.
+_AGENT_PREFIX = "_dakera_agent_"
+
+
+def _namespace_names(body: Any) -> list[str]:
+    return [n.removeprefix(_AGENT_PREFIX) for n in body["namespaces"]]
+
+
+def namespaces() -> Call:
+    return Call("GET", "/v1/namespaces", parse=_namespace_names)
 
 
 def key_create(name: str, scope: str, namespaces: Sequence[str] | None,

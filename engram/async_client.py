@@ -68,6 +68,16 @@ class AsyncMemory:
         result: Json = await self._run(routes.update(id, namespace, changes))
         return result
 
+    async def set_importance(self, id: str, namespace: str, importance: float) -> Json:
+        """Set a memory's importance (0 to 1); returns the memory."""
+        result: Json = await self._run(routes.set_importance(id, namespace, importance))
+        return result
+
+    async def graph(self, id: str, depth: int = 1) -> Json:
+        """The memories linked to this one through shared entities, `depth` hops out (1-5)."""
+        result: Json = await self._run(routes.memory_graph(id, depth))
+        return result
+
     async def forget(self, id: str | Sequence[str], namespace: str) -> Json:
         """Delete one memory or a list of them; returns {"deleted_count", "deleted_ids"}."""
         result: Json = await self._run(routes.forget(id, namespace))
@@ -180,6 +190,11 @@ class AsyncEngram:
     # -- service ---------------------------------------------------------------------------
     async def health(self) -> Json:
         result: Json = await self._send(routes.plain("GET", "/health"))
+        return result
+
+    async def namespaces(self) -> list[str]:
+        """The names of the namespaces holding memories that this key may read."""
+        result: list[str] = await self._send(routes.namespaces())
         return result
 
     async def whoami(self) -> Json:

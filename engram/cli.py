@@ -18,14 +18,27 @@ from engram.client import Engram
 from engram.errors import EngramError
 
 
+def _connection(defaults: bool) -> argparse.ArgumentParser:
+    """--url and --api-key, taken before the command or after it (`engram mcp --url …`)."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--url", default=os.environ.get("ENGRAM_URL", DEFAULT_URL) if defaults else argparse.SUPPRESS,
+                   help=f"service URL (default: $ENGRAM_URL or {DEFAULT_URL})")
+    p.add_argument("--api-key", default=None if defaults else argparse.SUPPRESS,
+                   help="default: $ENGRAM_API_KEY, then $ENGRAM_ROOT_API_KEY")
+    return p
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="engram", description=__doc__)
-    p.add_argument("--url", default=os.environ.get("ENGRAM_URL", DEFAULT_URL),
-                   help="service URL (default: $ENGRAM_URL or %(default)s)")
-    p.add_argument("--api-key", help="default: $ENGRAM_API_KEY, then $ENGRAM_ROOT_API_KEY")
+    p = argparse.ArgumentParser(prog="engram", description=__doc__, parents=[_connection(True)])
     sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("health", help="is the service up")
-    store = sub.add_parser("store", help="store one memory")
+
+    def command(name: str, **kw: Any) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[_connection(False)], **kw)
+
+    mcp = command("mcp", help="serve Engram's MCP tools over stdio (for an agent to start)")
+    mcp.add_argument("--namespace", "-n", help="the namespace tools use when a call names none")
+    command("health", help="is the service up")
+    store = command("store", help="store one memory")
     store.add_argument("--namespace", "-n", required=True)
     store.add_argument("--importance", type=float)
     store.add_argument("--type", dest="memory_type",
@@ -33,11 +46,11 @@ def _parser() -> argparse.ArgumentParser:
     store.add_argument("--tag", dest="tags", action="append", help="repeatable")
     store.add_argument("--session", dest="session_id")
     store.add_argument("text")
-    recall = sub.add_parser("recall", help="the memories most relevant to a query")
+    recall = command("recall", help="the memories most relevant to a query")
     recall.add_argument("--namespace", "-n", required=True)
     recall.add_argument("--top-k", type=int, default=5)
     recall.add_argument("query")
-    keys = sub.add_parser("keys", help="API keys (needs an admin key)")
+    keys = command("keys", help="API keys (needs an admin key)")
     key_sub = keys.add_subparsers(dest="keys_command", required=True)
     create = key_sub.add_parser("create")
     create.add_argument("--name", required=True)
@@ -49,16 +62,16 @@ def _parser() -> argparse.ArgumentParser:
     key_sub.add_parser("list")
     delete = key_sub.add_parser("delete")
     delete.add_argument("key_id")
-    export = sub.add_parser("export", help="a namespace as JSON lines (needs an admin key)")
+    export = command("export", help="a namespace as JSON lines (needs an admin key)")
     export.add_argument("--namespace", "-n", required=True)
     export.add_argument("--out", type=Path, required=True)
-    load = sub.add_parser("import", help="a namespace from `engram export` (under its name, "
+    load = command("import", help="a namespace from `engram export` (under its name, "
                                          "which the service must not hold)")
     load.add_argument("file", type=Path)
-    take = sub.add_parser("backup", help="snapshot an embedded data directory while it serves")
+    take = command("backup", help="snapshot an embedded data directory while it serves")
     take.add_argument("--data-dir", type=Path, default=Path("data"), help="default: %(default)s")
     take.add_argument("--out", type=Path, required=True, help="the .tar.gz to write")
-    put = sub.add_parser("restore", help="unpack a backup into a new data directory")
+    put = command("restore", help="unpack a backup into a new data directory")
     put.add_argument("--data-dir", type=Path, required=True, help="empty or missing")
     put.add_argument("archive", type=Path)
     return p
@@ -93,8 +106,22 @@ def _run(client: Engram, args: argparse.Namespace) -> Any:
     return client.keys.delete(args.key_id)
 
 
+def _serve_mcp(args: argparse.Namespace) -> int:
+    try:
+        from engram.mcp import run_stdio
+    except ImportError as exc:
+        print(f"engram mcp needs the MCP SDK ({exc}): pip install 'engram[mcp]'", file=sys.stderr)
+        return 1
+    import asyncio
+
+    asyncio.run(run_stdio(args.url, args.api_key, args.namespace))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "mcp":
+        return _serve_mcp(args)
     try:
         if args.command in LOCAL:
             result = _run_local(args)

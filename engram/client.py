@@ -67,6 +67,16 @@ class Memory:
         result: Json = self._run(routes.update(id, namespace, changes))
         return result
 
+    def set_importance(self, id: str, namespace: str, importance: float) -> Json:
+        """Set a memory's importance (0 to 1); returns the memory."""
+        result: Json = self._run(routes.set_importance(id, namespace, importance))
+        return result
+
+    def graph(self, id: str, depth: int = 1) -> Json:
+        """The memories linked to this one through shared entities, `depth` hops out (1-5)."""
+        result: Json = self._run(routes.memory_graph(id, depth))
+        return result
+
     def forget(self, id: str | Sequence[str], namespace: str) -> Json:
         """Delete one memory or a list of them; returns {"deleted_count", "deleted_ids"}."""
         result: Json = self._run(routes.forget(id, namespace))
@@ -212,6 +222,11 @@ class Engram:
     # -- service ---------------------------------------------------------------------------
     def health(self) -> Json:
         result: Json = self._send(routes.plain("GET", "/health"))
+        return result
+
+    def namespaces(self) -> list[str]:
+        """The names of the namespaces holding memories that this key may read."""
+        result: list[str] = self._send(routes.namespaces())
         return result
 
     def whoami(self) -> Json:

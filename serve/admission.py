@@ -19,7 +19,8 @@ from typing import Any
 
 from serve.metrics import IN_FLIGHT, REJECTED, WAITING
 
-NEVER_SHED = ("/health", "/metrics", "/docs", "/openapi.json")
+# /mcp: each tool call it makes is an API request of its own, gated as any other.
+NEVER_SHED = ("/health", "/metrics", "/docs", "/openapi.json", "/mcp")
 RETRY_AFTER_S = 1
 SHED_BODY = json.dumps({
     "error": "the service is at capacity; retry after the time Retry-After gives",

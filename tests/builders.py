@@ -198,7 +198,7 @@ def submit_job(engram: Engram, entrypoint: str) -> str:
     while True:
         try:
             return str(job_client(engram).submit_job(entrypoint=entrypoint, runtime_env={
-                "working_dir": str(ROOT), "excludes": [".venv", "data", "bench-results", ".git"]}))
+                "working_dir": str(ROOT), "excludes": [".venv", "data", "bench-results", ".git", ".mypy_cache"]}))
         except RuntimeError as exc:  # the node's job agent starts a while after the dashboard
             if "No available agent" not in str(exc) or time.time() > deadline:
                 raise

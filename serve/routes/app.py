@@ -19,6 +19,7 @@ from serve.responses import ERROR_STATUSES, ErrorBody
 from serve.routes import agents, capabilities, graph, health, keys, memories, namespaces, sessions, transfer
 from serve.routes.errors import error_response, validation_error
 from serve.routes.health import VERSION
+from serve.routes.mcp import MCPEndpoint, mount_mcp
 from serve.service import MemoryService
 from shards.control.base import ControlStore
 
@@ -124,7 +125,9 @@ def create_app(svc: MemoryService, store: ControlStore, rate_limiter: RateLimite
     """A FastAPI app bound to one service; each router replica builds its own.
     rate_limiter: the replica's (RouterDeployment keeps its share of the traffic)."""
     shedding = svc.cfg.router if svc is not None else RouterConfig()  # None: tests of errors only
-    api = FastAPI(title="Engram", version=VERSION, docs_url="/docs", redoc_url=None)
+    mcp = MCPEndpoint()
+    api = FastAPI(title="Engram", version=VERSION, docs_url="/docs", redoc_url=None,
+                  lifespan=lambda _: mcp.running())
     api.add_exception_handler(ApiError, _api_error)  # type: ignore[arg-type]
     api.add_exception_handler(RequestValidationError, _request_validation)  # type: ignore[arg-type]
     api.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
@@ -135,6 +138,7 @@ def create_app(svc: MemoryService, store: ControlStore, rate_limiter: RateLimite
     api.add_middleware(ObserveMiddleware)
     for router in ROUTERS:
         api.include_router(router)
+    mount_mcp(api, mcp)
     describe_errors(api)
     api.state.service = svc
     api.state.control = store
