@@ -222,10 +222,20 @@ def namespaces() -> Call:
 
 
 def key_create(name: str, scope: str, namespaces: Sequence[str] | None,
-               expires_in_days: int | None) -> Call:
+               expires_in_days: int | None, limits: Mapping[str, Any] | None = None) -> Call:
     body = _compact({"name": name, "scope": scope, "expires_in_days": expires_in_days,
-                     "namespaces": None if namespaces is None else list(namespaces)})
+                     "namespaces": None if namespaces is None else list(namespaces),
+                     "limits": None if limits is None else dict(limits)})
     return Call("POST", "/admin/keys", body)
+
+
+def key_update(key_id: str, name: str | None, namespaces: Sequence[str] | None,
+               limits: Mapping[str, Any] | None) -> Call:
+    """Only what is given changes; a limit set to None in `limits` is lifted."""
+    body = _compact({"name": name, "namespaces": None if namespaces is None else list(namespaces)})
+    if limits is not None:
+        body["limits"] = dict(limits)
+    return Call("PATCH", f"/admin/keys/{_seg(key_id)}", body)
 
 
 def key_list() -> Call:

@@ -127,9 +127,16 @@ class AsyncKeys:
         self._run = run
 
     async def create(self, name: str, scope: str = "read", namespaces: Sequence[str] | None = None,
-                     expires_in_days: int | None = None) -> Json:
-        """Create a key; the secret is in `["key"]`, shown this once."""
-        result: Json = await self._run(routes.key_create(name, scope, namespaces, expires_in_days))
+                     expires_in_days: int | None = None, limits: Mapping[str, Any] | None = None) -> Json:
+        """Create a key; the secret is in `["key"]`, shown this once. `limits`:
+        requests_per_second, burst, memories_per_namespace, stored_bytes (each optional)."""
+        result: Json = await self._run(routes.key_create(name, scope, namespaces, expires_in_days, limits))
+        return result
+
+    async def update(self, key_id: str, *, name: str | None = None, namespaces: Sequence[str] | None = None,
+                     limits: Mapping[str, Any] | None = None) -> Json:
+        """Rename, re-grant or re-limit a key; only what is given changes."""
+        result: Json = await self._run(routes.key_update(key_id, name, namespaces, limits))
         return result
 
     async def list(self) -> Rows:

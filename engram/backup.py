@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from engram.progress import Progress
+
 MANIFEST = "engram-backup.json"
 FORMAT = 1
 
@@ -57,6 +59,8 @@ def backup(data_dir: Path, out: Path) -> dict[str, Any]:
         raise ValueError(f"{out} exists: name a new file")
     manifest: dict[str, Any] = {"format": FORMAT, "taken_at": time.time(), "source": str(data_dir),
                                 "files": {}}
+    # In bytes: a shard's records are most of it, control.db next to nothing.
+    progress = Progress("backing up (bytes)", sum((data_dir / rel).stat().st_size for rel in files) * 2)
     with tempfile.TemporaryDirectory(prefix="engram-backup-") as tmp:
         staging = Path(tmp)
         for rel in files:
@@ -65,12 +69,17 @@ def backup(data_dir: Path, out: Path) -> dict[str, Any]:
             manifest["files"][str(rel)] = {"schema_version": version,
                                            "bytes": (staging / rel).stat().st_size,
                                            "seconds": round(time.monotonic() - began, 3)}
+            progress.advance((data_dir / rel).stat().st_size)
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=1))
         partial = out.with_name(out.name + ".partial")
         with tarfile.open(partial, "w:gz") as tar:
-            for path in [staging / MANIFEST, *(staging / rel for rel in files)]:
-                tar.add(path, arcname=str(path.relative_to(staging)))
+            tar.add(staging / MANIFEST, arcname=MANIFEST)  # first: what the archive holds
+            for rel in files:  # the second half: compressing each snapshot into the archive
+                tar.add(staging / rel, arcname=str(rel))
+                progress.advance((data_dir / rel).stat().st_size)
         partial.rename(out)  # a backup cut short never looks complete
+        progress.done = progress.total or 0  # the files grew while they were read: still done
+        progress.close()
     return manifest
 
 

@@ -1,5 +1,7 @@
-"""The `engram` command: health, store, recall and API keys against a running service, as
-JSON; backup and restore of an embedded data directory, on the machine that holds it."""
+"""The `engram` command: health, store, recall and API keys against a running service;
+export and import of a namespace; backup and restore of an embedded data directory, on the
+machine that holds it; and `engram mcp`, the MCP tools over stdio. Answers print as tables
+for people; `--json` prints the service's JSON for scripts. Progress goes to stderr."""
 from __future__ import annotations
 
 import argparse
@@ -12,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from engram import backup, transfer
+from engram import backup, tables, transfer
 from engram._transport import DEFAULT_URL
 from engram.client import Engram
 from engram.errors import EngramError
@@ -25,7 +27,23 @@ def _connection(defaults: bool) -> argparse.ArgumentParser:
                    help=f"service URL (default: $ENGRAM_URL or {DEFAULT_URL})")
     p.add_argument("--api-key", default=None if defaults else argparse.SUPPRESS,
                    help="default: $ENGRAM_API_KEY, then $ENGRAM_ROOT_API_KEY")
+    p.add_argument("--json", action="store_true", default=False if defaults else argparse.SUPPRESS,
+                   help="print the answer as JSON (for scripts) instead of a table")
     return p
+
+
+LIMITS = {"requests_per_second": float, "burst": int, "memories_per_namespace": int, "stored_bytes": int}
+
+
+def _limit_options(p: argparse.ArgumentParser) -> None:
+    for name, kind in LIMITS.items():
+        p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind,
+                       help="a limit of the key (429 past it)")
+
+
+def _limits(args: argparse.Namespace) -> dict[str, Any] | None:
+    given = {name: getattr(args, name) for name in LIMITS if getattr(args, name) is not None}
+    return given or None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,15 +70,26 @@ def _parser() -> argparse.ArgumentParser:
     recall.add_argument("query")
     keys = command("keys", help="API keys (needs an admin key)")
     key_sub = keys.add_subparsers(dest="keys_command", required=True)
-    create = key_sub.add_parser("create")
+
+    def key_command(name: str, **kw: Any) -> argparse.ArgumentParser:
+        return key_sub.add_parser(name, parents=[_connection(False)], **kw)
+
+    create = key_command("create", help="a new key (its secret is shown once)")
     create.add_argument("--name", required=True)
     create.add_argument("--scope", default="read",
                         choices=["read", "write", "admin", "super_admin"])
     create.add_argument("--namespace", dest="namespaces", action="append",
                         help="a grant: a name or a prefix ending in '*'; repeatable; none: all")
     create.add_argument("--expires-in-days", type=int)
-    key_sub.add_parser("list")
-    delete = key_sub.add_parser("delete")
+    _limit_options(create)
+    key_command("list", help="the keys this key may see")
+    update = key_command("update", help="rename, re-grant or re-limit a key")
+    update.add_argument("key_id")
+    update.add_argument("--name")
+    update.add_argument("--namespace", dest="namespaces", action="append",
+                        help="the key's grants, all of them (replaces the ones it has); repeatable")
+    _limit_options(update)
+    delete = key_command("delete", help="revoke a key")
     delete.add_argument("key_id")
     export = command("export", help="a namespace as JSON lines (needs an admin key)")
     export.add_argument("--namespace", "-n", required=True)
@@ -100,10 +129,26 @@ def _run(client: Engram, args: argparse.Namespace) -> Any:
     if args.command == "import":
         return transfer.import_namespace(client, args.file)
     if args.keys_command == "create":
-        return client.keys.create(args.name, args.scope, args.namespaces, args.expires_in_days)
+        return client.keys.create(args.name, args.scope, args.namespaces, args.expires_in_days,
+                                  _limits(args))
     if args.keys_command == "list":
         return client.keys.list()
+    if args.keys_command == "update":
+        return client.keys.update(args.key_id, name=args.name, namespaces=args.namespaces,
+                                  limits=_limits(args))
     return client.keys.delete(args.key_id)
+
+
+def _for_people(args: argparse.Namespace, result: Any) -> str:
+    if args.command == "recall":
+        return tables.recall(result)
+    if args.command == "store":
+        return tables.stored(result)
+    if args.command == "keys" and args.keys_command == "list":
+        return tables.keys(result)
+    if args.command == "keys" and args.keys_command == "create":
+        return tables.created_key(result)
+    return tables.summary(result)
 
 
 def _serve_mcp(args: argparse.Namespace) -> int:
@@ -134,7 +179,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError, sqlite3.Error, tarfile.TarError) as exc:  # a file, a directory
         print(f"engram {args.command}: {exc}", file=sys.stderr)
         return 1
-    json.dump(result, sys.stdout, indent=2, ensure_ascii=False)
+    if args.json:
+        json.dump(result, sys.stdout, indent=2, ensure_ascii=False)
+    else:
+        sys.stdout.write(_for_people(args, result))
     sys.stdout.write("\n")
     return 0
 

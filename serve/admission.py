@@ -17,7 +17,7 @@ import collections
 import json
 from typing import Any
 
-from serve.metrics import IN_FLIGHT, REJECTED, WAITING
+from serve import metrics
 
 # /mcp: each tool call it makes is an API request of its own, gated as any other.
 NEVER_SHED = ("/health", "/metrics", "/docs", "/openapi.json", "/mcp")
@@ -48,7 +48,7 @@ class AdmissionGate:
             return False
         slot: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(slot)
-        WAITING.set(len(self._waiters))
+        metrics.waiting(len(self._waiters))
         try:
             await asyncio.wait_for(asyncio.shield(slot), self.max_wait_s)
             return True  # leave() handed its slot over: in_flight already counts this one
@@ -66,7 +66,7 @@ class AdmissionGate:
         finally:
             if slot in self._waiters:
                 self._waiters.remove(slot)
-            WAITING.set(len(self._waiters))
+            metrics.waiting(len(self._waiters))
 
     def leave(self) -> None:
         """Free a slot: the longest waiter still waiting gets it."""
@@ -74,14 +74,14 @@ class AdmissionGate:
             slot = self._waiters.popleft()
             if not slot.done():
                 slot.set_result(None)  # the slot passes on: in_flight stays
-                WAITING.set(len(self._waiters))
+                metrics.waiting(len(self._waiters))
                 return
         self.in_flight -= 1
-        IN_FLIGHT.set(self.in_flight)
+        metrics.in_flight(self.in_flight)
 
     def _take(self) -> None:
         self.in_flight += 1
-        IN_FLIGHT.set(self.in_flight)
+        metrics.in_flight(self.in_flight)
 
 
 class SheddingMiddleware:
@@ -96,7 +96,7 @@ class SheddingMiddleware:
             await self.app(scope, receive, send)
             return
         if not await self.gate.enter():
-            REJECTED.labels("overload").inc()
+            metrics.rejected("overload")
             await send({"type": "http.response.start", "status": 503, "headers": [
                 (b"content-type", b"application/json"),
                 (b"retry-after", str(RETRY_AFTER_S).encode()),

@@ -25,6 +25,7 @@ from serve.clients import (
     ShardClient,
 )
 from serve.config import EngramConfig
+from serve.metrics import export_through_ray
 from serve.quotas import RateLimiter
 from serve.routes.app import create_app
 from serve.reshard_control import ReshardControl
@@ -263,6 +264,7 @@ class RouterDeployment(ReshardControl):
             router=router)
         ReshardControl.__init__(self, self.control, router)
         self.rate_limiter = RateLimiter()
+        export_through_ray()  # what Prometheus scrapes: every replica, through Ray's node agents
         self._share_task = asyncio.get_running_loop().create_task(self._keep_rate_share())
 
     async def _keep_rate_share(self) -> None:

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from serve.errors import QUOTA_RETRY_AFTER_S, ApiError
-from serve.metrics import REJECTED
+from serve import metrics
 from shards.control.base import ApiKey
 
 USAGE_TTL_S = 2.0
@@ -36,7 +36,7 @@ class _Bucket:
 
 
 def rate_limited(key: ApiKey, retry_after_s: float, limit: float) -> ApiError:
-    REJECTED.labels("rate_limit").inc()
+    metrics.rejected("rate_limit")
     return ApiError(429, "RATE_LIMITED",
                     f"key {key.key_id} may send {limit:g} requests per second: slow down and "
                     "retry after the time Retry-After gives", field="requests_per_second",
@@ -44,7 +44,7 @@ def rate_limited(key: ApiKey, retry_after_s: float, limit: float) -> ApiError:
 
 
 def quota_exceeded(message: str, field: str, reason: str) -> ApiError:
-    REJECTED.labels(reason).inc()
+    metrics.rejected(reason)
     return ApiError(429, "QUOTA_EXCEEDED", message, field=field, retry_after=QUOTA_RETRY_AFTER_S)
 
 

@@ -16,7 +16,7 @@ from serve.auth import Principal, dakera_namespace, grants_scope
 from serve.clients import EmbedderClient, RerankerClient, ShardClient
 from serve.config import EngramConfig
 from serve.errors import bad_request, not_found
-from serve.metrics import REJECTED
+from serve import metrics
 from serve.quotas import StoredBytes
 from serve.recall import Recaller
 from serve.schemas import (
@@ -136,7 +136,7 @@ class MemoryService(SessionMethods, GraphMethods):
                 items, memory_limit=None if key is None else key.limits.memories_per_namespace)
         except Exception as exc:
             if isinstance(shard_error_in(exc), QuotaExceeded):
-                REJECTED.labels("memories_per_namespace").inc()
+                metrics.rejected("memories_per_namespace")
             raise
         if key is not None:
             self.stored_bytes.stored(key, sum(len(m.content.encode("utf-8"))

@@ -30,8 +30,8 @@ QUERIES = ["where is the passport", "when is the dentist", "how does Mara fly",
 
 
 def cli(*args: str) -> dict:  # type: ignore[type-arg]
-    done = subprocess.run([sys.executable, "-m", "engram.cli", *args], capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run([sys.executable, "-m", "engram.cli", "--json", *args], capture_output=True,
+                          text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)  # type: ignore[no-any-return]
 

@@ -123,7 +123,7 @@ def test_errors_from_the_service(engram: Service, client: Engram, ns: str) -> No
 
 def test_cli(engram: Service, ns: str, capsys: pytest.CaptureFixture[str]) -> None:
     def run(*args: str) -> Any:
-        assert main(["--url", engram.url, "--api-key", engram.root_key, *args]) == 0
+        assert main(["--url", engram.url, "--api-key", engram.root_key, "--json", *args]) == 0
         return json.loads(capsys.readouterr().out)
 
     assert run("health")["status"] == "healthy"
@@ -134,8 +134,31 @@ def test_cli(engram: Service, ns: str, capsys: pytest.CaptureFixture[str]) -> No
     key = run("keys", "create", "--name", "cli", "--scope", "write", "--namespace", ns)
     assert key["namespaces"] == [ns]
     assert key["key_id"] in {k["key_id"] for k in run("keys", "list")}
+    # After the command as well: `engram keys update --json …`
+    updated = run("keys", "update", key["key_id"], "--json", "--requests-per-second", "5", "--burst", "10")
+    assert updated["limits"]["requests_per_second"] == 5 and updated["limits"]["burst"] == 10
     assert run("keys", "delete", key["key_id"])["success"] is True
 
     assert main(["--url", engram.url, "--api-key", "ek_wrong", "health"]) == 0  # health is open
     assert main(["--url", engram.url, "--api-key", "ek_wrong", "keys", "list"]) == 1
     assert "INVALID_API_KEY" in capsys.readouterr().err
+
+
+def test_the_cli_prints_tables_for_people(engram: Service, ns: str, capsys: pytest.CaptureFixture[str]) -> None:
+    def run(*args: str) -> str:
+        assert main(["--url", engram.url, "--api-key", engram.root_key, *args]) == 0
+        return capsys.readouterr().out
+
+    assert "Paris" in run("store", "--namespace", ns, "--importance", "0.9", "Paris is the capital of France")
+    run("store", "--namespace", ns, "Lyon is known for its food")
+    header, rule, first, *rest = run("recall", "--namespace", ns, "capital of France").splitlines()
+    assert header.split() == ["#", "score", "relevance", "importance", "recency", "channels", "id", "content"]
+    assert set(rule) <= {"-", " "} and first.startswith("1 ") and "Paris is the capital" in first
+    assert "vector" in first and len(rest) == 1  # the channels that found it; both memories
+    created = run("keys", "create", "--name", "people", "--namespace", ns, "--stored-bytes", "1000")
+    assert "shown this once" in created
+    key_id = next(line.split()[1] for line in created.splitlines() if line.startswith("key_id"))
+    listed = run("keys", "list")
+    [row] = [line for line in listed.splitlines() if line.startswith(key_id)]
+    assert "people" in row and ns in row and "stored_bytes=1000" in row
+    run("keys", "delete", key_id)

@@ -16,8 +16,8 @@ from tests.builders import Engram
 
 def engram_cli(engram: Engram, *args: str, key: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "ENGRAM_URL": engram.url, "ENGRAM_API_KEY": key or engram.root_key}
-    return subprocess.run([sys.executable, "-m", "engram.cli", *args], capture_output=True, text=True,
-                          timeout=300, env=env)
+    return subprocess.run([sys.executable, "-m", "engram.cli", "--json", *args], capture_output=True,
+                          text=True, timeout=300, env=env)
 
 
 def lines_after_header(path: Path) -> tuple[dict, list[str]]:  # type: ignore[type-arg]
