@@ -37,6 +37,7 @@ from cluster.ingress import free_ports, ingress_env
 from cluster.local import wait_ready
 from cluster.loopback import ONE_MACHINE_RAY
 from cluster.multinode import HEAD_RESOURCE, SHARD_SLOT, kill_node, loopback_cluster, replica_nodes
+from cluster.watchdog import Watchdog
 
 ROOT_KEY = "ek_drill_root"
 REQUEST_TIMEOUT_S = 30.0
@@ -109,13 +110,31 @@ def client_loop(url: str, number: int, tally: ClientTally, stop: threading.Event
             i += 1
 
 
-def read_back(url: str, namespace: str, key: str = ROOT_KEY) -> list[dict[str, Any]]:
-    """Every memory of the namespace, through the API (the chaos run reads back with it too)."""
+def read_back(url: str, namespace: str, key: str = ROOT_KEY, budget_s: float = 240.0,
+              retries: Counter[str] | None = None) -> list[dict[str, Any]]:
+    """Every memory of the namespace, through the API (the chaos run reads back with it too).
+    A page answered 503, or not answered in time, is asked again until `budget_s` has passed:
+    reading back checks what was kept, and a service still settling after a fault may take
+    a while to answer; `retries` counts those answers, which the report prints."""
     out: list[dict[str, Any]] = []
+    deadline = time.monotonic() + budget_s
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as http:
         for _ in range(1000):
-            r = http.get(f"/v1/agents/{namespace}/memories", params={"limit": 200, "offset": len(out)})
-            r.raise_for_status()
+            while True:
+                try:
+                    r = http.get(f"/v1/agents/{namespace}/memories", params={"limit": 200, "offset": len(out)})
+                except httpx.TimeoutException as exc:
+                    problem = type(exc).__name__
+                else:
+                    if r.status_code != 503:
+                        r.raise_for_status()
+                        break
+                    problem = "503"
+                if retries is not None:
+                    retries[problem] += 1
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"reading {namespace} back: still {problem} after {budget_s:.0f} s")
+                time.sleep(1.0)
             page = r.json()
             out += page
             if len(page) < 200:
@@ -146,7 +165,7 @@ def recovery_s(tallies: list[ClientTally], killed_at: float) -> float:
     return slowest
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, watch: Watchdog) -> dict[str, Any]:
     import ray
     from ray import serve
 
@@ -156,6 +175,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if why:
         raise SystemExit(f"node loss drill: cannot start the production form's servers here: {why}")
     report: dict[str, Any] = {}
+    watch.step("starting PostgreSQL, Milvus and the Elasticsearch-API emulator")
     with tempfile.TemporaryDirectory(prefix="engram-drill-") as tmp, \
             form_storage("production", Path(tmp) / "data") as form:
         port, dashboard_port, gcs_port = free_ports(3)
@@ -174,13 +194,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             # One shard slot per node: the two replicas run on two different nodes.
             "Shard0": {"num_replicas": 2, "ray_actor_options": {"num_cpus": 0, "resources": {SHARD_SLOT: 1}}},
         }
+        watch.step("starting a Ray cluster of a head and two workers")
         with loopback_cluster(workers=2, gcs_port=gcs_port, dashboard_port=dashboard_port) as lc:
             ray.init(address=lc.address, log_to_driver=False, runtime_env={"env_vars": env})
             try:
                 serve.start(http_options={"host": "127.0.0.1", "port": port}, proxy_location="HeadOnly")
-                serve.run(build_app_with(config, deployments), name="engram", route_prefix="/")
+                watch.step("deploying Engram")
+                # Not blocking on the deployment itself: wait_ready bounds how long it may take.
+                serve._run(build_app_with(config, deployments), name="engram", route_prefix="/",
+                           _blocking=False)
                 url = f"http://127.0.0.1:{port}"
                 wait_ready(url, ROOT_KEY, 300)
+                watch.step("Engram answers; placing the load")
                 names = lc.node_ids()
                 placed = replica_nodes("engram", "Shard0")
                 report["shard_replicas_on"] = sorted(names.get(n, n) for n in placed.values())
@@ -193,21 +218,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 for t in threads:
                     t.start()
                 time.sleep(args.before)
+                watch.step("killing a worker node")
                 killed_at = time.monotonic()
                 report["killed_pids"] = len(kill_node(lc, lc.worker_named(victim_id)))
                 report["replica_replaced_s"] = round(wait_replaced(lost_actor, 2, 180), 1)
+                watch.step(f"replica replaced after {report['replica_replaced_s']} s; load goes on")
                 remaining = args.after - (time.monotonic() - killed_at)
                 if remaining > 0:
                     time.sleep(remaining)
                 stop.set()
+                watch.step("stopping the clients")
                 for t in threads:
                     t.join(REQUEST_TIMEOUT_S * 3)
+                watch.step("reading every namespace back")
                 report["recall_recovery_s"] = round(recovery_s(tallies, killed_at), 2)
                 report["shard_replicas_after"] = sorted(names.get(n, n) for n in
                                                         replica_nodes("engram", "Shard0").values())
                 acknowledged = lost = duplicated = unacknowledged_stored = 0
+                read_back_retries: Counter[str] = Counter()
                 for tally in tallies:
-                    stored = Counter(m["content"] for m in read_back(url, tally.namespace))
+                    stored = Counter(m["content"] for m in read_back(url, tally.namespace,
+                                                                      retries=read_back_retries))
                     acknowledged += len(tally.acked)
                     lost += sum(1 for content in tally.acked.values() if stored[content] == 0)
                     duplicated += sum(count - 1 for count in stored.values() if count > 1)
@@ -222,8 +253,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "errors": [e for t in tallies for e in t.errors][:20],
                     "read_your_writes_misses": sum(len(t.ryw_misses) for t in tallies),
                     "statuses": dict(sorted(statuses.items())),
+                    "read_back_retries": dict(read_back_retries),
                 })
             finally:
+                watch.step("shutting down")
                 serve.shutdown()  # type: ignore[no-untyped-call]
                 ray.shutdown()
     return report
@@ -235,13 +268,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--before", type=float, default=20.0, help="seconds of load before the kill")
     parser.add_argument("--after", type=float, default=60.0, help="seconds of load after the kill")
     parser.add_argument("--json", type=Path, help="also write the report here")
+    parser.add_argument("--deadline", type=float, default=600.0,
+                        help="seconds the whole drill may take before it stops, printing where it was")
     args = parser.parse_args(argv)
     for var, value in ONE_MACHINE_RAY.items():
         os.environ.setdefault(var, value)
     # Ray's metrics servers default to fixed ports, which a cluster beside this one (a
     # `make serve`, the test suite's) may hold: free ones of its own, before Ray is imported.
     os.environ.update(zip(("DASHBOARD_METRIC_PORT", "AUTOSCALER_METRIC_PORT"), map(str, free_ports(2))))
-    report = run(args)
+    with Watchdog(args.deadline, "node loss drill") as watch:
+        report = run(args, watch)
     for key, value in report.items():
         print(f"{key}: {value}")
     if args.json:

@@ -25,7 +25,7 @@ from serve.clients import (
     ShardClient,
 )
 from serve.config import EngramConfig
-from serve.metrics import export_through_ray
+from serve.metrics import export_through_ray, keep_gauges_fresh
 from serve.quotas import RateLimiter
 from serve.routes.app import create_app
 from serve.reshard_control import ReshardControl
@@ -265,6 +265,7 @@ class RouterDeployment(ReshardControl):
         ReshardControl.__init__(self, self.control, router)
         self.rate_limiter = RateLimiter()
         export_through_ray()  # what Prometheus scrapes: every replica, through Ray's node agents
+        self._gauges_task = asyncio.get_running_loop().create_task(keep_gauges_fresh())
         self._share_task = asyncio.get_running_loop().create_task(self._keep_rate_share())
 
     async def _keep_rate_share(self) -> None:

@@ -6,6 +6,7 @@ Prometheus scrapes and what cluster/monitoring/ queries. Through the ingress, /m
 sample of one replica; the node agents hold them all."""
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -57,9 +58,14 @@ class _RayMetrics:
                                         d["engram_rejected_requests_total"], tags("reason"))
         self.in_flight = metrics.Gauge("engram_requests_in_flight", d["engram_requests_in_flight"])
         self.waiting = metrics.Gauge("engram_requests_waiting", d["engram_requests_waiting"])
-        # Gauges from the start (a counter cannot be recorded at 0: alerts use `or vector(0)`).
-        self.in_flight.set(0)
-        self.waiting.set(0)
+        self.gauges = {"in_flight": 0, "waiting": 0}
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Record the gauges again: Ray's agent drops a gauge not recorded for two report
+        intervals (20 s), and an idle replica would vanish from the dashboard."""
+        self.in_flight.set(self.gauges["in_flight"])
+        self.waiting.set(self.gauges["waiting"])
 
 
 _ray: _RayMetrics | None = None
@@ -89,13 +95,23 @@ def rejected(reason: str) -> None:
 def in_flight(count: int) -> None:
     IN_FLIGHT.set(count)
     if _ray is not None:
+        _ray.gauges["in_flight"] = count
         _ray.in_flight.set(count)
 
 
 def waiting(count: int) -> None:
     WAITING.set(count)
     if _ray is not None:
+        _ray.gauges["waiting"] = count
         _ray.waiting.set(count)
+
+
+async def keep_gauges_fresh(every_s: float = 5.0) -> None:
+    """A Router replica's task for its life (see _RayMetrics.refresh)."""
+    while True:
+        await asyncio.sleep(every_s)
+        if _ray is not None:
+            _ray.refresh()
 
 
 def render_metrics() -> str:

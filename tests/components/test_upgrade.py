@@ -10,6 +10,7 @@ import asyncio
 import json
 import shutil
 import sqlite3
+import time as time_module
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -43,14 +44,41 @@ def opened(old_data: Path) -> Iterator[tuple[Any, Any]]:
     control.close()
 
 
+def written_at(data_dir: Path) -> float:
+    """When the fixture was written: its last memory's creation time."""
+    latest = 0.0
+    for index in range(SHARD_COUNT):
+        with sqlite3.connect(shard_dir(data_dir, index) / "records.db") as db:
+            latest = max(latest, db.execute("SELECT COALESCE(MAX(created_at), 0) FROM memories").fetchone()[0])
+    return latest
+
+
+class ClockAt:
+    """The time module as serve.recall uses it, stopped at one instant."""
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+
+    def time(self) -> float:
+        return self.at
+
+    @staticmethod
+    def perf_counter() -> float:
+        return time_module.perf_counter()
+
+
 def user_version(path: Path) -> int:
     with sqlite3.connect(path) as db:
         return int(db.execute("PRAGMA user_version").fetchone()[0])
 
 
 def test_a_data_directory_from_before_answers_the_same_recalls(opened: tuple[Any, Any], old_data: Path,
-                                                                caplog: pytest.LogCaptureFixture) -> None:
+                                                                caplog: pytest.LogCaptureFixture,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     service, control = opened
+    # Recall blends importance × decay by age, so the same memories rank differently a day
+    # later: recall as of when the fixture's answers were recorded, seconds after its writes.
+    monkeypatch.setattr("serve.recall.time", ClockAt(written_at(old_data) + 2.0))
     # The old indexes open as they were written: a fixture missing a file (a .gitignore
     # once left Milvus Lite's data/ folder out of it) would be rebuilt and tested for less.
     rebuilt = [r.getMessage() for r in caplog.get_records("setup") if r.levelname == "WARNING"]
