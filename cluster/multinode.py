@@ -108,11 +108,13 @@ def kill_node(lc: LoopbackCluster, node: Any) -> list[int]:
     return pids
 
 
-def replica_nodes(app: str, deployment: str) -> dict[str, str]:
-    """actor id → node id of the live replicas of a Serve deployment."""
+def replica_nodes(address: str, app: str, deployment: str) -> dict[str, str]:
+    """actor id → node id of the live replicas of a Serve deployment of the cluster at
+    `address` (named: with another cluster on the machine, a test session's, Ray's own
+    lookup warns "found multiple active Ray instances" and picks the latest)."""
     from ray.util.state import list_actors
 
-    actors = list_actors(filters=[("class_name", "=", f"ServeReplica:{app}:{deployment}"),
+    actors = list_actors(address=address, filters=[("class_name", "=", f"ServeReplica:{app}:{deployment}"),
                                   ("state", "=", "ALIVE")], detail=True, limit=10_000,
                          raise_on_missing_output=False)
     return {str(a["actor_id"]): str(a["node_id"]) for a in actors}

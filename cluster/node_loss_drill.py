@@ -142,11 +142,11 @@ def read_back(url: str, namespace: str, key: str = ROOT_KEY, budget_s: float = 2
     raise RuntimeError(f"more than 200,000 memories in {namespace}?")
 
 
-def wait_replaced(lost_actor: str, count: int, timeout: float) -> float:
+def wait_replaced(address: str, lost_actor: str, count: int, timeout: float) -> float:
     """Seconds until Shard0 has `count` live replicas again, the lost one not among them."""
     began = time.monotonic()
     while time.monotonic() - began < timeout:
-        live = replica_nodes("engram", "Shard0")
+        live = replica_nodes(address, "engram", "Shard0")
         if lost_actor not in live and len(live) >= count:
             return time.monotonic() - began
         time.sleep(0.5)
@@ -207,7 +207,7 @@ def run(args: argparse.Namespace, watch: Watchdog) -> dict[str, Any]:
                 wait_ready(url, ROOT_KEY, 300)
                 watch.step("Engram answers; placing the load")
                 names = lc.node_ids()
-                placed = replica_nodes("engram", "Shard0")
+                placed = replica_nodes(lc.address, "engram", "Shard0")
                 report["shard_replicas_on"] = sorted(names.get(n, n) for n in placed.values())
                 lost_actor, victim_id = next((a, n) for a, n in placed.items() if names.get(n) != "head")
                 report["killed_node"] = names[victim_id]
@@ -221,7 +221,7 @@ def run(args: argparse.Namespace, watch: Watchdog) -> dict[str, Any]:
                 watch.step("killing a worker node")
                 killed_at = time.monotonic()
                 report["killed_pids"] = len(kill_node(lc, lc.worker_named(victim_id)))
-                report["replica_replaced_s"] = round(wait_replaced(lost_actor, 2, 180), 1)
+                report["replica_replaced_s"] = round(wait_replaced(lc.address, lost_actor, 2, 180), 1)
                 watch.step(f"replica replaced after {report['replica_replaced_s']} s; load goes on")
                 remaining = args.after - (time.monotonic() - killed_at)
                 if remaining > 0:
@@ -233,7 +233,7 @@ def run(args: argparse.Namespace, watch: Watchdog) -> dict[str, Any]:
                 watch.step("reading every namespace back")
                 report["recall_recovery_s"] = round(recovery_s(tallies, killed_at), 2)
                 report["shard_replicas_after"] = sorted(names.get(n, n) for n in
-                                                        replica_nodes("engram", "Shard0").values())
+                                                        replica_nodes(lc.address, "engram", "Shard0").values())
                 acknowledged = lost = duplicated = unacknowledged_stored = 0
                 read_back_retries: Counter[str] = Counter()
                 for tally in tallies:

@@ -246,6 +246,34 @@ def key_delete(key_id: str) -> Call:
     return Call("DELETE", f"/admin/keys/{_seg(key_id)}")
 
 
+# -- webhooks ----------------------------------------------------------------------------------
+def webhook_create(url: str, namespaces: Sequence[str], events: Sequence[str] | None,
+                   description: str | None) -> Call:
+    body: Json = {"url": url, "namespaces": list(namespaces)}
+    if events is not None:
+        body["events"] = list(events)
+    if description is not None:
+        body["description"] = description
+    return Call("POST", "/v1/webhooks", body)
+
+
+def webhook_list() -> Call:
+    return Call("GET", "/v1/webhooks", parse=_field("webhooks"))
+
+
+def webhook_get(webhook_id: str) -> Call:
+    return Call("GET", f"/v1/webhooks/{_seg(webhook_id)}")
+
+
+def webhook_delete(webhook_id: str) -> Call:
+    return Call("DELETE", f"/v1/webhooks/{_seg(webhook_id)}")
+
+
+def webhook_deliveries(webhook_id: str, limit: int) -> Call:
+    return Call("GET", f"/v1/webhooks/{_seg(webhook_id)}/deliveries", params={"limit": limit},
+                parse=_field("deliveries"))
+
+
 # -- a namespace's copy (engram export / engram import; admin keys) ---------------------------
 def _transfer(namespace: str, step: str) -> str:
     return f"/admin/namespaces/{_seg(namespace)}/{step}"

@@ -148,6 +148,38 @@ class AsyncKeys:
         return result
 
 
+class AsyncWebhooks:
+    """Webhook subscriptions of this client's key (engram.webhooks.verify checks deliveries)."""
+
+    def __init__(self, run: Callable[[Call], Awaitable[Any]]) -> None:
+        self._run = run
+
+    async def create(self, url: str, namespaces: Sequence[str], events: Sequence[str] | None = None,
+               description: str | None = None) -> Json:
+        """Subscribe `url` to events (default: all five) in namespaces matching the patterns
+        (exact names or `prefix*`, within this key's grants). The signing secret is in
+        `["secret"]`, shown this once."""
+        result: Json = await self._run(routes.webhook_create(url, namespaces, events, description))
+        return result
+
+    async def list(self) -> Rows:
+        result: Rows = await self._run(routes.webhook_list())
+        return result
+
+    async def get(self, webhook_id: str) -> Json:
+        result: Json = await self._run(routes.webhook_get(webhook_id))
+        return result
+
+    async def delete(self, webhook_id: str) -> Json:
+        result: Json = await self._run(routes.webhook_delete(webhook_id))
+        return result
+
+    async def deliveries(self, webhook_id: str, limit: int = 50) -> Rows:
+        """The most recent first: state, attempts, the last answer."""
+        result: Rows = await self._run(routes.webhook_deliveries(webhook_id, limit))
+        return result
+
+
 class AsyncEngram:
     """An asyncio client of one Engram service; the same calls as `Engram`, awaited.
 
@@ -168,6 +200,7 @@ class AsyncEngram:
         self.memory = AsyncMemory(self._send)
         self.sessions = AsyncSessions(self._send)
         self.keys = AsyncKeys(self._send)
+        self.webhooks = AsyncWebhooks(self._send)
 
     async def _send(self, call: Call) -> Any:
         return await send_async(self._http, call, self._retry)

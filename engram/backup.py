@@ -1,6 +1,7 @@
 """Backups of an embedded data directory, taken while the service serves, and their restore.
 
-What a backup holds is the truth only: control.db and each shard's records.db, each copied
+What a backup holds is the truth only: control.db, webhooks.db (subscriptions and the
+deliveries owed) and each shard's records.db (its outbox of events with it), each copied
 with SQLite's online backup API (a consistent snapshot of that file, taken under a read
 transaction, while writers go on). The vector and BM25 indexes are left out: they are derived
 data, and a shard that opens its records beside empty indexes rebuilds them (shards/shard/
@@ -27,7 +28,7 @@ FORMAT = 1
 
 def _truth(data_dir: Path) -> list[Path]:
     """The files that hold the data directory's truth, relative to it."""
-    found = [Path("control.db")] if (data_dir / "control.db").is_file() else []
+    found = [Path(name) for name in ("control.db", "webhooks.db") if (data_dir / name).is_file()]
     found += sorted(p.relative_to(data_dir) for p in (data_dir / "shards").glob("shard-*/records.db"))
     return found
 

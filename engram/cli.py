@@ -1,4 +1,4 @@
-"""The `engram` command: health, store, recall and API keys against a running service;
+"""The `engram` command: health, store, recall, API keys and webhooks against a running service;
 export and import of a namespace; backup and restore of an embedded data directory, on the
 machine that holds it; and `engram mcp`, the MCP tools over stdio. Answers print as tables
 for people; `--json` prints the service's JSON for scripts. Progress goes to stderr."""
@@ -91,6 +91,28 @@ def _parser() -> argparse.ArgumentParser:
     _limit_options(update)
     delete = key_command("delete", help="revoke a key")
     delete.add_argument("key_id")
+    hooks = command("webhooks", help="webhook subscriptions of this key")
+    hook_sub = hooks.add_subparsers(dest="webhooks_command", required=True)
+
+    def hook_command(name: str, **kw: Any) -> argparse.ArgumentParser:
+        return hook_sub.add_parser(name, parents=[_connection(False)], **kw)
+
+    subscribe = hook_command("create", help="subscribe a URL (its signing secret is shown once)")
+    subscribe.add_argument("--to", dest="hook_url", required=True, metavar="URL",
+                           help="where deliveries go (--url names the Engram service)")
+    subscribe.add_argument("--namespace", dest="namespaces", action="append", required=True,
+                           help="a name or a prefix ending in '*', within the key's grants; repeatable")
+    subscribe.add_argument("--event", dest="events", action="append",
+                           choices=["memory.stored", "memory.updated", "memory.forgotten", "session.ended",
+                                    "namespace.deleted"],
+                           help="repeatable; none: all five")
+    subscribe.add_argument("--description")
+    hook_command("list", help="this key's subscriptions")
+    unsubscribe = hook_command("delete", help="unsubscribe")
+    unsubscribe.add_argument("webhook_id")
+    sent = hook_command("deliveries", help="a subscription's recent deliveries")
+    sent.add_argument("webhook_id")
+    sent.add_argument("--limit", type=int, default=50)
     export = command("export", help="a namespace as JSON lines (needs an admin key)")
     export.add_argument("--namespace", "-n", required=True)
     export.add_argument("--out", type=Path, required=True)
@@ -128,6 +150,8 @@ def _run(client: Engram, args: argparse.Namespace) -> Any:
         return transfer.export_namespace(client, args.namespace, args.out)
     if args.command == "import":
         return transfer.import_namespace(client, args.file)
+    if args.command == "webhooks":
+        return _run_webhooks(client, args)
     if args.keys_command == "create":
         return client.keys.create(args.name, args.scope, args.namespaces, args.expires_in_days,
                                   _limits(args))
@@ -139,6 +163,16 @@ def _run(client: Engram, args: argparse.Namespace) -> Any:
     return client.keys.delete(args.key_id)
 
 
+def _run_webhooks(client: Engram, args: argparse.Namespace) -> Any:
+    if args.webhooks_command == "create":
+        return client.webhooks.create(args.hook_url, args.namespaces, args.events, args.description)
+    if args.webhooks_command == "list":
+        return client.webhooks.list()
+    if args.webhooks_command == "deliveries":
+        return client.webhooks.deliveries(args.webhook_id, args.limit)
+    return client.webhooks.delete(args.webhook_id)
+
+
 def _for_people(args: argparse.Namespace, result: Any) -> str:
     if args.command == "recall":
         return tables.recall(result)
@@ -148,6 +182,10 @@ def _for_people(args: argparse.Namespace, result: Any) -> str:
         return tables.keys(result)
     if args.command == "keys" and args.keys_command == "create":
         return tables.created_key(result)
+    if args.command == "webhooks" and args.webhooks_command == "list":
+        return tables.webhooks(result)
+    if args.command == "webhooks" and args.webhooks_command == "create":
+        return tables.created_webhook(result)
     return tables.summary(result)
 
 

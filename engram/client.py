@@ -1,4 +1,4 @@
-"""The synchronous client `Engram`: `memory`, `sessions`, `keys` and the agent-style calls."""
+"""The synchronous client `Engram`: `memory`, `sessions`, `keys`, `webhooks` and the agent-style calls."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
@@ -147,6 +147,38 @@ class Keys:
         return result
 
 
+class Webhooks:
+    """Webhook subscriptions of this client's key (engram.webhooks.verify checks deliveries)."""
+
+    def __init__(self, run: Callable[[Call], Any]) -> None:
+        self._run = run
+
+    def create(self, url: str, namespaces: Sequence[str], events: Sequence[str] | None = None,
+               description: str | None = None) -> Json:
+        """Subscribe `url` to events (default: all five) in namespaces matching the patterns
+        (exact names or `prefix*`, within this key's grants). The signing secret is in
+        `["secret"]`, shown this once."""
+        result: Json = self._run(routes.webhook_create(url, namespaces, events, description))
+        return result
+
+    def list(self) -> Rows:
+        result: Rows = self._run(routes.webhook_list())
+        return result
+
+    def get(self, webhook_id: str) -> Json:
+        result: Json = self._run(routes.webhook_get(webhook_id))
+        return result
+
+    def delete(self, webhook_id: str) -> Json:
+        result: Json = self._run(routes.webhook_delete(webhook_id))
+        return result
+
+    def deliveries(self, webhook_id: str, limit: int = 50) -> Rows:
+        """The most recent first: state, attempts, the last answer."""
+        result: Rows = self._run(routes.webhook_deliveries(webhook_id, limit))
+        return result
+
+
 class Transfers:
     """A namespace's copy as data (an admin key's business): what `engram export` and
     `engram import` send (engram/transfer.py). Rows are opaque JSON, passed through."""
@@ -200,6 +232,7 @@ class Engram:
         self.memory = Memory(self._send)
         self.sessions = Sessions(self._send)
         self.keys = Keys(self._send)
+        self.webhooks = Webhooks(self._send)
         self.transfers = Transfers(self._send)
 
     def _send(self, call: Call) -> Any:

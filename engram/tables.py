@@ -71,6 +71,14 @@ KEYS: list[Column] = [
     ("expires_at", lambda r: r.get("expires_at")),
 ]
 
+WEBHOOKS: list[Column] = [
+    ("id", _field("id")),
+    ("url", _field("url")),
+    ("events", _field("events")),
+    ("namespaces", _field("namespaces")),
+    ("description", lambda r: clip(r.get("description") or "")),
+]
+
 
 def recall(answer: Row) -> str:
     results = [{**r, "_rank": i} for i, r in enumerate(answer.get("results", []), 1)]
@@ -90,6 +98,16 @@ def keys(rows: Sequence[Row]) -> str:
 def created_key(answer: Row) -> str:
     shown = pairs(answer, [k for k in ("key_id", "name", "scope", "namespaces", "expires_at") if k in answer])
     return f"{shown}\nkey  {answer.get('key')}\n(the key is shown this once: keep it now)"
+
+
+def webhooks(rows: Sequence[Row]) -> str:
+    return table(rows, WEBHOOKS) if rows else "no webhooks"
+
+
+def created_webhook(answer: Row) -> str:
+    shown = pairs(answer, ["id", "url", "events", "namespaces"])
+    return (f"{shown}\nsecret      {answer.get('secret')}\n(the secret is shown this once: deliveries are "
+            "signed with it; check them with engram.webhooks.verify)")
 
 
 def summary(answer: Any) -> str:

@@ -101,6 +101,25 @@ class AuthConfig(_Strict):
     root_key_env: str = "ENGRAM_ROOT_API_KEY"
 
 
+class WebhooksConfig(_Strict):
+    """Webhook delivery (serve/webhooks/). Destinations: any host that resolves to public
+    addresses; loopback, private and link-local ones only with allow_private_networks (a
+    subscription must not make Engram a way into the network it runs in). allowed_hosts,
+    when set, is the only hosts a subscription may name."""
+    enabled: bool = True  # the dispatcher runs (events are written to the outbox either way)
+    poll_seconds: float = Field(1.0, gt=0, le=60)
+    batch: int = Field(200, ge=1, le=10_000)  # events taken, and deliveries sent, per round
+    concurrency: int = Field(8, ge=1, le=256)  # deliveries in flight at once
+    timeout_seconds: float = Field(10.0, gt=0, le=120)  # per attempt
+    retry_base_seconds: float = Field(5.0, gt=0, le=3600)  # first retry; doubles each time
+    retry_max_seconds: float = Field(3600.0, gt=0, le=86_400)
+    max_attempts: int = Field(15, ge=1, le=100)  # ~ a day with the defaults, then failed
+    keep_finished_seconds: float = Field(7 * 86_400, ge=0)  # delivered/failed, for the listing
+    max_per_key: int = Field(25, ge=1, le=10_000)  # subscriptions one key may hold
+    allowed_hosts: list[str] | None = None
+    allow_private_networks: bool = False
+
+
 class EngramConfig(_Strict):
     shard_count: int = Field(2, ge=1, le=4096)
     storage: EmbeddedStorageConfig = Field(default_factory=EmbeddedStorageConfig)
@@ -112,6 +131,7 @@ class EngramConfig(_Strict):
     ranking: RankingConfig = Field(default_factory=RankingConfig)
     router: RouterConfig = Field(default_factory=RouterConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
+    webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
 
     @property
     def data_dir(self) -> Path:

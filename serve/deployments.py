@@ -30,11 +30,14 @@ from serve.quotas import RateLimiter
 from serve.routes.app import create_app
 from serve.reshard_control import ReshardControl
 from serve.service import MemoryService
+from serve.shard_calls import ShardCalls
 from serve.shard_routing import ControlShardMap, ShardRouter
+from serve.webhooks.dispatcher import Dispatcher
 from shards.control.factory import open_control_store
 from shards.errors import InvalidInput, ShardError
 from shards.routing import ShardMap
 from shards.shard import Shard
+from shards.webhooks.factory import open_webhook_store
 
 log = logging.getLogger(__name__)
 
@@ -267,6 +270,12 @@ class RouterDeployment(ReshardControl):
         export_through_ray()  # what Prometheus scrapes: every replica, through Ray's node agents
         self._gauges_task = asyncio.get_running_loop().create_task(keep_gauges_fresh())
         self._share_task = asyncio.get_running_loop().create_task(self._keep_rate_share())
+        # Webhooks: every replica serves the routes; one at a time dispatches (a lease).
+        self.webhook_store = open_webhook_store(config.storage)
+        if config.webhooks.enabled:
+            dispatcher = Dispatcher(config.webhooks, self.webhook_store, self.control,
+                                    [ShardCalls(c) for c in clients])
+            self._webhooks_task = asyncio.get_running_loop().create_task(dispatcher.run())
 
     async def _keep_rate_share(self) -> None:
         """Each replica admits its share of a key's rate: 1 / the Router replicas running
@@ -296,4 +305,4 @@ class RouterDeployment(ReshardControl):
     def __serve_build_asgi_app__(self) -> Any:
         # Built in the replica, after __init__: Serve would otherwise pickle a frozen copy
         # of a module-level app, and state set on the module's app would never be seen.
-        return create_app(self.service, self.control, self.rate_limiter)
+        return create_app(self.service, self.control, self.rate_limiter, self.webhook_store)

@@ -22,7 +22,12 @@ DESCRIPTIONS = {
     "engram_rejected_requests_total": "Requests refused by a limit or by load shedding",
     "engram_requests_in_flight": "Requests this replica is working on",
     "engram_requests_waiting": "Requests waiting for a slot in this replica",
+    "engram_webhook_attempts_total": "Webhook delivery attempts, by outcome",
 }
+# A webhook attempt's outcome (serve/webhooks/dispatcher.py): delivered (2xx), retry (an
+# error or a non-2xx answer, tried again later), failed (out of attempts, or the creating key
+# gone), blocked (the destination resolved to an address the config forbids).
+WEBHOOK_OUTCOMES = ("delivered", "retry", "failed", "blocked")
 
 REGISTRY = CollectorRegistry()
 REQUESTS = Counter("engram_requests_total", DESCRIPTIONS["engram_requests_total"],
@@ -35,6 +40,10 @@ IN_FLIGHT = Gauge("engram_requests_in_flight", DESCRIPTIONS["engram_requests_in_
                   registry=REGISTRY)
 WAITING = Gauge("engram_requests_waiting", DESCRIPTIONS["engram_requests_waiting"],
                 registry=REGISTRY)
+WEBHOOK_ATTEMPTS = Counter("engram_webhook_attempts_total", DESCRIPTIONS["engram_webhook_attempts_total"],
+                           ["outcome"], registry=REGISTRY)
+for _outcome in WEBHOOK_OUTCOMES:
+    WEBHOOK_ATTEMPTS.labels(_outcome)
 for _reason in REJECTION_REASONS:
     REJECTED.labels(_reason)  # every series from the start, so rate() sees the first one
 
@@ -56,6 +65,8 @@ class _RayMetrics:
                                          list(LATENCY_BUCKETS), tags("route", "method"))
         self.rejected = metrics.Counter("engram_rejected_requests_total",
                                         d["engram_rejected_requests_total"], tags("reason"))
+        self.webhook_attempts = metrics.Counter("engram_webhook_attempts_total",
+                                                d["engram_webhook_attempts_total"], tags("outcome"))
         self.in_flight = metrics.Gauge("engram_requests_in_flight", d["engram_requests_in_flight"])
         self.waiting = metrics.Gauge("engram_requests_waiting", d["engram_requests_waiting"])
         self.gauges = {"in_flight": 0, "waiting": 0}
@@ -90,6 +101,12 @@ def rejected(reason: str) -> None:
     REJECTED.labels(reason).inc()
     if _ray is not None:
         _ray.rejected.inc(1, {"reason": reason})
+
+
+def webhook_attempt(outcome: str) -> None:
+    WEBHOOK_ATTEMPTS.labels(outcome).inc()
+    if _ray is not None:
+        _ray.webhook_attempts.inc(1, {"outcome": outcome})
 
 
 def in_flight(count: int) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 from serve.clients import ShardClient
+from shards.events import Event
 from shards.types import (
     Candidate,
     EntityRef,
@@ -62,12 +63,16 @@ class ShardCalls:
         await self._transport.call("checkpoint")
 
     async def delete(
-            self, scope: Scope, memory_ids: Sequence[str], namespace: str | None = None,
+            self, scope: Scope, memory_ids: Sequence[str], namespace: str | None = None, reason: str =
+            'forget',
     ) -> list[Memory]:
-        return cast("list[Memory]", await self._transport.call("delete", scope, memory_ids, namespace))
+        return cast("list[Memory]", await self._transport.call("delete", scope, memory_ids, namespace, reason))
 
     async def discard(self, namespace: str, unrouted: bool = False) -> int:
         return cast("int", await self._transport.call("discard", namespace, unrouted))
+
+    async def drop_events(self, seqs: Sequence[int]) -> int:
+        return cast("int", await self._transport.call("drop_events", seqs))
 
     async def drop_namespace(self, namespace: str) -> int:
         return cast("int", await self._transport.call("drop_namespace", namespace))
@@ -174,6 +179,9 @@ class ShardCalls:
     ) -> dict[str, list[Memory]]:
         return cast("dict[str, list[Memory]]", await self._transport.call(
             "neighborhood", namespace, memory_ids, before, after))
+
+    async def pending_events(self, limit: int = 500) -> list[Event]:
+        return cast("list[Event]", await self._transport.call("pending_events", limit))
 
     async def purge_expired(self, now: float | None = None, limit: int = 1000) -> int:
         return cast("int", await self._transport.call("purge_expired", now, limit))

@@ -175,6 +175,11 @@ SERVICE_CONFIG: dict[str, Any] = {
     # (tests/components/test_admission.py) and a load run (loadtests/overload.py).
     # in flight + waiting = the Router's max_ongoing_requests (cluster/serve.yaml).
     "router": {"max_in_flight": 24, "max_waiting": 40, "max_wait_s": 10},
+    # Webhooks to the tests' receivers on loopback only (nothing else may be reached, and
+    # the fuzzing creates subscriptions too), retried fast so that a test sees the backoff.
+    "webhooks": {"poll_seconds": 0.2, "retry_base_seconds": 0.5, "retry_max_seconds": 2,
+                 "max_attempts": 4, "timeout_seconds": 3, "allowed_hosts": ["127.0.0.1"],
+                 "allow_private_networks": True},
 }
 
 # `keyed_client(scope, namespaces)` (tests/compat/conftest.py): a `dakera` client with a new key.

@@ -16,17 +16,29 @@ from serve.errors import ApiError
 from serve.metrics import observe
 from serve.quotas import RateLimiter
 from serve.responses import ERROR_STATUSES, ErrorBody
-from serve.routes import agents, capabilities, graph, health, keys, memories, namespaces, sessions, transfer
+from serve.routes import (
+    agents,
+    capabilities,
+    graph,
+    health,
+    keys,
+    memories,
+    namespaces,
+    sessions,
+    transfer,
+    webhooks,
+)
 from serve.routes.errors import error_response, validation_error
 from serve.routes.health import VERSION
 from serve.routes.mcp import MCPEndpoint, mount_mcp
 from serve.service import MemoryService
 from shards.control.base import ControlStore
+from shards.webhooks.base import WebhookStore
 
 # Included in this order: the first route whose path and method match answers, so where two
 # paths overlap the order decides.
 ROUTERS = (health.router, capabilities.router, memories.router, graph.router, sessions.router,
-           agents.router, namespaces.router, keys.router, transfer.router)
+           agents.router, namespaces.router, keys.router, transfer.router, webhooks.router)
 
 
 async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -121,9 +133,11 @@ def describe_errors(api: FastAPI) -> None:
     api.openapi = openapi  # type: ignore[method-assign]
 
 
-def create_app(svc: MemoryService, store: ControlStore, rate_limiter: RateLimiter | None = None) -> FastAPI:
+def create_app(svc: MemoryService, store: ControlStore, rate_limiter: RateLimiter | None = None,
+               webhook_store: WebhookStore | None = None) -> FastAPI:
     """A FastAPI app bound to one service; each router replica builds its own.
-    rate_limiter: the replica's (RouterDeployment keeps its share of the traffic)."""
+    rate_limiter: the replica's (RouterDeployment keeps its share of the traffic).
+    webhook_store: the subscriptions (None: the webhook routes answer 503)."""
     shedding = svc.cfg.router if svc is not None else RouterConfig()  # None: tests of errors only
     mcp = MCPEndpoint()
     api = FastAPI(title="Engram", version=VERSION, docs_url="/docs", redoc_url=None,
@@ -142,6 +156,7 @@ def create_app(svc: MemoryService, store: ControlStore, rate_limiter: RateLimite
     describe_errors(api)
     api.state.service = svc
     api.state.control = store
+    api.state.webhooks = webhook_store
     api.state.rate_limiter = rate_limiter or RateLimiter()
     api.state.started_at = time.time()
     return api

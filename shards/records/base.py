@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
+from shards.events import SESSION_ENDED, Event, session_data
 from shards.types import (
     EntityRef,
     Memory,
@@ -28,6 +29,15 @@ from shards.types import (
 
 
 # -- formats every backend shares -------------------------------------------------------
+def announce_ended(store: Any, session_ids: Sequence[str], now: float) -> None:
+    """session.ended for each session (inside the transaction that ended them): for either
+    backend's store, which have get_session and _emit alike."""
+    for session_id in session_ids:
+        session = store.get_session(session_id, Scope(everything=True))
+        if session is not None:
+            store._emit(SESSION_ENDED, session.namespace, session_data(session), now)
+
+
 def pack_vector(vector: Sequence[float]) -> bytes:
     return struct.pack(f"<{len(vector)}f", *vector)
 
@@ -124,8 +134,9 @@ class RecordStore(Protocol):
         counters the write transactions keep (O(namespaces), whatever they hold)."""
         ...
 
-    def drop_namespace(self, name: str) -> list[int]:
-        """Delete a namespace with everything in it; returns the memory keys to unindex."""
+    def drop_namespace(self, name: str, announce: bool = True) -> list[int]:
+        """Delete a namespace with everything in it; returns the memory keys to unindex.
+        announce: write namespace.deleted to the outbox (not for a reshard's leftover copy)."""
         ...
 
     def namespace_names(self) -> list[str]:
@@ -186,9 +197,10 @@ class RecordStore(Protocol):
         """Apply changes to one memory (NotFound when absent); its key and the memory after."""
         ...
 
-    def delete(self, scope: Scope, memory_ids: Sequence[str],
-               namespace: str | None = None) -> tuple[list[tuple[int, Memory]], list[int]]:
-        """Delete memories by id within the scope; (the deleted, the keys to re-index)."""
+    def delete(self, scope: Scope, memory_ids: Sequence[str], namespace: str | None = None,
+               reason: str | None = "forget") -> tuple[list[tuple[int, Memory]], list[int]]:
+        """Delete memories by id within the scope; (the deleted, the keys to re-index).
+        reason: the memory.forgotten events' ("forget", "expired"); None: no event."""
         ...
 
     def delete_matching(self, namespace: str, flt: RecallFilter) -> tuple[list[tuple[int, Memory]], list[int]]:
@@ -332,6 +344,15 @@ class RecordStore(Protocol):
 
     def mark_indexed(self, up_to_seq: int) -> None:
         """Forget the index-log entries up to this seq: the indexes hold them durably."""
+        ...
+
+    # -- the outbox of change events (shards/events.py) --------------------------------
+    def pending_events(self, limit: int) -> list[Event]:
+        """Up to `limit` events not yet taken by the webhook dispatcher, oldest first."""
+        ...
+
+    def drop_events(self, seqs: Sequence[int]) -> int:
+        """Remove taken events from the outbox; answers how many went."""
         ...
 
 

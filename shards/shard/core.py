@@ -45,6 +45,8 @@ class Shard(MovesMixin, MemoriesMixin, RecallMixin):
         "begin_copy", "export_changes", "import_changes", "refresh_head", "thaw", "discard",
         # a live namespace's copy (engram export; engram import uses import_head ... activate)
         "dump_head", "dump_memories",
+        # the outbox of change events (the webhook dispatcher, serve/webhooks/)
+        "pending_events", "drop_events",
     })
 
     def __init__(self, index: int, shard_count: int, dim: int, records: RecordStore,

@@ -86,12 +86,12 @@ class MemoriesMixin(IndexingMixin):
         return memory
 
     def delete(self, scope: Scope, memory_ids: Sequence[str],
-               namespace: str | None = None) -> list[Memory]:
+               namespace: str | None = None, reason: str = "forget") -> list[Memory]:
         with self._lock:
             if namespace is not None:
                 self._check(namespace, write=True)
             self._check_scope(scope, write=True)
-            deleted, reindex = self.records.delete(scope, memory_ids, namespace)
+            deleted, reindex = self.records.delete(scope, memory_ids, namespace, reason)
             self._apply([k for k, _ in deleted] + reindex)
         return [m for _, m in deleted]
 
@@ -109,7 +109,7 @@ class MemoriesMixin(IndexingMixin):
             purged = 0
             for namespace, ids in due.items():
                 try:
-                    purged += len(self.delete(Scope.of(namespace), ids, namespace))
+                    purged += len(self.delete(Scope.of(namespace), ids, namespace, "expired"))
                 except (NamespaceMoved, NamespaceMoving):  # not this shard's to change now
                     continue
             return purged

@@ -157,7 +157,7 @@ class MovesMixin(NamespacesMixin):
                                "overwrite it with a copy", "namespace")
             self._set_state(namespace, self.INCOMING)
             if present:
-                self._drop(namespace)
+                self._drop(namespace, announce=False)
             self.records.import_head(head)
 
     def import_memories(self, namespace: str, rows: Sequence[tuple[Any, ...]]) -> int:
@@ -190,7 +190,8 @@ class MovesMixin(NamespacesMixin):
         with self._lock:
             self._check_incoming(namespace)
             stored, context_changed = self.records.import_memories(namespace, rows, replace=True)
-            deleted, reindex = self.records.delete(Scope.of(namespace), deleted_ids, namespace)
+            # No events: the original's own deletes sent them.
+            deleted, reindex = self.records.delete(Scope.of(namespace), deleted_ids, namespace, None)
             touched = [k for k, _, _ in stored]
             # Turns around a changed one hold its words as BM25 context: where it is now, and
             # (context_changed, reindex) where it or a deleted one was.
@@ -238,7 +239,7 @@ class MovesMixin(NamespacesMixin):
             state = self._states.get(namespace)
             present = self.records.namespace_id(namespace) is not None
             if state == self.INCOMING or (state is None and present and unrouted):
-                dropped = self._drop(namespace) if present else 0
+                dropped = self._drop(namespace, announce=False) if present else 0
                 self._set_state(namespace, None)
                 return dropped
             if state is None and not present:
@@ -258,6 +259,6 @@ class MovesMixin(NamespacesMixin):
             if state != self.HANDOFF:
                 raise Conflict(f"{namespace} is {state} on shard {self.index}, not handed off",
                                "namespace")
-            dropped = self._drop(namespace) if self.records.namespace_id(namespace) else 0
+            dropped = self._drop(namespace, announce=False) if self.records.namespace_id(namespace) else 0
             self._set_state(namespace, None)
             return dropped

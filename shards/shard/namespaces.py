@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from shards.errors import NamespaceMoving, NotFound
+from shards.events import Event
 from shards.shard.indexing import IndexingMixin
 from shards.types import NamespaceInfo, Scope
 
@@ -37,13 +39,21 @@ class NamespacesMixin(IndexingMixin):
             if self._states.get(namespace) == self.COPYING:
                 # Its copy would come back to life on the new shard: wait for the move.
                 raise NamespaceMoving(namespace)
-            return self._drop(namespace)
+            return self._drop(namespace, announce=True)
 
-    def _drop(self, namespace: str) -> int:
+    def _drop(self, namespace: str, announce: bool) -> int:
+        """announce: namespace.deleted goes out (a reshard's leftover copy goes quietly)."""
         with self._lock:
-            keys = self.records.drop_namespace(namespace)
+            keys = self.records.drop_namespace(namespace, announce)
             # Counts buffered for these memories must not land on a namespace of the same
             # name created later.
             self._accesses = {k: v for k, v in self._accesses.items() if k[0] != namespace}
             self._apply(keys)  # all gone from the records: removed from both indexes
             return len(keys)
+
+    # -- the outbox of change events, for the webhook dispatcher (serve/webhooks/) ---------
+    def pending_events(self, limit: int = 500) -> list[Event]:
+        return self.records.pending_events(limit)
+
+    def drop_events(self, seqs: Sequence[int]) -> int:
+        return self.records.drop_events(seqs)

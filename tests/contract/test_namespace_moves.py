@@ -299,3 +299,18 @@ def test_a_live_copy_keeps_session_order_and_keyword_context(open_shard: OpenSha
     dest.activate(MOVING, expected or 0)
     assert around(dest) == want_around
     assert word2(dest) == want_word2
+
+
+def test_a_move_sends_no_events(open_shard: OpenShard) -> None:
+    """The webhook outbox (shards/events.py) hears of changes, not of where they live: the
+    copy arriving, the original released and a leftover discarded write no event."""
+    source, dest = open_shard(index=0), open_shard(index=1)
+    fill(source)
+    source.drop_events([e.seq for e in source.pending_events(1000)])  # fill's own events
+    for shard in (source, dest):
+        shard.set_routing(1, 2)
+    expected = copy(source, dest)
+    source.handoff(MOVING)
+    dest.activate(MOVING, expected)
+    assert source.release(MOVING) == 7
+    assert source.pending_events(10) == [] and dest.pending_events(10) == []

@@ -31,10 +31,11 @@ class Tenant:
     secret: str  # text stored only in this tenant
     memory_id: str
     session_id: str
+    webhook_id: str  # made by the tenant's own key, its description holding the secret
 
     def traces(self) -> tuple[str, ...]:
         """What no answer to a key outside this tenant may contain."""
-        return self.secret, self.memory_id, self.session_id
+        return self.secret, self.memory_id, self.session_id, self.webhook_id
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,12 @@ def tenants(engram: Engram) -> list[Tenant]:
             memory = root.post("/v1/memory/store", json={
                 "agent_id": name, "content": f"{secret}: Dana Kowalski approved the merger",
                 "tags": ["secret"], "session_id": session}).json()["memory"]["id"]
-            out.append(Tenant(name, secret, memory, session))
+            owner = engram.create_key("read", [name], name=f"{label} owner")
+            with engram.http(owner) as own:
+                hook = own.post("/v1/webhooks", json={
+                    "url": "http://127.0.0.1:9/hook", "namespaces": [name], "events": ["namespace.deleted"],
+                    "description": f"{secret}: alerts"}).json()["id"]
+            out.append(Tenant(name, secret, memory, session, hook))
     return out
 
 
@@ -76,6 +82,9 @@ READS: list[tuple[str, Send]] = [
     ("all sessions", lambda c, t: c.get("/v1/sessions")),
     ("export", lambda c, t: c.get(f"/admin/namespaces/{t.name}/export/head")),
     ("metrics", lambda c, t: c.get("/metrics")),
+    ("webhooks", lambda c, t: c.get("/v1/webhooks")),
+    ("webhook", lambda c, t: c.get(f"/v1/webhooks/{t.webhook_id}")),
+    ("webhook deliveries", lambda c, t: c.get(f"/v1/webhooks/{t.webhook_id}/deliveries")),
 ]
 ADDS: list[tuple[str, Send]] = [  # they add to a tenant: drawn against any tenant
     ("store", lambda c, t: c.post("/v1/memory/store", json={"agent_id": t.name, "content": "an addition"})),
@@ -95,6 +104,7 @@ DESTROYS: list[tuple[str, Send]] = [  # drawn only against tenants outside the g
     ("end session", lambda c, t: c.post(f"/v1/sessions/{t.session_id}/end", json={})),
     ("delete namespace", lambda c, t: c.delete(f"/v1/namespaces/{t.name}")),
     ("import", lambda c, t: c.post(f"/admin/namespaces/{t.name}/import/abort")),
+    ("delete webhook", lambda c, t: c.delete(f"/v1/webhooks/{t.webhook_id}")),
 ]
 
 
@@ -132,7 +142,8 @@ def test_a_key_reaches_nothing_outside_its_grants(engram: Engram, tenants: list[
             response = send(c, tenants[target])
             assert response.status_code < 500, (label, response.status_code, response.text)
             assert leaked(response, hidden) == [], (label, scope, grants, response.text[:500])
-            if target not in granted and label not in ("all agents", "all namespaces", "all sessions", "metrics"):
+            if target not in granted and label not in ("all agents", "all namespaces", "all sessions", "metrics",
+                                                       "webhooks"):
                 # Named or guessed outside the grants: refused, not found, or (an id without
                 # the namespace an update needs) a 400 naming agent_id; never served.
                 assert response.status_code in (400, 403, 404) or (label == "forget" and response.json().get("deleted_count") == 0), \
@@ -144,3 +155,4 @@ def test_a_key_reaches_nothing_outside_its_grants(engram: Engram, tenants: list[
             assert memory.json()["content"].startswith(t.secret) and memory.json()["importance"] == 0.5
             session = root.get(f"/v1/sessions/{t.session_id}", params={"agent_id": t.name}).json()
             assert session["active"] is True and session["ended_at"] is None
+            assert root.get(f"/v1/webhooks/{t.webhook_id}").status_code == 200  # not deleted

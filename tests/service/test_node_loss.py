@@ -6,6 +6,7 @@ process of its own (cluster/node_loss_drill.py): its Ray cluster is not this ses
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+SESSION_VARIABLES = ("RAY_", "ENGRAM_", "DASHBOARD_METRIC_PORT", "AUTOSCALER_METRIC_PORT")
 
 
 @pytest.mark.multinode
@@ -22,10 +24,15 @@ def test_losing_a_worker_node_under_load_loses_and_duplicates_nothing(tmp_path: 
     report_file = tmp_path / "report.json"
     # The drill keeps its own deadline: past it, it prints every thread's stack and shuts its
     # cluster and servers down (a timeout here would SIGKILL it and leave them running).
+    # Its environment is a user's, not this session's: the variables the session's own
+    # cluster was started with (Serve's port ranges, HAProxy's ports, Ray's metrics ports)
+    # would put the drill's servers on the session's ports, where SO_REUSEPORT lets the
+    # kernel split connections between the two clusters.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(SESSION_VARIABLES)}
     done = subprocess.run(
         [sys.executable, "-m", "cluster.node_loss_drill", "--clients", "4", "--before", "20",
          "--after", "45", "--deadline", "600", "--json", str(report_file)],
-        cwd=ROOT, capture_output=True, text=True, timeout=900)
+        cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
     print(done.stdout[-4000:])  # the drill's figures, recovery time included (pytest -s shows them)
     assert report_file.exists(), done.stderr[-8000:]
     report = json.loads(report_file.read_text())

@@ -102,6 +102,13 @@ def test_every_operation_answers_as_its_openapi_says(engram: Engram, described: 
         check(c.patch(f"/admin/keys/{created['key_id']}", json={"name": "conf-2"}))
         check(c.delete(f"/admin/keys/{created['key_id']}"))
 
+        hook = check(c.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/hook", "namespaces": [ns],
+                                                  "events": ["session.ended"]})).json()
+        check(c.get("/v1/webhooks"))
+        check(c.get(f"/v1/webhooks/{hook['id']}"))
+        check(c.get(f"/v1/webhooks/{hook['id']}/deliveries", params={"limit": 5}))
+        check(c.delete(f"/v1/webhooks/{hook['id']}"))
+
         # A namespace exported, dropped, imported back; and an import called off.
         c.post("/v1/memory/store", json={"agent_id": moved, "content": "to be moved"}).raise_for_status()
         head = check(c.get(f"/admin/namespaces/{moved}/export/head")).json()["head"]

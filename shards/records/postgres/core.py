@@ -25,9 +25,10 @@ needs, as on SQLite); the thread's connection is kept in a thread-local.
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -35,6 +36,8 @@ import psycopg
 
 from shards.config import PostgresConfig
 from shards.errors import InvalidInput, PlacementChanged, StorageUnavailable
+from shards.events import CARRY_TEXT, new_event_id, refreshed
+from shards.events import redacted as redacted_event
 from shards.postgres_pool import migrate, open_pool, redacted
 from shards.records.postgres.schema import _MEMORY_COLUMNS, MIGRATIONS, _memory
 from shards.types import Memory
@@ -181,6 +184,33 @@ class PostgresCore:
             return None
         return int(self._scalar(
             "INSERT INTO namespaces (name, created_at) VALUES (%s, %s) RETURNING ns_id", (name, now)))
+
+    # -- the outbox (shards/events.py): written inside the change's own transaction --------
+    def _emit(self, kind: str, namespace: str, data: dict[str, Any], now: float,
+              memory_id: str | None = None) -> None:
+        self._db.execute(
+            "INSERT INTO events (id, type, namespace, memory_id, occurred_at, data)"
+            " VALUES (%s, %s, %s, %s, %s, %s)",
+            (new_event_id(), kind, namespace, memory_id, now, json.dumps(data)))
+
+    def _redact_events(self, namespace: str, memory_ids: list[str] | None) -> None:
+        """What the outbox holds of forgotten memories (None: of the whole namespace)."""
+        self._rewrite_events(namespace, memory_ids, redacted_event)
+
+    def _refresh_events(self, namespace: str, memory_id: str, now: dict[str, Any]) -> None:
+        """Waiting events of an updated memory: as it is now."""
+        self._rewrite_events(namespace, [memory_id], lambda old: refreshed(old, now))
+
+    def _rewrite_events(self, namespace: str, memory_ids: list[str] | None,
+                        rewrite: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+        if memory_ids is not None and not memory_ids:
+            return
+        rows = self._db.execute(
+            "SELECT seq, data FROM events WHERE type = ANY(%s) AND namespace = %s"
+            + ("" if memory_ids is None else " AND memory_id = ANY(%s)"),
+            (list(CARRY_TEXT), namespace) + (() if memory_ids is None else (memory_ids,))).fetchall()
+        self._many("UPDATE events SET data = %s WHERE seq = %s",
+                   [(json.dumps(rewrite(json.loads(data))), seq) for seq, data in rows])
 
     def _get(self, ns_id: int, memory_id: str) -> tuple[int, Memory] | None:
         row = self._db.execute(

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from shards.errors import NotFound
+from shards.events import NAMESPACE_DELETED
 from shards.records.base import stats_by_type
 from shards.records.postgres.core import PostgresCore
 from shards.types import NamespaceInfo, Scope
@@ -59,8 +61,9 @@ class NamespacesMixin(PostgresCore):
                 " WHERE n.name = %s GROUP BY m.memory_type", (namespace,)).fetchall()
         return stats_by_type([(r[0], int(r[1]), r[2], r[3], r[4]) for r in rows])
 
-    def drop_namespace(self, name: str) -> list[int]:
-        """Delete a namespace with everything in it; returns the memory keys to unindex."""
+    def drop_namespace(self, name: str, announce: bool = True) -> list[int]:
+        """Delete a namespace with everything in it; returns the memory keys to unindex.
+        announce: send namespace.deleted (not for the copy a reshard left behind)."""
         with self._tx() as db:
             ns_id = self._ns_id(name, create=False)
             if ns_id is None:
@@ -73,6 +76,9 @@ class NamespacesMixin(PostgresCore):
             for table in ("entities", "memories", "sessions", "idempotency", "moving",
                           "copy_log", "namespaces"):
                 db.execute(f"DELETE FROM {table} WHERE ns_id = %s", (ns_id,))
+            if announce:
+                self._redact_events(name, None)
+                self._emit(NAMESPACE_DELETED, name, {"namespace": name, "memories": len(keys)}, time.time())
             return keys
 
     def namespace_count(self, ns_id: int) -> int:

@@ -196,8 +196,23 @@ CREATE TRIGGER namespace_usage_update AFTER UPDATE OF content ON memories
 FOR EACH ROW WHEN (OLD.content IS DISTINCT FROM NEW.content) EXECUTE FUNCTION namespace_usage();
 """
 
+# Version 4: the outbox of change events (shards/events.py), written in the transaction of
+# the change they describe (as SQLite's version 3); the webhook dispatcher takes them.
+V4_SQL = """
+CREATE TABLE events (
+    seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id TEXT COLLATE "C" NOT NULL UNIQUE,
+    type TEXT NOT NULL,
+    namespace TEXT COLLATE "C" NOT NULL,
+    memory_id TEXT COLLATE "C",
+    occurred_at DOUBLE PRECISION NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX events_by_memory ON events (namespace, memory_id) WHERE memory_id IS NOT NULL;
+"""
+
 # migrations[i] takes the schema from version i to i + 1; a change appends one, never edits.
-MIGRATIONS: list[str] = [V1_SQL, V2_SQL, V3_SQL]
+MIGRATIONS: list[str] = [V1_SQL, V2_SQL, V3_SQL, V4_SQL]
 
 __all__ = ["MIGRATIONS", "V1_SQL", "V2_SQL", "_EXPORT_COLUMNS", "_MEMORY_COLUMNS", "_SESSION_COLUMNS",
            "_memory", "_session"]

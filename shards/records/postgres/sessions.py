@@ -9,6 +9,7 @@ import psycopg
 
 from shards.errors import Conflict, NotFound
 from shards.indexes.base import CONTEXT_TURNS
+from shards.records.base import announce_ended
 from shards.records.postgres.core import PostgresCore
 from shards.records.postgres.schema import _MEMORY_COLUMNS, _SESSION_COLUMNS, _memory, _session
 from shards.types import Memory, Scope, Session
@@ -61,6 +62,7 @@ class SessionsMixin(PostgresCore):
             if found.ended_at is None:
                 db.execute("UPDATE sessions SET ended_at = %s, ended_reason = %s, summary = %s"
                            " WHERE id = %s", (now, reason, summary, session_id))
+                announce_ended(self, [session_id], now)
             elif summary is not None:
                 db.execute("UPDATE sessions SET summary = %s WHERE id = %s", (summary, session_id))
         ended = self.get_session(session_id, scope)
@@ -103,14 +105,15 @@ class SessionsMixin(PostgresCore):
         """End every open session idle longer than its own timeout (or the default; 0 = never)."""
         with self._tx() as db:
             # Not in a namespace being moved: its copy on the new shard would miss the change.
-            cur = db.execute(
+            ended = [str(r[0]) for r in db.execute(
                 "UPDATE sessions SET ended_at = %s, ended_reason = 'idle'"
                 " WHERE ended_at IS NULL AND COALESCE(idle_timeout, %s) > 0"
                 " AND last_active_at + COALESCE(idle_timeout, %s) < %s"
                 " AND ns_id NOT IN (SELECT n.ns_id FROM namespaces n"
-                "                   JOIN namespace_states s ON s.name = n.name)",
-                (now, float(default_timeout), float(default_timeout), now))
-            return cur.rowcount
+                "                   JOIN namespace_states s ON s.name = n.name) RETURNING id",
+                (now, float(default_timeout), float(default_timeout), now)).fetchall()]
+            announce_ended(self, ended, now)
+            return len(ended)
 
     def session_neighbor_rows(self, key: int, before: int, after: int) -> list[tuple[int, Memory]]:
         """(key, memory) of the memories just before and after this one in its session."""

@@ -7,9 +7,10 @@ from shards.records.sqlite.index_log import IndexLogMixin
 from shards.records.sqlite.memories import MemoriesMixin
 from shards.records.sqlite.moves import MovesMixin
 from shards.records.sqlite.namespaces import NamespacesMixin
+from shards.records.sqlite.outbox import OutboxMixin
 
 
-class SQLiteRecordStore(MemoriesMixin, MovesMixin, NamespacesMixin, IndexLogMixin):
+class SQLiteRecordStore(MemoriesMixin, MovesMixin, NamespacesMixin, IndexLogMixin, OutboxMixin):
     """One shard's records. Thread-safe: one connection, one lock (the shard is one writer)."""
 
 

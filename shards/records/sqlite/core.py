@@ -7,10 +7,14 @@ so a crash between the commit and the index update is repaired on the next start
 """
 from __future__ import annotations
 
+import json
 import sqlite3
+from collections.abc import Callable
 import threading
 from pathlib import Path
+from typing import Any
 
+from shards.events import CARRY_TEXT, new_event_id, redacted, refreshed
 from shards.records.sqlite.schema import _MEMORY_COLUMNS, MIGRATIONS, _memory
 from shards.sqlite_schema import migrate
 from shards.types import Memory
@@ -88,6 +92,34 @@ class SQLiteCore:
             (ns_id, memory_id),
         ).fetchone()
         return None if row is None else _memory(row)
+
+    # -- the outbox (shards/events.py): written inside the change's own transaction --------
+    def _emit(self, kind: str, namespace: str, data: dict[str, Any], now: float,
+              memory_id: str | None = None) -> None:
+        self._db.execute(
+            "INSERT INTO events (id, type, namespace, memory_id, occurred_at, data) VALUES (?,?,?,?,?,?)",
+            (new_event_id(), kind, namespace, memory_id, now, json.dumps(data)))
+
+    def _redact_events(self, namespace: str, memory_ids: list[str] | None) -> None:
+        """What the outbox holds of forgotten memories (None: of the whole namespace)."""
+        self._rewrite_events(namespace, memory_ids, redacted)
+
+    def _refresh_events(self, namespace: str, memory_id: str, now: dict[str, Any]) -> None:
+        """Waiting events of an updated memory: as it is now."""
+        self._rewrite_events(namespace, [memory_id], lambda old: refreshed(old, now))
+
+    def _rewrite_events(self, namespace: str, memory_ids: list[str] | None,
+                        rewrite: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+        sql = f"SELECT seq, data FROM events WHERE type IN ({','.join('?' * len(CARRY_TEXT))}) AND namespace = ?"
+        params: list[Any] = [*CARRY_TEXT, namespace]
+        if memory_ids is not None:
+            if not memory_ids:
+                return
+            sql += f" AND memory_id IN ({','.join('?' * len(memory_ids))})"
+            params += memory_ids
+        rows = self._db.execute(sql, params).fetchall()
+        self._db.executemany("UPDATE events SET data = ? WHERE seq = ?",
+                             [(json.dumps(rewrite(json.loads(data))), seq) for seq, data in rows])
 
     def _tx(self) -> _Transaction:
         return _Transaction(self._db)

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
 from shards.errors import Conflict, NotFound, QuotaExceeded
+from shards.events import MEMORY_FORGOTTEN, MEMORY_STORED, MEMORY_UPDATED, forgotten_data, stored_data
 from shards.indexes.base import CONTEXT_TURNS, memory_type_code
 from shards.records.base import changed_columns, pack_vectors, unpack_vector
 from shards.records.sqlite.graph import GraphMixin
@@ -89,6 +91,7 @@ class MemoriesMixin(SessionsMixin, GraphMixin):
                     metadata=item.metadata, session_id=item.session_id, created_at=now,
                     updated_at=now, event_time=item.event_time, expires_at=item.expires_at,
                 )
+                self._emit(MEMORY_STORED, item.namespace, stored_data(memory), now, item.id)
                 out.append((key, memory, True))
             if memory_limit is not None:
                 self._check_memory_limit({m.namespace for _, m, created in out if created}, memory_limit)
@@ -188,13 +191,18 @@ class MemoriesMixin(SessionsMixin, GraphMixin):
                 self._link_entities(ns_id, key, changes.entities)
             updated = self._get(ns_id, memory_id)
             assert updated is not None
+            data = stored_data(updated[1])
+            self._refresh_events(namespace, memory_id, data)  # replaced text waits nowhere
+            self._emit(MEMORY_UPDATED, namespace, data, now, memory_id)
             return updated
 
-    def delete(self, scope: Scope, memory_ids: Sequence[str],
-               namespace: str | None = None) -> tuple[list[tuple[int, Memory]], list[int]]:
+    def delete(self, scope: Scope, memory_ids: Sequence[str], namespace: str | None = None,
+               reason: str | None = "forget") -> tuple[list[tuple[int, Memory]], list[int]]:
         """Delete memories by id within the scope (and one namespace when given).
 
         Returns the deleted (key, memory) pairs and the keys of memories to re-index.
+        reason: the memory.forgotten events' ("forget", "expired"); None: no event (a
+        namespace's copy following its original, whose own delete sent one).
         """
         deleted: list[tuple[int, Memory]] = []
         reindex: list[int] = []
@@ -216,6 +224,10 @@ class MemoriesMixin(SessionsMixin, GraphMixin):
                     self._db.execute("INSERT INTO index_log (key) VALUES (?)", (key,))
                     self._unlink_entities(key)
                     deleted.append((key, memory))
+                    if reason is not None:
+                        self._redact_events(memory.namespace, [memory.id])
+                        self._emit(MEMORY_FORGOTTEN, memory.namespace, forgotten_data(memory, reason),
+                                   time.time(), memory.id)
         gone = {k for k, _ in deleted}
         return deleted, [k for k in dict.fromkeys(reindex) if k not in gone]
 

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from shards.errors import NotFound
+from shards.events import NAMESPACE_DELETED
 from shards.records.base import stats_by_type
 from shards.records.sqlite.core import SQLiteCore
 from shards.types import NamespaceInfo, Scope
@@ -64,8 +66,9 @@ class NamespacesMixin(SQLiteCore):
             ).fetchall()
         return stats_by_type(rows)
 
-    def drop_namespace(self, name: str) -> list[int]:
-        """Delete a namespace with everything in it; returns the memory keys to unindex."""
+    def drop_namespace(self, name: str, announce: bool = True) -> list[int]:
+        """Delete a namespace with everything in it; returns the memory keys to unindex.
+        announce: send namespace.deleted (not for the copy a reshard left behind)."""
         with self._lock, self._tx():
             ns_id = self._ns_id(name, create=False)
             if ns_id is None:
@@ -83,6 +86,9 @@ class NamespacesMixin(SQLiteCore):
             self._db.execute("DELETE FROM moving WHERE ns_id = ?", (ns_id,))
             self._db.execute("DELETE FROM copy_log WHERE ns_id = ?", (ns_id,))
             self._db.execute("DELETE FROM namespaces WHERE ns_id = ?", (ns_id,))
+            if announce:
+                self._redact_events(name, None)
+                self._emit(NAMESPACE_DELETED, name, {"namespace": name, "memories": len(keys)}, time.time())
             return keys
 
     def namespace_count(self, ns_id: int) -> int:

@@ -174,7 +174,24 @@ COMMIT;
 
 # migrations[i] takes the schema from version i to i + 1 (shards/sqlite_schema.py); a change
 # appends one, never edits. Version 1 is the layout stores had before versions were kept.
-MIGRATIONS: list[str] = [SCHEMA, USAGE_V2]
+# Version 3: the outbox of change events (shards/events.py), written in the transaction of
+# the change they describe; the webhook dispatcher (serve/webhooks/) takes them from here.
+OUTBOX_V3 = """
+BEGIN;
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    type TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    memory_id TEXT,
+    occurred_at REAL NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX events_by_memory ON events (namespace, memory_id) WHERE memory_id IS NOT NULL;
+PRAGMA user_version = 3;
+COMMIT;
+"""
+MIGRATIONS: list[str] = [SCHEMA, USAGE_V2, OUTBOX_V3]
 
 _MEMORY_COLUMNS = (
     "m.key, m.id, n.name, m.content, m.memory_type, m.importance, m.tags, m.metadata, "

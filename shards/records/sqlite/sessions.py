@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from shards.errors import Conflict, NotFound
+from shards.records.base import announce_ended
 from shards.indexes.base import CONTEXT_TURNS
 from shards.records.sqlite.core import SQLiteCore
 from shards.records.sqlite.schema import _MEMORY_COLUMNS, _SESSION_COLUMNS, _memory, _session
@@ -67,6 +68,7 @@ class SessionsMixin(SQLiteCore):
                     " WHERE id = ?",
                     (now, reason, summary, session_id),
                 )
+                announce_ended(self, [session_id], now)
             elif summary is not None:
                 self._db.execute("UPDATE sessions SET summary = ? WHERE id = ?", (summary, session_id))
         ended = self.get_session(session_id, scope)
@@ -113,15 +115,16 @@ class SessionsMixin(SQLiteCore):
         """End every open session idle longer than its own timeout (or the default; 0 = never)."""
         with self._lock, self._tx():
             # Not in a namespace being moved: its copy on the new shard would miss the change.
-            cur = self._db.execute(
+            ended = [r[0] for r in self._db.execute(
                 "UPDATE sessions SET ended_at = ?, ended_reason = 'idle'"
                 " WHERE ended_at IS NULL AND COALESCE(idle_timeout, ?) > 0"
                 " AND last_active_at + COALESCE(idle_timeout, ?) < ?"
                 " AND ns_id NOT IN (SELECT n.ns_id FROM namespaces n"
-                "                   JOIN namespace_states s ON s.name = n.name)",
+                "                   JOIN namespace_states s ON s.name = n.name) RETURNING id",
                 (now, default_timeout, default_timeout, now),
-            )
-            return cur.rowcount
+            ).fetchall()]
+            announce_ended(self, ended, now)
+            return len(ended)
 
     def session_neighbor_rows(self, key: int, before: int, after: int) -> list[tuple[int, Memory]]:
         """(key, memory) of the memories just before and after this one in its session."""
