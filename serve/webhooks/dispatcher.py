@@ -40,7 +40,9 @@ from serve.webhooks.destinations import blocked
 from shards.control.base import ApiKey, ControlStore
 from shards.errors import NotFound
 from shards.events import MEMORY_FORGOTTEN, MEMORY_UPDATED, NAMESPACE_DELETED, Event, redacted, refreshed
-from shards.webhooks.base import DELIVERED, FAILED, PENDING, Delivery, NewDelivery, Subscription, WebhookStore
+from shards.webhooks.base import (
+    DELIVERED, FAILED, PENDING, Attempt, Delivery, NewDelivery, Subscription, WebhookStore,
+)
 
 log = logging.getLogger(__name__)
 USER_AGENT = f"engram-webhooks/{__version__}"
@@ -109,7 +111,7 @@ class Dispatcher:
         subscriptions = await asyncio.to_thread(self.store.subscriptions)
         for shard in self.shards:
             report.events += await self._take_events(shard, subscriptions, keys, now)
-        report.attempts = await self._send_due(keys)
+        report.attempts = await self._send_due(keys, {sub.id: sub for sub in subscriptions})
         if now - self._last_prune > PRUNE_EVERY_S:
             self._last_prune = now
             await asyncio.to_thread(self.store.prune, now - self.cfg.keep_finished_seconds)
@@ -160,40 +162,48 @@ class Dispatcher:
                 bodies[delivery_id] = json.dumps(envelope_json, separators=(",", ":"))
             await asyncio.to_thread(self.store.replace_bodies, bodies)
 
-    async def _send_due(self, keys: dict[str, ApiKey | None]) -> dict[str, int]:
+    async def _send_due(self, keys: dict[str, ApiKey | None], subscriptions: dict[str, Subscription]) -> dict[str, int]:
+        """Claim what is due, send it `concurrency` at a time, then record every outcome in one
+        write (a crash before it sends those again: at least once)."""
         lease_s = self.cfg.timeout_seconds * 2 + 5  # held while in flight
         due = await asyncio.to_thread(self.store.claim_due, time.time(), self.cfg.batch, lease_s)
         outcomes: dict[str, int] = {}
         if not due:
             return outcomes
+        attempts: list[Attempt] = []
         gate = asyncio.Semaphore(self.cfg.concurrency)
         client = self._client or httpx.AsyncClient(follow_redirects=False, trust_env=False)
         try:
             async def one(delivery: Delivery) -> None:
                 async with gate:
-                    outcome = await self._attempt(client, delivery, keys)
+                    outcome, attempt = await self._attempt(client, delivery, keys, subscriptions)
                 outcomes[outcome] = outcomes.get(outcome, 0) + 1
                 metrics.webhook_attempt(outcome)
+                if attempt is not None:
+                    attempts.append(attempt)
 
             await asyncio.gather(*(one(d) for d in due))
         finally:
             if self._client is None:
                 await client.aclose()
+            if attempts:
+                await asyncio.to_thread(self.store.record_attempts, attempts, time.time())
         return outcomes
 
-    async def _attempt(self, client: httpx.AsyncClient, delivery: Delivery,
-                       keys: dict[str, ApiKey | None]) -> str:
-        try:
-            sub = await asyncio.to_thread(self.store.get_subscription, delivery.subscription_id)
-        except NotFound:
-            return FAILED  # deleted meanwhile: its deliveries went with it
-        if not may_read(await self._key(keys, sub.key_id), delivery.namespace, time.time()):
-            await self._record(delivery, FAILED, "the creating key can no longer read this namespace")
-            return FAILED
+    async def _attempt(self, client: httpx.AsyncClient, delivery: Delivery, keys: dict[str, ApiKey | None],
+                       subscriptions: dict[str, Subscription]) -> tuple[str, Attempt | None]:
+        sub = subscriptions.get(delivery.subscription_id)
+        if sub is None:  # created after this round began, or deleted (its deliveries went with it)
+            try:
+                sub = await asyncio.to_thread(self.store.get_subscription, delivery.subscription_id)
+            except NotFound:
+                return FAILED, None
+        now = time.time()
+        if not may_read(await self._key(keys, sub.key_id), delivery.namespace, now):
+            return FAILED, Attempt(delivery.id, FAILED, "the creating key can no longer read this namespace", now)
         why = await blocked(sub.url, self.cfg)
         if why is not None:
-            await self._retry_or_fail(delivery, f"blocked: {why}", None)
-            return "blocked"
+            return "blocked", self._retry_or_fail(delivery, f"blocked: {why}", None)
         body = delivery.body.encode()
         headers = {"content-type": "application/json", "user-agent": USER_AGENT,
                    "engram-event-type": delivery.event_type,
@@ -202,19 +212,19 @@ class Dispatcher:
         try:
             r = await client.post(sub.url, content=body, headers=headers, timeout=self.cfg.timeout_seconds)
         except httpx.HTTPError as exc:
-            return await self._retry_or_fail(delivery, f"{type(exc).__name__}: {exc}"[:300], None)
+            attempt = self._retry_or_fail(delivery, f"{type(exc).__name__}: {exc}"[:300], None)
+            return attempt.state if attempt.state == FAILED else "retry", attempt
         if 200 <= r.status_code < 300:
-            await self._record(delivery, DELIVERED, str(r.status_code))
-            return DELIVERED
-        return await self._retry_or_fail(delivery, str(r.status_code), r.headers.get("retry-after"))
+            return DELIVERED, Attempt(delivery.id, DELIVERED, str(r.status_code), time.time())
+        attempt = self._retry_or_fail(delivery, str(r.status_code), r.headers.get("retry-after"))
+        return attempt.state if attempt.state == FAILED else "retry", attempt
 
-    async def _retry_or_fail(self, delivery: Delivery, status: str, retry_after: str | None) -> str:
+    def _retry_or_fail(self, delivery: Delivery, status: str, retry_after: str | None) -> Attempt:
         attempts = delivery.attempts + 1
+        now = time.time()
         if attempts >= self.cfg.max_attempts:
-            await self._record(delivery, FAILED, status)
-            return FAILED
-        await self._record(delivery, PENDING, status, time.time() + self.backoff(attempts, retry_after))
-        return "retry"
+            return Attempt(delivery.id, FAILED, status, now)
+        return Attempt(delivery.id, PENDING, status, now + self.backoff(attempts, retry_after))
 
     def backoff(self, attempts: int, retry_after: str | None = None) -> float:
         """Seconds before attempt `attempts + 1`: doubling, jittered ±20 %, capped."""
@@ -223,9 +233,3 @@ class Dispatcher:
         if retry_after is not None and retry_after.strip().isdigit():
             wait = max(wait, min(float(retry_after), self.cfg.retry_max_seconds))
         return wait
-
-    async def _record(self, delivery: Delivery, state: str, status: str, next_attempt_at: float = 0.0) -> None:
-        now = time.time()
-        await asyncio.to_thread(self.store.record_attempt, delivery.id, state, status, now,
-                                next_attempt_at or now)
-

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 
@@ -57,6 +57,13 @@ class Delivery:
     last_status: str | None
     created_at: float
     finished_at: float | None
+
+
+class Attempt(NamedTuple):
+    delivery_id: int
+    state: str  # PENDING (to retry), DELIVERED or FAILED
+    status: str  # the answer's status code, or the error
+    next_attempt_at: float
 
 
 # The columns a Delivery is read from, in both backends' tables.
@@ -113,10 +120,9 @@ class WebhookStore(Protocol):
         moved on, so another dispatcher does not take it meanwhile); oldest due first."""
         ...
 
-    def record_attempt(self, delivery_id: int, state: str, status: str, now: float,
-                       next_attempt_at: float) -> None:
-        """One attempt's outcome: delivered, failed for good, or pending again from
-        next_attempt_at; attempts counts up."""
+    def record_attempts(self, attempts: Sequence[Attempt], now: float) -> None:
+        """Attempts' outcomes, in one transaction: delivered, failed for good, or pending
+        again from next_attempt_at; each delivery's attempts count up."""
         ...
 
     def deliveries(self, subscription_id: str, limit: int) -> list[Delivery]:

@@ -12,7 +12,7 @@ from shards.config import PostgresConfig
 from shards.errors import NotFound, StorageUnavailable
 from shards.postgres_pool import migrate, open_pool, redacted
 from shards.webhooks.base import (
-    DELIVERY_COLUMNS, PENDING, Delivery, NewDelivery, Subscription, delivery_from_row,
+    DELIVERY_COLUMNS, PENDING, Attempt, Delivery, NewDelivery, Subscription, delivery_from_row,
 )
 
 V1_SQL = """
@@ -156,13 +156,13 @@ class PostgresWebhookStore:
         # RETURNING gives the moved next_attempt_at; the order is the claim's
         return sorted((delivery_from_row(r) for r in rows), key=lambda d: d.id)
 
-    def record_attempt(self, delivery_id: int, state: str, status: str, now: float,
-                       next_attempt_at: float) -> None:
-        with self._tx() as db:
-            db.execute(
+    def record_attempts(self, attempts: Sequence[Attempt], now: float) -> None:
+        with self._tx() as db, db.cursor() as cur:
+            cur.executemany(
                 "UPDATE webhook_deliveries SET state = %s, last_status = %s, attempts = attempts + 1,"
                 " next_attempt_at = %s, finished_at = %s WHERE id = %s",
-                (state, status, next_attempt_at, None if state == PENDING else now, delivery_id))
+                [(a.state, a.status, a.next_attempt_at, None if a.state == PENDING else now, a.delivery_id)
+                 for a in attempts])
 
     def deliveries(self, subscription_id: str, limit: int) -> list[Delivery]:
         with self._tx() as db:

@@ -13,7 +13,7 @@ from typing import Any
 from shards.errors import NotFound
 from shards.sqlite_schema import migrate
 from shards.webhooks.base import (
-    DELIVERED, DELIVERY_COLUMNS, FAILED, PENDING, Delivery, NewDelivery, Subscription,
+    DELIVERED, DELIVERY_COLUMNS, FAILED, PENDING, Attempt, Delivery, NewDelivery, Subscription,
     delivery_from_row,
 )
 
@@ -159,14 +159,14 @@ class SQLiteWebhookStore:
                            [(now + lease_s, r[0]) for r in rows])
         return [delivery_from_row(r) for r in rows]
 
-    def record_attempt(self, delivery_id: int, state: str, status: str, now: float,
-                       next_attempt_at: float) -> None:
-        assert state in (PENDING, DELIVERED, FAILED)
+    def record_attempts(self, attempts: Sequence[Attempt], now: float) -> None:
+        assert all(a.state in (PENDING, DELIVERED, FAILED) for a in attempts)
         with self._tx() as db:
-            db.execute(
+            db.executemany(
                 "UPDATE deliveries SET state = ?, last_status = ?, attempts = attempts + 1,"
                 " next_attempt_at = ?, finished_at = ? WHERE id = ?",
-                (state, status, next_attempt_at, None if state == PENDING else now, delivery_id))
+                [(a.state, a.status, a.next_attempt_at, None if a.state == PENDING else now, a.delivery_id)
+                 for a in attempts])
 
     def deliveries(self, subscription_id: str, limit: int) -> list[Delivery]:
         with self._lock:

@@ -8,7 +8,7 @@ import pytest
 
 from shards.config import EmbeddedStorageConfig
 from shards.errors import NotFound
-from shards.webhooks.base import DELIVERED, FAILED, PENDING, NewDelivery, Subscription, WebhookStore
+from shards.webhooks.base import DELIVERED, FAILED, PENDING, Attempt, NewDelivery, Subscription, WebhookStore
 from shards.webhooks.factory import open_webhook_store
 
 
@@ -60,12 +60,12 @@ def test_an_event_is_owed_once_and_claimed_by_one(store: WebhookStore, second: W
     assert [d.event_id for d in claimed] == ["evt_1", "evt_2"]
     assert all(d.state == PENDING and d.attempts == 0 for d in claimed)
     assert second.claim_due(now=21.0, limit=10, lease_s=30.0) == []  # held by the first claim
-    store.record_attempt(claimed[0].id, DELIVERED, "200", now=22.0, next_attempt_at=22.0)
-    store.record_attempt(claimed[1].id, PENDING, "500", now=22.0, next_attempt_at=40.0)
+    store.record_attempts([Attempt(claimed[0].id, DELIVERED, "200", 22.0),
+                           Attempt(claimed[1].id, PENDING, "500", 40.0)], now=22.0)
     assert second.claim_due(now=39.0, limit=10, lease_s=30.0) == []
     [again] = second.claim_due(now=51.0, limit=10, lease_s=30.0)  # past both the retry and the hold
     assert (again.event_id, again.attempts, again.last_status) == ("evt_2", 1, "500")
-    second.record_attempt(again.id, FAILED, "500", now=52.0, next_attempt_at=52.0)
+    second.record_attempts([Attempt(again.id, FAILED, "500", 52.0)], now=52.0)
     recent = store.deliveries("wh_1", 10)
     assert [(d.event_id, d.state, d.attempts) for d in recent] == [("evt_2", FAILED, 2), ("evt_1", DELIVERED, 1)]
     assert recent[0].finished_at == 52.0 and recent[1].finished_at == 22.0
