@@ -24,7 +24,7 @@ INGRESS_KINDS = ("haproxy", "proxy")
 
 # Serve's own ports behind HAProxy, one set per cluster: the fallback proxy HAProxy sends
 # requests to while no Router replica is up (8500; gRPC 9500), and a block for the Router
-# replicas' HTTP servers (30000-31000; gRPC 40000-41000). Serve binds them with SO_REUSEPORT,
+# replicas' HTTP servers (30000-30099; gRPC 31300-31399). Serve binds them with SO_REUSEPORT,
 # so a second cluster on the machine binds the same ports without an error and the kernel
 # splits connections between the two: one Engram answers another's requests (seen when the
 # tests' cluster and a `make serve` ran side by side). Each cluster started here takes ports
@@ -33,7 +33,12 @@ FALLBACK_PORTS = {"RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": 8500, "RAY_SERVE_FALLBAC
 DIRECT_INGRESS_VARS = ("RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT", "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT",
                        "RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT", "RAY_SERVE_DIRECT_INGRESS_MAX_GRPC_PORT")
 DIRECT_INGRESS_BLOCK = 100  # ports per cluster: Router replicas, and those a restart takes anew
-DIRECT_INGRESS_BASES = range(30000, 32700, DIRECT_INGRESS_BLOCK)  # below Linux's ephemeral range
+# HTTP blocks from 30000, each one's gRPC block GRPC_OFFSET above it: both halves below Linux's
+# ephemeral range (32768-60999). Serve's own gRPC default (40000) lies inside it, where a busy
+# machine's outgoing connections hold a port of every block at times (seen: under `make test`
+# a first start found no free block).
+DIRECT_INGRESS_BASES = range(30000, 31300, DIRECT_INGRESS_BLOCK)  # 13 clusters on one machine
+GRPC_OFFSET = 1300  # gRPC blocks 31300-32599
 
 
 # Every replica runs its requests, its handles' routing and Serve's own work on one event loop
@@ -113,15 +118,16 @@ def serve_ports_env(kind: str, environ: Mapping[str, str] = os.environ,
         bases = bases[1:]
         random.shuffle(bases)
     for base in bases:
-        http, grpc = range(base, base + DIRECT_INGRESS_BLOCK), range(base + 10000, base + 10000 + DIRECT_INGRESS_BLOCK)
+        http = range(base, base + DIRECT_INGRESS_BLOCK)
+        grpc = range(base + GRPC_OFFSET, base + GRPC_OFFSET + DIRECT_INGRESS_BLOCK)
         if not any(port_in_use(port) for port in [*http, *grpc]):
             return dict(zip(DIRECT_INGRESS_VARS, map(str, (http.start, http.stop - 1, grpc.start, grpc.stop - 1))))
-    raise RuntimeError("no free block of ports for Serve's replica servers in 30000-32700: set "
+    raise RuntimeError("no free block of ports for Serve's replica servers in 30000-32599: set "
                        "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT and the three beside it")
 
 
 # Ports chosen for servers started later come from below the OS's ephemeral range (Linux:
-# 32768-60999), and below Serve's replica blocks (30000-32700): a port the OS hands out for
+# 32768-60999), and below Serve's replica blocks (30000-32599): a port the OS hands out for
 # `bind(0)` could go, in the seconds before our server binds it, to one of the dozens of
 # processes Ray starts meanwhile (seen: HAProxy could not bind the test service's port).
 CHOSEN_PORTS = range(20000, 30000)

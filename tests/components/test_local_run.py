@@ -278,7 +278,8 @@ def test_each_cluster_takes_a_block_of_replica_ports_no_other_holds() -> None:
     first = serve_ports_env("haproxy", {})
     low = int(first["RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT"])
     assert int(first["RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT"]) == low + 99
-    assert int(first["RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT"]) == low + 10000
+    grpc = int(first["RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT"])
+    assert grpc == low + 1300 and int(first["RAY_SERVE_DIRECT_INGRESS_MAX_GRPC_PORT"]) < 32768  # not ephemeral
     with socket.socket() as held:  # a replica of another cluster, SO_REUSEPORT and all
         held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         held.bind(("127.0.0.1", low + 7))
