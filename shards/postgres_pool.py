@@ -7,7 +7,8 @@ once), or refuses a newer one, naming both versions.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from shards.config import PostgresConfig
@@ -68,6 +69,34 @@ def migrate(pool: Any, store: str, migrations: Sequence[str]) -> int:
             conn.execute("INSERT INTO schema_version (store, version) VALUES (%s, %s) "
                          "ON CONFLICT (store) DO UPDATE SET version = excluded.version", (store, target))
     return found
+
+
+def open_migrated(cfg: PostgresConfig, schema: str, store: str, migrations: Sequence[str],
+                  role: str) -> tuple[Any, str]:
+    """(pool, location) for a store of the control schema (keys and map, webhooks): the pool
+    opened on `schema` and migrated to this code's version; the pool closed again if the
+    migration fails. `role` names the store in errors ("control", "webhooks")."""
+    location = f"PostgreSQL schema {schema} at {redacted(cfg.dsn)}"
+    pool = open_pool(cfg, cfg.dsn, schema, store)
+    try:
+        with unavailable_as(role, location):
+            migrate(pool, store, migrations)
+    except BaseException:
+        pool.close()
+        raise
+    return pool, location
+
+
+@contextmanager
+def unavailable_as(role: str, where: str) -> Iterator[None]:
+    """psycopg's errors for a lost or overloaded server (a broken connection, no free
+    connection in the pool, a statement timeout) as StorageUnavailable, which callers retry."""
+    import psycopg
+
+    try:
+        yield
+    except psycopg.OperationalError as exc:
+        raise StorageUnavailable(f"{role} store ({where}) unavailable: {exc}", role) from exc
 
 
 def quote_ident(name: str) -> str:

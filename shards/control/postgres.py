@@ -18,7 +18,7 @@ from shards.config import PostgresConfig
 from shards.control.base import ApiKey, KeyLimits, MapState, hash_key
 from shards.control.rules import ControlRules
 from shards.errors import Conflict, NotFound, StorageUnavailable
-from shards.postgres_pool import migrate, open_pool, redacted
+from shards.postgres_pool import open_migrated, unavailable_as
 
 V1_SQL = """
 CREATE TABLE shard_map (
@@ -66,15 +66,8 @@ class PostgresControlStore(ControlRules):
     def from_config(cls, cfg: PostgresConfig) -> PostgresControlStore:
         """Open a pool on the control schema, migrated to this code's version (a newer schema
         is refused, naming both versions)."""
-        schema = f"{cfg.schema_prefix}control"
-        pool = open_pool(cfg, cfg.dsn, schema, "control")
-        try:
-            with _guarded(schema):
-                migrate(pool, "control", MIGRATIONS)
-        except BaseException:
-            pool.close()
-            raise
-        return cls(pool, f"PostgreSQL schema {schema} at {redacted(cfg.dsn)}")
+        pool, location = open_migrated(cfg, f"{cfg.schema_prefix}control", "control", MIGRATIONS, "control")
+        return cls(pool, location)
 
     def close(self) -> None:
         self._pool.close()
@@ -82,7 +75,7 @@ class PostgresControlStore(ControlRules):
     @contextmanager
     def _transaction(self) -> Iterator[Any]:
         """A connection inside one transaction; a lost server is StorageUnavailable."""
-        with _guarded(self.location), self._pool.connection() as conn, conn.transaction():
+        with unavailable_as("control", self.location), self._pool.connection() as conn, conn.transaction():
             yield conn
 
     # -- the shard map --------------------------------------------------------------------
@@ -191,18 +184,6 @@ class PostgresControlStore(ControlRules):
             raise Conflict("the target holds another API key with the secret of one copied: "
                            "copy into an empty store", "key") from exc
         return added
-
-
-@contextmanager
-def _guarded(where: str) -> Iterator[None]:
-    """psycopg's errors for a lost or overloaded server (a broken connection, no free
-    connection in the pool, a statement timeout) as StorageUnavailable, which callers retry."""
-    import psycopg
-
-    try:
-        yield
-    except psycopg.OperationalError as exc:
-        raise StorageUnavailable(f"control store ({where}) unavailable: {exc}", "control") from exc
 
 
 def _state(row: tuple[Any, ...] | None) -> MapState:

@@ -9,8 +9,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from shards.config import PostgresConfig
-from shards.errors import NotFound, StorageUnavailable
-from shards.postgres_pool import migrate, open_pool, redacted
+from shards.errors import NotFound
+from shards.postgres_pool import open_migrated, unavailable_as
 from shards.webhooks.base import (
     DELIVERY_COLUMNS, PENDING, Attempt, Delivery, NewDelivery, Subscription, delivery_from_row,
 )
@@ -65,15 +65,7 @@ class PostgresWebhookStore:
 
     @classmethod
     def from_config(cls, cfg: PostgresConfig) -> PostgresWebhookStore:
-        schema = f"{cfg.schema_prefix}control"
-        location = f"PostgreSQL schema {schema} at {redacted(cfg.dsn)}"
-        pool = open_pool(cfg, cfg.dsn, schema, "webhooks")
-        try:
-            with _guarded(location):
-                migrate(pool, "webhooks", MIGRATIONS)
-        except BaseException:
-            pool.close()
-            raise
+        pool, location = open_migrated(cfg, f"{cfg.schema_prefix}control", "webhooks", MIGRATIONS, "webhooks")
         return cls(pool, location)
 
     def close(self) -> None:
@@ -81,7 +73,7 @@ class PostgresWebhookStore:
 
     @contextmanager
     def _tx(self) -> Iterator[Any]:
-        with _guarded(self.location), self._pool.connection() as conn, conn.transaction():
+        with unavailable_as("webhooks", self.location), self._pool.connection() as conn, conn.transaction():
             yield conn
 
     # -- subscriptions -------------------------------------------------------------------
@@ -182,16 +174,6 @@ class PostgresWebhookStore:
                 "UPDATE webhook_dispatcher_lease SET holder = %s, until = %s"
                 " WHERE holder = %s OR until < %s OR holder IS NULL",
                 (holder, now + lease_s, holder, now)).rowcount)
-
-
-@contextmanager
-def _guarded(where: str) -> Iterator[None]:
-    import psycopg
-
-    try:
-        yield
-    except psycopg.OperationalError as exc:
-        raise StorageUnavailable(f"webhook store ({where}) unavailable: {exc}", "webhooks") from exc
 
 
 def _subscription(row: tuple[Any, ...]) -> Subscription:

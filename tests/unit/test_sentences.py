@@ -6,7 +6,7 @@ import pytest
 
 from models.sentences import MAX_SENTENCES, leading_label, regroup, sentences, texts_to_embed
 from shards.indexes.exact import split_stacks, stack_scores
-from shards.records.base import pack_vectors
+from shards.records.formats import pack_vectors
 
 
 def test_one_sentence_gets_no_extra_vectors() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 from shards.errors import Conflict, NotFound, QuotaExceeded
 from shards.events import MEMORY_FORGOTTEN, MEMORY_STORED, MEMORY_UPDATED, forgotten_data, stored_data
 from shards.indexes.base import CONTEXT_TURNS, memory_type_code
-from shards.records.base import changed_columns, pack_vectors, unpack_vector
+from shards.records.formats import changed_columns, pack_vectors, unpack_vector
 from shards.records.postgres.graph import GraphMixin
 from shards.records.postgres.schema import _MEMORY_COLUMNS, _memory
 from shards.records.postgres.sessions import SessionsMixin, _limit

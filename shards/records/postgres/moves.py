@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from shards.errors import Conflict, NotFound
-from shards.records.base import session_taken
+from shards.records.formats import session_taken
 from shards.records.postgres.schema import _EXPORT_COLUMNS
 from shards.records.postgres.sessions import SessionsMixin
 from shards.types import Memory

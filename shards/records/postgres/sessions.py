@@ -9,7 +9,7 @@ import psycopg
 
 from shards.errors import Conflict, NotFound
 from shards.indexes.base import CONTEXT_TURNS
-from shards.records.base import announce_ended
+from shards.records.formats import announce_ended
 from shards.records.postgres.core import PostgresCore
 from shards.records.postgres.schema import _MEMORY_COLUMNS, _SESSION_COLUMNS, _memory, _session
 from shards.types import Memory, Scope, Session

@@ -7,7 +7,7 @@ from typing import Any
 
 from shards.errors import NotFound
 from shards.events import NAMESPACE_DELETED
-from shards.records.base import stats_by_type
+from shards.records.formats import stats_by_type
 from shards.records.sqlite.core import SQLiteCore
 from shards.types import NamespaceInfo, Scope
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from shards.errors import Conflict, NotFound
-from shards.records.base import announce_ended
+from shards.records.formats import announce_ended
 from shards.indexes.base import CONTEXT_TURNS
 from shards.records.sqlite.core import SQLiteCore
 from shards.records.sqlite.schema import _MEMORY_COLUMNS, _SESSION_COLUMNS, _memory, _session
