@@ -14,7 +14,7 @@ STAMP  := $(VENV)/.installed-$(HASH)
 LOAD_STAMP := $(VENV)/.load-installed-$(HASH)
 PIP    := $(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: serve test lint bench scale load chaos install clean-data postgres-package
+.PHONY: serve test lint bench scale load chaos install clean-data postgres-package browser-package screenshots
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,8 +27,12 @@ install: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/python -m cluster.local $(SERVE_ARGS)
 
-test: $(LOAD_STAMP) postgres-package
+test: $(LOAD_STAMP) postgres-package browser-package
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+# The console's screenshots in docs/console/ (docs/console.md), taken by its browser tests.
+screenshots: $(LOAD_STAMP) browser-package
+	ENGRAM_SCREENSHOTS_DIR=docs/console $(BIN)/python -m pytest -q -p no:cacheprovider tests/service/test_console.py
 
 # The PostgreSQL tests start a real server (cluster/local_servers/postgres_server.py) from
 # Debian's package: installed here where it is missing (as root), or named for the user.
@@ -37,6 +41,14 @@ postgres-package:
 	  { [ "$$(id -u)" = 0 ] && { apt-get install -y --no-install-recommends postgresql || \
 	      { apt-get update && apt-get install -y --no-install-recommends postgresql; }; }; } || \
 	  { echo "make test needs Debian's postgresql package: sudo apt-get install postgresql"; exit 1; }
+
+# The console's tests (tests/service/test_console.py) drive Debian's chromium through its
+# chromedriver: installed here where missing (as root), or named for the user.
+browser-package:
+	@{ command -v chromium >/dev/null && command -v chromedriver >/dev/null; } || \
+	  { [ "$$(id -u)" = 0 ] && { apt-get install -y --no-install-recommends chromium chromium-driver || \
+	      { apt-get update && apt-get install -y --no-install-recommends chromium chromium-driver; }; }; } || \
+	  { echo "make test needs Debian's chromium and chromium-driver: sudo apt-get install chromium chromium-driver"; exit 1; }
 
 lint: $(STAMP)
 	$(BIN)/python -m mypy --no-incremental serve shards models engram cluster

@@ -305,6 +305,7 @@ def run(args: argparse.Namespace, data_dir: Path, lock: local_run.RunLock) -> in
         lock.record(phase="running")
         say(f"\nEngram is ready at {url}  (data: {data_dir})",
             f"root API key: {key}",
+            f"Operator console: {url}/console   (sign in with an API key)",
             f"Ray dashboard and job API: {dashboard}   (Ctrl-C stops)",
             "Bulk jobs (backfill, reshard), from this folder:",
             "  " + job_submit_line(bin_dir, dashboard, env))

@@ -32,6 +32,8 @@ from serve.reshard_control import ReshardControl
 from serve.service import MemoryService
 from serve.shard_calls import ShardCalls
 from serve.shard_routing import ControlShardMap, ShardRouter
+from serve.traffic import TrafficWindow
+from serve.traffic_board import RayTraffic
 from serve.webhooks.dispatcher import Dispatcher
 from shards.control.factory import open_control_store
 from shards.errors import InvalidInput, ShardError
@@ -269,6 +271,10 @@ class RouterDeployment(ReshardControl):
         self.rate_limiter = RateLimiter()
         export_through_ray()  # what Prometheus scrapes: every replica, through Ray's node agents
         self._gauges_task = asyncio.get_running_loop().create_task(keep_gauges_fresh())
+        context = serve.get_replica_context()  # the console's live figures: one board per app
+        self.traffic = RayTraffic(TrafficWindow(), f"engram-traffic-{context.app_name}",
+                                  context.replica_id.unique_id)
+        self._traffic_task = asyncio.get_running_loop().create_task(self.traffic.send_forever())
         self._share_task = asyncio.get_running_loop().create_task(self._keep_rate_share())
         # Webhooks: every replica serves the routes; one at a time dispatches (a lease).
         self.webhook_store = open_webhook_store(config.storage)
@@ -305,4 +311,4 @@ class RouterDeployment(ReshardControl):
     def __serve_build_asgi_app__(self) -> Any:
         # Built in the replica, after __init__: Serve would otherwise pickle a frozen copy
         # of a module-level app, and state set on the module's app would never be seen.
-        return create_app(self.service, self.control, self.rate_limiter, self.webhook_store)
+        return create_app(self.service, self.control, self.rate_limiter, self.webhook_store, self.traffic)

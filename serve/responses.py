@@ -164,6 +164,40 @@ class LiveOut(Described):
     uptime_seconds: int
 
 
+class TrafficPointOut(Described):
+    """One second of the whole service's answers (serve/traffic.py)."""
+
+    t: int
+    requests: int
+    ok: int
+    client_error: int
+    shed: int
+    server_error: int
+    p50_ms: Number | None
+    p95_ms: Number | None
+    p99_ms: Number | None
+
+
+class TrafficTotalsOut(Described):
+    requests: int
+    ok: int
+    client_error: int
+    shed: int
+    server_error: int
+    requests_per_second: Number
+    p50_ms: Number | None
+    p95_ms: Number | None
+    p99_ms: Number | None
+
+
+class TrafficOut(Described):
+    window_seconds: int
+    now: int
+    replicas_reporting: int
+    totals: TrafficTotalsOut
+    series: list[TrafficPointOut]
+
+
 class ReadyOut(Described):
     """200 once every shard answers; 503 (with Retry-After) while one starts."""
     ready: bool

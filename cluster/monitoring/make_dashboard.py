@@ -47,6 +47,10 @@ PANELS: list[tuple[str, str, list[tuple[str, str]], str]] = [
      [("histogram_quantile(0.99, sum by (le, deployment) "
        "(rate(ray_serve_deployment_processing_latency_ms_bucket{%s}[5m])))" % APP, "{{deployment}}")],
      "Time inside each deployment's replicas (a Shard's search, the Embedder's pass)."),
+    ("Webhook delivery attempts by outcome", "reqps",
+     [("sum by (outcome) (rate(ray_engram_webhook_attempts_total{%s}[5m]))" % APP, "{{outcome}}")],
+     "delivered (2xx); retry (an error or non-2xx, tried again with backoff); failed (out of "
+     "attempts, or the creating key gone); blocked (a destination the config forbids)."),
 ]
 
 

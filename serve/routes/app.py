@@ -19,6 +19,7 @@ from serve.responses import ERROR_STATUSES, ErrorBody
 from serve.routes import (
     agents,
     capabilities,
+    console,
     graph,
     health,
     keys,
@@ -32,13 +33,16 @@ from serve.routes.errors import error_response, validation_error
 from serve.routes.health import VERSION
 from serve.routes.mcp import MCPEndpoint, mount_mcp
 from serve.service import MemoryService
+from serve.traffic import TrafficWindow
+from serve.traffic_board import LocalTraffic, RayTraffic
 from shards.control.base import ControlStore
 from shards.webhooks.base import WebhookStore
 
 # Included in this order: the first route whose path and method match answers, so where two
 # paths overlap the order decides.
 ROUTERS = (health.router, capabilities.router, memories.router, graph.router, sessions.router,
-           agents.router, namespaces.router, keys.router, transfer.router, webhooks.router)
+           agents.router, namespaces.router, keys.router, transfer.router, webhooks.router,
+           console.router)
 
 
 async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -65,12 +69,14 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 
 class ObserveMiddleware:
-    """Request metrics per route, and a JSON error for anything raised past the handlers
-    (e.g. from Serve itself). A plain ASGI middleware: Starlette's BaseHTTPMiddleware runs
-    every request through an extra task and a memory stream."""
+    """Request metrics per route (and the console's live figures: serve/traffic.py), and a
+    JSON error for anything raised past the handlers (e.g. from Serve itself). A plain ASGI
+    middleware: Starlette's BaseHTTPMiddleware runs every request through an extra task and
+    a memory stream."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, window: TrafficWindow) -> None:
         self.app = app
+        self.window = window
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -96,7 +102,9 @@ class ObserveMiddleware:
             await response(scope, receive, send)
         finally:
             route = scope.get("route")
-            observe(getattr(route, "path", "unmatched"), scope["method"], status, time.perf_counter() - start)
+            seconds = time.perf_counter() - start
+            observe(getattr(route, "path", "unmatched"), scope["method"], status, seconds)
+            self.window.record(status, seconds)
 
 
 PROBES = ("/health", "/metrics")  # answer without a key, and never with an error body
@@ -134,10 +142,13 @@ def describe_errors(api: FastAPI) -> None:
 
 
 def create_app(svc: MemoryService, store: ControlStore, rate_limiter: RateLimiter | None = None,
-               webhook_store: WebhookStore | None = None) -> FastAPI:
+               webhook_store: WebhookStore | None = None,
+               traffic: LocalTraffic | RayTraffic | None = None) -> FastAPI:
     """A FastAPI app bound to one service; each router replica builds its own.
     rate_limiter: the replica's (RouterDeployment keeps its share of the traffic).
-    webhook_store: the subscriptions (None: the webhook routes answer 503)."""
+    webhook_store: the subscriptions (None: the webhook routes answer 503).
+    traffic: where the live figures meet (None: this process's own, serve/traffic_board.py)."""
+    traffic = traffic or LocalTraffic(TrafficWindow())
     shedding = svc.cfg.router if svc is not None else RouterConfig()  # None: tests of errors only
     mcp = MCPEndpoint()
     api = FastAPI(title="Engram", version=VERSION, docs_url="/docs", redoc_url=None,
@@ -149,7 +160,7 @@ def create_app(svc: MemoryService, store: ControlStore, rate_limiter: RateLimite
     # The last added is outermost: shed requests are observed too.
     api.add_middleware(SheddingMiddleware, gate=AdmissionGate(
         shedding.max_in_flight, shedding.max_waiting, shedding.max_wait_s))
-    api.add_middleware(ObserveMiddleware)
+    api.add_middleware(ObserveMiddleware, window=traffic.window)
     for router in ROUTERS:
         api.include_router(router)
     mount_mcp(api, mcp)
@@ -157,6 +168,7 @@ def create_app(svc: MemoryService, store: ControlStore, rate_limiter: RateLimite
     api.state.service = svc
     api.state.control = store
     api.state.webhooks = webhook_store
+    api.state.traffic = traffic
     api.state.rate_limiter = rate_limiter or RateLimiter()
     api.state.started_at = time.time()
     return api

@@ -1,17 +1,19 @@
-"""Health and metrics: liveness, readiness, and Prometheus (open, and the admin-only ops route)."""
+"""Health and metrics: liveness, readiness, Prometheus (open, and the admin-only ops route),
+and the live request figures of the whole service (admin-only, serve/traffic.py)."""
 from __future__ import annotations
 
 import logging
 import time
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from serve.metrics import render_metrics
-from serve.responses import PROMETHEUS_TEXT, HealthOut, LiveOut, ReadyOut, answers
+from serve.responses import PROMETHEUS_TEXT, HealthOut, LiveOut, ReadyOut, TrafficOut, answers
 from serve.routes.errors import EngramRoute
 from serve.routes.plumbing import ok, principal, service
+from serve.traffic_board import MAX_WINDOW_S
 
 VERSION = "0.1.0"
 log = logging.getLogger(__name__)
@@ -53,3 +55,11 @@ async def metrics() -> PlainTextResponse:
 async def ops_metrics(request: Request) -> PlainTextResponse:
     (await principal(request)).require_level("admin")  # Dakera's ops routes need an admin key
     return PlainTextResponse(render_metrics(), media_type="text/plain; version=0.0.4")
+
+
+@router.get("/v1/ops/traffic", responses=answers(TrafficOut))
+async def ops_traffic(request: Request, seconds: int = Query(120, ge=10, le=MAX_WINDOW_S)) -> JSONResponse:
+    """Requests per second, their classes and latency quantiles, over every Router replica,
+    for the last `seconds` (the console's live figures). Service-wide counts: an admin's."""
+    (await principal(request)).require_level("admin")
+    return ok(await request.app.state.traffic.series(seconds))

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 
 from cluster.ingress import free_ports, port_accepts
@@ -121,6 +122,23 @@ def newcomer(tmp_path: Path) -> Iterator[Newcomer]:
         stop_run([user.run_dir])
 
 
+def every_router_reports_traffic(url: str, key: str, timeout: float = 90) -> int:
+    """How many Router replicas the console's live figures merge once requests reach each
+    (new connections: the ingress spreads them over the replicas)."""
+    deadline = time.time() + timeout
+    reporting = 0
+    while time.time() < deadline:
+        for _ in range(20):
+            httpx.get(f"{url}/health", timeout=30)
+        time.sleep(1.5)  # each replica sends the seconds it finished once a second
+        answer = httpx.get(f"{url}/v1/ops/traffic", params={"seconds": 30},
+                           headers={"Authorization": f"Bearer {key}"}, timeout=30).json()
+        reporting = answer["replicas_reporting"]
+        if reporting >= 2:
+            break
+    return reporting
+
+
 def test_a_newcomer_starts_uses_kills_restarts_and_stops_it(newcomer: Newcomer, tmp_path: Path) -> None:
     from dakera import DakeraClient
 
@@ -128,6 +146,7 @@ def test_a_newcomer_starts_uses_kills_restarts_and_stops_it(newcomer: Newcomer, 
     run = Run(newcomer)
     run.wait_for(r"^Engram is ready at ")
     key = run.wait_for(r"^root API key: (\S+)").group(1)
+    console = run.wait_for(r"^Operator console: (\S+)").group(1)
     submit_line = run.wait_for(r"^\s+(RAY_AUTH_MODE=token \S+ job submit .*)$").group(1)
     assert (newcomer.home / ".ray" / "auth_token").stat().st_mode & 0o077 == 0  # created, the user's only
     run_dir = newcomer.run_dir
@@ -137,6 +156,8 @@ def test_a_newcomer_starts_uses_kills_restarts_and_stops_it(newcomer: Newcomer, 
         client.store_memory(agent_id=agent, content="Jane prefers email over phone calls", importance=0.8)
         found = client.recall(agent_id=agent, query="how does Jane like to be contacted").memories
     assert found and "Jane prefers email" in found[0].content
+    assert httpx.get(console, timeout=30).status_code == 200
+    assert every_router_reports_traffic(newcomer.url, key) == 2  # `make serve` runs two Routers
 
     # The printed line, pasted in the project folder with a real job after its `--`.
     history = tmp_path / "history.jsonl"

@@ -62,7 +62,7 @@ def test_every_operation_answers_as_its_openapi_says(engram: Engram, described: 
     moved = f"{ns}-moved"
     check = described.check
     with engram.http() as c:
-        for path in ("/health", "/health/live", "/health/ready", "/metrics", "/v1/ops/metrics",
+        for path in ("/health", "/health/live", "/health/ready", "/metrics", "/v1/ops/metrics", "/v1/ops/traffic",
                      "/v1/capabilities", "/v1/auth/whoami"):
             check(c.get(path)).raise_for_status()
         assert check(c.post("/v1/agents", json={"agent_id": ns})).status_code == 201
