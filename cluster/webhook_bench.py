@@ -1,19 +1,23 @@
 """Benchmark (not a test): how fast the webhook dispatcher empties the outboxes and delivers.
 
-    python -m cluster.webhook_bench [--memories 2000] [--subscriptions 0 1 4]
+    python -m cluster.webhook_bench [--memories 2000] [--subscriptions 0 1 4] [--senders 1 2]
 
-In process, no Ray: two embedded shards (SQLite records, Milvus Lite, tantivy), the SQLite
-webhook and control stores, and a receiver on 127.0.0.1 that answers 204. For each count of
+No Ray: two embedded shards (SQLite records, Milvus Lite, tantivy), the SQLite webhook and
+control stores, and a receiver on 127.0.0.1 that answers 204. For each count of
 subscriptions (each to every namespace), --memories synthetic memories are stored in batches
 of 100 (each writes its memory.stored event to its shard's outbox in the same transaction),
 then dispatcher rounds run (serve/webhooks/dispatcher.py, the Router's code) until every
-event is taken and every delivery answered. Prints a Markdown table: the store time with the
-outbox in it, how long the outboxes took to empty, and deliveries per second.
+event is taken and every delivery answered. With --senders N, N-1 more processes run
+dispatchers on the same webhook store, as N Router replicas do: this process holds the
+lease and takes the outboxes, all of them send. Prints a Markdown table: the store time with
+the outbox in it, how long the outboxes took to empty, and deliveries per second.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -56,7 +60,26 @@ class Counter(BaseHTTPRequestHandler):
         pass
 
 
-def run_once(memories: int, subscriptions: int, url: str) -> dict[str, float]:
+WEBHOOKS = WebhooksConfig(batch=500, concurrency=8, allow_private_networks=True, allowed_hosts=["127.0.0.1"])
+
+
+def sender(folder: Path) -> None:
+    """A Router replica's other half: a dispatcher with no shards of its own (it never wins
+    the lease here: the bench's process renews it every round), sending what is due."""
+    store = SQLiteWebhookStore(folder / "webhooks.db")
+    control = SQLiteControlStore(folder / "control.db")
+    dispatcher = Dispatcher(WEBHOOKS, store, control, [])
+
+    async def forever() -> None:
+        while True:
+            report = await dispatcher.round()
+            if not report.attempts:
+                await asyncio.sleep(0.02)
+
+    asyncio.run(forever())
+
+
+def run_once(memories: int, subscriptions: int, url: str, senders: int = 1) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="engram-webhook-bench-") as tmp:
         cfg = EmbeddedStorageConfig(data_dir=Path(tmp))
         shards = [Shard.open_embedded(k, SHARDS, DIM, cfg) for k in range(SHARDS)]
@@ -78,9 +101,10 @@ def run_once(memories: int, subscriptions: int, url: str) -> dict[str, float]:
                         shard.write(mine)
             stored_s = time.perf_counter() - began
             Counter.received = 0
-            webhooks = WebhooksConfig(batch=500, concurrency=8, allow_private_networks=True,
-                                      allowed_hosts=["127.0.0.1"])
-            dispatcher = Dispatcher(webhooks, store, control, [ShardCalls(LocalShardClient(s)) for s in shards])
+            dispatcher = Dispatcher(WEBHOOKS, store, control, [ShardCalls(LocalShardClient(s)) for s in shards])
+            store.take_dispatcher_lease(dispatcher.holder, 60.0, time.time())  # before the others start
+            helpers = [subprocess.Popen([sys.executable, "-m", "cluster.webhook_bench", "--sender", tmp])
+                       for _ in range(senders - 1)]
 
             async def drain() -> tuple[float, float]:
                 began = time.perf_counter()
@@ -92,7 +116,12 @@ def run_once(memories: int, subscriptions: int, url: str) -> dict[str, float]:
                     if emptied and Counter.received >= memories * subscriptions and not report.attempts:
                         return emptied, time.perf_counter() - began
 
-            emptied_s, delivered_s = asyncio.run(drain())
+            try:
+                emptied_s, delivered_s = asyncio.run(drain())
+            finally:
+                for helper in helpers:
+                    helper.terminate()
+                    helper.wait(30)
         finally:
             for shard in shards:
                 shard.close()
@@ -106,18 +135,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--memories", type=int, default=2000)
     parser.add_argument("--subscriptions", type=int, nargs="+", default=[0, 1, 4])
+    parser.add_argument("--senders", type=int, nargs="+", default=[1], help="dispatcher processes")
+    parser.add_argument("--sender", type=Path, help=argparse.SUPPRESS)  # a helper process's folder
     args = parser.parse_args()
+    if args.sender is not None:
+        sender(args.sender)
+        return
     port = free_ports(1)[0]
     server = ThreadingHTTPServer(("127.0.0.1", port), Counter)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    print("| subscriptions | memories stored | store (memories/s, outbox in it) | outboxes emptied | deliveries | delivered/s |")
-    print("|---|---|---|---|---|---|")
+    print("| senders | subscriptions | memories stored | store (memories/s, outbox in it) | outboxes emptied | deliveries | delivered/s |")
+    print("|---|---|---|---|---|---|---|")
     try:
-        for subs in args.subscriptions:
-            r = run_once(args.memories, subs, f"http://127.0.0.1:{port}/hook")
-            rate = r["deliveries"] / r["delivered_s"] if r["deliveries"] else 0.0
-            print(f"| {subs} | {args.memories} | {args.memories / r['stored_s']:.0f} | {r['emptied_s']:.2f} s "
-                  f"| {int(r['deliveries'])} in {r['delivered_s']:.2f} s | {rate:.0f} |", flush=True)
+        for senders in args.senders:
+            for subs in args.subscriptions:
+                r = run_once(args.memories, subs, f"http://127.0.0.1:{port}/hook", senders)
+                rate = r["deliveries"] / r["delivered_s"] if r["deliveries"] else 0.0
+                print(f"| {senders} | {subs} | {args.memories} | {args.memories / r['stored_s']:.0f} | "
+                      f"{r['emptied_s']:.2f} s | {int(r['deliveries'])} in {r['delivered_s']:.2f} s | {rate:.0f} |",
+                      flush=True)
     finally:
         server.shutdown()
 

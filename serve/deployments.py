@@ -276,7 +276,8 @@ class RouterDeployment(ReshardControl):
                                   context.replica_id.unique_id)
         self._traffic_task = asyncio.get_running_loop().create_task(self.traffic.send_forever())
         self._share_task = asyncio.get_running_loop().create_task(self._keep_rate_share())
-        # Webhooks: every replica serves the routes; one at a time dispatches (a lease).
+        # Webhooks: every replica serves the routes and sends deliveries; one at a time takes
+        # the shards' outboxes (a lease: serve/webhooks/dispatcher.py).
         self.webhook_store = open_webhook_store(config.storage)
         if config.webhooks.enabled:
             dispatcher = Dispatcher(config.webhooks, self.webhook_store, self.control,

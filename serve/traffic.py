@@ -22,6 +22,7 @@ SECONDS_KEPT = 300
 # overload, retried by clients), server_error (5xx but 503).
 CLASSES = ("ok", "client_error", "shed", "server_error")
 QUANTILES = (0.5, 0.95, 0.99)
+LAG_S = 2  # the newest second shown is now - LAG_S (see merged_series)
 
 
 def answer_class(status: int) -> str:
@@ -107,7 +108,9 @@ def quantile(buckets: Sequence[int], q: float) -> float | None:
 def merged_series(seconds: Iterable[Second], now: float, window_s: int, replicas: int) -> dict[str, Any]:
     """Every replica's seconds as one series over the last `window_s` full seconds: per
     second the requests, their classes and latency quantiles (ms); and the window's totals."""
-    end = int(now)  # the current second is still open: not shown
+    # The current second is still open, and the one before may not have reached the board
+    # yet (replicas send once a second): neither is shown.
+    end = int(now) - LAG_S + 1
     start = end - window_s
     by_t: dict[int, Second] = {t: Second(t) for t in range(start, end)}
     for s in seconds:
@@ -122,7 +125,7 @@ def merged_series(seconds: Iterable[Second], now: float, window_s: int, replicas
                        **{f"p{int(q * 100)}_ms": _ms(quantile(s.buckets, q)) for q in QUANTILES}})
     requests = sum(total.counts.values())
     return {
-        "window_seconds": window_s, "now": end, "replicas_reporting": replicas,
+        "window_seconds": window_s, "now": end - 1, "replicas_reporting": replicas,
         "totals": {"requests": requests, **total.counts,
                    "requests_per_second": round(requests / window_s, 3) if window_s else 0.0,
                    **{f"p{int(q * 100)}_ms": _ms(quantile(total.buckets, q)) for q in QUANTILES}},

@@ -1,5 +1,13 @@
 // Every call the console makes: to this origin's API, with the signed-in key.
-const KEY = "engram.console.key";
+//
+// The key lives in this module only, never in storage: another page of this origin (the
+// API docs at /docs load Swagger UI from a CDN) could read sessionStorage or localStorage.
+// A reload asks for the key again.
+let key = null;
+
+const RETRIES = 3; // a 429 or 503 (a limit, overload, a shard restarting) is tried again
+const TIMEOUT_MS = 30000;
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export class ApiError extends Error {
   constructor(status, body) {
@@ -9,16 +17,13 @@ export class ApiError extends Error {
   }
 }
 
-export function savedKey() { return sessionStorage.getItem(KEY); }
-export function saveKey(key) { sessionStorage.setItem(KEY, key); }
-export function forgetKey() { sessionStorage.removeItem(KEY); }
-
-const RETRIES = 3; // a 429 or 503 (a limit, overload, a shard restarting) is tried again
-const TIMEOUT_MS = 30000;
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+export function signedIn() { return key !== null; }
+export function useKey(k) { key = k; }
+export function forgetKey() { key = null; }
 
 export async function api(method, path, body) {
-  const headers = { Authorization: `Bearer ${savedKey()}` };
+  const sentWith = key;
+  const headers = { Authorization: `Bearer ${sentWith}` };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   let response;
   for (let attempt = 0; ; attempt++) {
@@ -33,10 +38,20 @@ export async function api(method, path, body) {
   const text = await response.text();
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch { data = null; }
+  if (response.status === 401 && sentWith === key && key !== null) {
+    // The key expired or was deleted meanwhile: back to the sign-in form, saying why.
+    window.dispatchEvent(new CustomEvent("engram-key-refused", { detail: data && data.error }));
+  }
   if (!response.ok) throw new ApiError(response.status, data);
   return data;
 }
 
 export const get = (path) => api("GET", path);
 export const post = (path, body) => api("POST", path, body);
-export const enc = encodeURIComponent;
+
+// A name as one path segment. "." and ".." would be resolved away by the URL (to another
+// route), whatever their encoding: refused here, the API's query and body forms take them.
+export function enc(name) {
+  if (name === "." || name === "..") throw new ApiError(400, { error: `"${name}" cannot be named in a URL path` });
+  return encodeURIComponent(name);
+}

@@ -1,5 +1,5 @@
 // The console's shell: sign-in, the namespace picker, and one view at a time (by #hash).
-import { ApiError, forgetKey, get, savedKey, saveKey } from "./api.js";
+import { ApiError, forgetKey, get, useKey } from "./api.js";
 import { h } from "./dom.js";
 import * as graph from "./graph.js";
 import * as keys from "./keys.js";
@@ -12,11 +12,12 @@ const VIEWS = { keys, namespaces, memories, graph, sessions, traffic };
 // What the views share: who is signed in, the namespace picked, what to show next.
 const state = { whoami: null, namespaces: [], namespace: null, memoryId: null, sessionId: null };
 let current = null;
+let renders = 0; // each view drawn gets a number; an answer for an older one is dropped
 
 const $ = (id) => document.getElementById(id);
 
 async function signIn(key) {
-  saveKey(key);
+  useKey(key);
   try {
     state.whoami = await get("/v1/auth/whoami");
   } catch (err) {
@@ -25,6 +26,7 @@ async function signIn(key) {
       ? "Engram does not know this key (or it has expired)." : `Cannot sign in: ${err.message}`;
     return false;
   }
+  $("api-key").value = "";
   $("key-name").textContent = `${state.whoami.name} (${state.whoami.scope})`;
   await loadNamespaces();
   $("sign-in-view").hidden = true;
@@ -41,14 +43,21 @@ async function loadNamespaces() {
     state.namespaces = [];
     $("namespaces-error").textContent = `namespaces unavailable: ${err.message}`;
   }
-  if (!state.namespaces.includes(state.namespace)) state.namespace = state.namespaces[0] || null;
+  if (!state.namespaces.includes(state.namespace)) pick(state.namespaces[0] || null);
   const picker = $("namespace");
   picker.replaceChildren(...state.namespaces.map((n) => h("option", { value: n }, n)));
   if (state.namespace) picker.value = state.namespace;
 }
 
-function signOut() {
+// Another namespace: what was open in the last one (a memory, a session) is closed.
+function pick(namespace) {
+  if (namespace !== state.namespace) Object.assign(state, { namespace, memoryId: null, sessionId: null });
+  if (namespace) $("namespace").value = namespace;
+}
+
+function signOut(why = "") {
   forgetKey();
+  renders++;
   if (current && current.leave) current.leave();
   current = null;
   Object.assign(state, { whoami: null, namespaces: [], namespace: null, memoryId: null, sessionId: null });
@@ -57,13 +66,15 @@ function signOut() {
   $("who").hidden = true;
   $("sign-in-view").hidden = false;
   $("api-key").value = "";
+  $("sign-in-error").textContent = why;
   history.replaceState(null, "", "#");
 }
 
-// Open a view, with changes to what it shows (go("graph", {memoryId})).
+// Open a view, with what it should show (go("graph", {namespace, memoryId})).
 function go(view, changes = {}) {
-  Object.assign(state, changes);
-  if (changes.namespace) $("namespace").value = changes.namespace;
+  if ("namespace" in changes) pick(changes.namespace);
+  const { namespace, ...rest } = changes;
+  Object.assign(state, rest);
   if (location.hash !== `#${view}`) history.pushState(null, "", `#${view}`);
   show(view);
 }
@@ -73,13 +84,17 @@ async function show(view) {
   const name = VIEWS[view] ? view : "namespaces";
   if (current && current.leave) current.leave();
   current = VIEWS[name];
+  const mine = ++renders;
+  const stale = () => mine !== renders;
   for (const link of document.querySelectorAll("#tabs a")) {
     link.classList.toggle("active", link.dataset.view === name);
   }
   for (const section of document.querySelectorAll(".view")) section.hidden = section.id !== `view-${name}`;
   const section = $(`view-${name}`);
   section.replaceChildren(h("p", { class: "note" }, "Loading…"));
-  await current.render(section, state, go);
+  if (name === "namespaces") await loadNamespaces(); // new tenants since sign-in
+  if (stale()) return;
+  await current.render(section, state, { go, pick, stale });
 }
 
 function start() {
@@ -88,16 +103,15 @@ function start() {
     $("sign-in-error").textContent = "";
     if (await signIn($("api-key").value.trim())) show(location.hash.slice(1) || "namespaces");
   });
-  $("sign-out").addEventListener("click", signOut);
+  $("sign-out").addEventListener("click", () => signOut());
   $("namespace").addEventListener("change", (event) => {
-    state.namespace = event.target.value;
-    state.memoryId = null;
-    state.sessionId = null;
+    pick(event.target.value);
     show(location.hash.slice(1) || "namespaces");
   });
   window.addEventListener("popstate", () => show(location.hash.slice(1)));
-  const key = savedKey();
-  if (key) signIn(key).then((ok) => ok && show(location.hash.slice(1) || "namespaces"));
+  window.addEventListener("engram-key-refused", (event) => {
+    if (state.whoami) signOut(`Signed out: ${event.detail || "Engram no longer accepts this key"}.`);
+  });
 }
 
 start();

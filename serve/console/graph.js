@@ -39,7 +39,7 @@ function layout(nodes, edges) {
 
 const short = (text, n = 28) => (text.length > n ? `${text.slice(0, n - 1)}…` : text);
 
-export async function render(section, state, go) {
+export async function render(section, state, { go, stale }) {
   if (!state.namespace || !state.memoryId) {
     section.replaceChildren(message("Open a memory's graph from the Memories view (its “Graph” button)."));
     return;
@@ -48,9 +48,10 @@ export async function render(section, state, go) {
   try {
     graph = await post("/v1/knowledge/graph", { agent_id: state.namespace, memory_id: state.memoryId, depth: 2 });
   } catch (err) {
-    section.replaceChildren(failure(err, "Graph"));
+    if (!stale()) section.replaceChildren(failure(err, "Graph"));
     return;
   }
+  if (stale()) return;
   const at = layout(graph.nodes, graph.edges);
   const edges = graph.edges.filter((e) => at.has(e.source) && at.has(e.target));
   const picture = s("svg", { id: "memory-graph", viewBox: `0 0 ${SIZE} ${SIZE}`, role: "img",

@@ -12,7 +12,7 @@ function limits(l) {
   return parts.length ? parts.join(", ") : "none";
 }
 
-export async function render(section, state) {
+export async function render(section, state, { stale }) {
   const me = state.whoami;
   const parts = [
     h("h2", {}, "This key"),
@@ -36,5 +36,5 @@ export async function render(section, state) {
       ? message("Listing keys needs an admin key: this key sees only itself.", "note keys-refused")
       : failure(err, "Keys"));
   }
-  section.replaceChildren(...parts);
+  if (!stale()) section.replaceChildren(...parts);
 }

@@ -47,7 +47,7 @@ function sizeBars(root) {
   for (const fill of root.querySelectorAll(".fill")) fill.style.width = `${Number(fill.dataset.width) * 100}%`;
 }
 
-export async function render(section, state, go) {
+export async function render(section, state, { go, stale }) {
   if (!state.namespace) {
     section.replaceChildren(message("Pick a namespace first (this key may read none that holds anything)."));
     return;
@@ -55,21 +55,28 @@ export async function render(section, state, go) {
   const ns = state.namespace;
   const results = h("div", { id: "memory-results" });
   const query = h("input", { id: "recall-query", type: "search", placeholder: "Recall: what are you looking for?" });
+  let runs = 0; // the last query asked wins, whichever answer comes first
   const run = async () => {
+    const mine = ++runs;
+    const asked = query.value.trim();
+    const current = () => !stale() && mine === runs;
     results.replaceChildren(message("Loading…"));
     try {
-      if (query.value.trim()) {
-        const answer = await post("/v1/memory/recall", { agent_id: ns, query: query.value.trim(), top_k: 20 });
-        results.replaceChildren(h("p", { class: "note" }, `${answer.memories.length} recalled for “${query.value.trim()}”`),
-          ...answer.memories.map((m) => card(m, go, true)));
+      let shown;
+      if (asked) {
+        const answer = await post("/v1/memory/recall", { agent_id: ns, query: asked, top_k: 20 });
+        shown = [h("p", { class: "note" }, `${answer.memories.length} recalled for “${asked}”`),
+          ...answer.memories.map((m) => card(m, go, true))];
       } else {
         const listing = await get(`/v1/agents/${enc(ns)}/memories?limit=50`);
-        results.replaceChildren(h("p", { class: "note" }, `The ${listing.length} newest memories`),
-          ...listing.map((m) => card(m, go, false)));
+        shown = [h("p", { class: "note" }, `The ${listing.length} newest memories`),
+          ...listing.map((m) => card(m, go, false))];
       }
+      if (!current()) return;
+      results.replaceChildren(...shown);
       sizeBars(results);
     } catch (err) {
-      results.replaceChildren(failure(err, "Memories"));
+      if (current()) results.replaceChildren(failure(err, "Memories"));
     }
   };
   section.replaceChildren(

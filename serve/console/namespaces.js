@@ -4,18 +4,22 @@ import { failure, h, message, num, table, when } from "./dom.js";
 
 const SHOWN = 200;
 
-export async function render(section, state, go) {
+export async function render(section, state, { go, pick, stale }) {
   let agents;
   try {
     agents = await get("/v1/agents");
   } catch (err) {
-    section.replaceChildren(failure(err, "Namespaces"));
+    if (!stale()) section.replaceChildren(failure(err, "Namespaces"));
     return;
   }
+  if (stale()) return;
   const detail = h("div", { id: "namespace-stats" });
+  let opened = 0; // the last namespace clicked wins, whichever answer comes first
   const open = async (name) => {
+    const mine = ++opened;
     try {
       const st = await get(`/v1/agents/${enc(name)}/stats`);
+      if (stale() || mine !== opened) return;
       const types = Object.entries(st.memories_by_type).map(([t, n]) => `${t} ${n}`).join(", ") || "—";
       detail.replaceChildren(h("h3", {}, name), h("dl", {},
         h("dt", {}, "Memories"), h("dd", {}, st.total_memories),
@@ -27,7 +31,7 @@ export async function render(section, state, go) {
         h("p", {}, h("button", { type: "button", onclick: () => go("memories", { namespace: name }) }, "Browse memories"),
           " ", h("button", { type: "button", onclick: () => go("sessions", { namespace: name }) }, "Sessions")));
     } catch (err) {
-      detail.replaceChildren(failure(err, name));
+      if (!stale() && mine === opened) detail.replaceChildren(failure(err, name));
     }
   };
   // A service of thousands of tenants: a filter, and the first SHOWN matches drawn.
@@ -40,11 +44,7 @@ export async function render(section, state, go) {
       table([
         ["Namespace", (a) => a.agent_id], ["Memories", (a) => a.memory_count],
         ["Sessions", (a) => a.session_count], ["Active sessions", (a) => a.active_sessions],
-      ], matches.slice(0, SHOWN), (a) => {
-        state.namespace = a.agent_id;
-        document.getElementById("namespace").value = a.agent_id;
-        open(a.agent_id);
-      }),
+      ], matches.slice(0, SHOWN), (a) => { pick(a.agent_id); open(a.agent_id); }),
       matches.length > SHOWN ? message(`${matches.length - SHOWN} more: filter to find them.`) : null,
     ].filter(Boolean));
   };

@@ -21,30 +21,36 @@ async function timeline(sessionId) {
         : h("li", { class: "mark" }, `active, last activity ${when(session.last_activity_at)}`)));
 }
 
-export async function render(section, state) {
-  if (!state.namespace && !state.sessionId) {
+export async function render(section, state, { stale }) {
+  if (!state.namespace) {
     section.replaceChildren(message("Pick a namespace first."));
     return;
   }
+  const ns = state.namespace;
   const detail = h("div", { id: "session-detail" });
+  let opened = 0; // the last session clicked wins, whichever answer comes first
   const open = async (sessionId) => {
+    const mine = ++opened;
+    const current = () => !stale() && mine === opened;
     state.sessionId = sessionId;
     detail.replaceChildren(message("Loading…"));
     try {
-      detail.replaceChildren(await timeline(sessionId));
+      const drawn = await timeline(sessionId);
+      if (current()) detail.replaceChildren(drawn);
     } catch (err) {
-      detail.replaceChildren(failure(err, `Session ${sessionId}`));
+      if (current()) detail.replaceChildren(failure(err, `Session ${sessionId}`));
     }
   };
   let list;
   try {
-    list = state.namespace ? await get(`/v1/agents/${enc(state.namespace)}/sessions?limit=100`) : [];
+    list = await get(`/v1/agents/${enc(ns)}/sessions?limit=100`);
   } catch (err) {
-    section.replaceChildren(failure(err, "Sessions"));
+    if (!stale()) section.replaceChildren(failure(err, "Sessions"));
     return;
   }
+  if (stale()) return;
   section.replaceChildren(
-    h("h2", {}, `Sessions of ${state.namespace}`),
+    h("h2", {}, `Sessions of ${ns}`),
     list.length ? h("div", { id: "sessions-table" }, table([
       ["Session", (x) => x.session_id], ["Started", (x) => when(x.started_at)],
       ["Ended", (x) => x.ended_at ? `${when(x.ended_at)} (${x.ended_reason || "ended"})` : "active"],

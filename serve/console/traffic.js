@@ -1,10 +1,11 @@
 // Traffic: the whole service's requests and latency, second by second, refreshed every two
-// seconds while this view is open (GET /v1/ops/traffic: an admin key's).
+// seconds while this view is open (GET /v1/ops/traffic: an admin key granted every namespace).
 import { get } from "./api.js";
 import { failure, h, message, num, s, when } from "./dom.js";
 
 const WINDOW_S = 120;
 const REFRESH_MS = 2000;
+const MAX_BACKOFF_MS = 30000;
 let timer = null;
 
 function chart(id, title, points, value, unit) {
@@ -28,16 +29,27 @@ function tile(id, label, value) {
   return h("div", { class: "tile", id }, h("span", { class: "value" }, value), h("span", { class: "label" }, label));
 }
 
-async function refresh(section) {
+// One refresh: "ok", "refused" (the key may not see these figures: stop), or "failed"
+// (no answer now: the last figures stay, with the error above them; try again later).
+async function refresh(section, stale) {
   let t;
   try {
     t = await get(`/v1/ops/traffic?seconds=${WINDOW_S}`);
   } catch (err) {
-    section.replaceChildren(err.status === 403
-      ? message("Live figures are the whole service's: they need an admin key.", "note traffic-refused")
-      : failure(err, "Traffic"));
-    return false;
+    if (stale()) return "refused";
+    if (err.status === 401 || err.status === 403) {
+      section.replaceChildren(err.status === 403
+        ? message("Live figures are every tenant's traffic together: they need an admin key granted every namespace.", "note traffic-refused")
+        : failure(err, "Traffic"));
+      return "refused";
+    }
+    const shown = section.querySelector(".traffic-error");
+    const note = failure(err, "Traffic (trying again)");
+    note.classList.add("traffic-error");
+    if (shown) shown.replaceWith(note); else section.prepend(note);
+    return "failed";
   }
+  if (stale()) return "refused";
   const last10 = t.series.slice(-10);
   const recent = last10.reduce((sum, p) => sum + p.requests, 0) / Math.max(1, last10.length);
   section.replaceChildren(
@@ -54,18 +66,23 @@ async function refresh(section) {
       tile("server-errors", "5xx", t.totals.server_error)),
     chart("chart-requests", "Requests per second", t.series, (p) => p.requests, "req/s"),
     chart("chart-p95", "p95 latency per second (ms)", t.series, (p) => p.p95_ms, "ms"));
-  return true;
+  return "ok";
 }
 
 // One refresh at a time, the next scheduled when this one is done (a slow answer never
-// piles requests up); a view left stops the chain.
-export async function render(section) {
+// piles requests up), further apart after failures; none while the tab is hidden; a view
+// left stops the chain.
+export async function render(section, state, { stale }) {
   leave();
   const chain = {};
   timer = chain;
+  let delay = REFRESH_MS;
   const next = async () => {
-    const ok = await refresh(section);
-    if (ok && timer === chain) chain.id = setTimeout(next, REFRESH_MS);
+    if (timer !== chain || stale()) return;
+    const outcome = document.hidden ? "ok" : await refresh(section, stale);
+    if (outcome === "refused" || timer !== chain) return;
+    delay = outcome === "ok" ? REFRESH_MS : Math.min(delay * 2, MAX_BACKOFF_MS);
+    chain.id = setTimeout(next, delay);
   };
   await next();
 }

@@ -1,8 +1,9 @@
 """The operator console (serve/console/): one page and its scripts, served from the package
 itself, nothing fetched from elsewhere at build or run time.
 
-The page holds no data. It asks for an API key, keeps it in the tab's sessionStorage, and
-reads everything through the API with that key, so it shows exactly what the key may read:
+The page holds no data. It asks for an API key, keeps it in the page's memory (no
+storage another page of this origin could read), and reads everything through the API
+with that key, so it shows exactly what the key may read:
 the routes refuse the rest, as they refuse any client. Served without a key (as /docs is);
 a strict Content-Security-Policy lets it run only its own scripts and talk only to this
 origin, so tenant text rendered on it can never run as code.

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
+from serve.errors import ApiError
 from serve.metrics import render_metrics
 from serve.responses import PROMETHEUS_TEXT, HealthOut, LiveOut, ReadyOut, TrafficOut, answers
 from serve.routes.errors import EngramRoute
@@ -60,6 +61,11 @@ async def ops_metrics(request: Request) -> PlainTextResponse:
 @router.get("/v1/ops/traffic", responses=answers(TrafficOut))
 async def ops_traffic(request: Request, seconds: int = Query(120, ge=10, le=MAX_WINDOW_S)) -> JSONResponse:
     """Requests per second, their classes and latency quantiles, over every Router replica,
-    for the last `seconds` (the console's live figures). Service-wide counts: an admin's."""
-    (await principal(request)).require_level("admin")
+    for the last `seconds` (the console's live figures). They are every tenant's traffic
+    together: an operator's, an admin key that every namespace is granted to."""
+    p = await principal(request)
+    p.require_level("admin")
+    if not p.scope.everything:
+        raise ApiError(403, "INSUFFICIENT_SCOPE", "the live figures are the whole service's, every "
+                       "tenant's traffic: they need an admin key granted every namespace")
     return ok(await request.app.state.traffic.series(seconds))

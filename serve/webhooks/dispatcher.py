@@ -1,15 +1,18 @@
-"""The webhook dispatcher: a Router replica's task, run by one replica at a time (a lease in
-the webhook store). Each round:
+"""The webhook dispatcher: a task of every Router replica. Each round:
 
-1. takes each shard's outbox (shards/events.py; each event written in its change's own
-   transaction) and owes each event to the subscriptions it concerns, then drops it from the
-   outbox. A crash in between owes it again, and the store keeps one delivery per
-   (subscription, event): at least once, never twice from here. A forget also redacts what
-   pending deliveries still hold of the memory, and an update rewrites it as it is now.
-2. sends the deliveries that are due, signed (engram/webhooks.py), `concurrency` at a time;
-   2xx is delivered, anything else is tried again after a backoff that doubles from
-   retry_base_seconds up to retry_max_seconds (a receiver's Retry-After, when longer, wins),
-   until max_attempts, then failed.
+1. (one replica at a time: a lease in the webhook store) takes each shard's outbox
+   (shards/events.py; each event written in its change's own transaction) and owes each
+   event to the subscriptions it concerns, then drops it from the outbox. A crash in between
+   owes it again, and the store keeps one delivery per (subscription, event): at least once,
+   never twice from here. A forget also redacts what pending deliveries still hold of the
+   memory, and an update rewrites it as it is now. One taker keeps that order: a forget's
+   redaction never overtakes the store it redacts.
+2. (every replica) claims the deliveries that are due (a claim hands each to one replica:
+   SQLite's write lock, PostgreSQL's SKIP LOCKED) and sends them, signed
+   (engram/webhooks.py), `concurrency` at a time; 2xx is delivered, anything else is tried
+   again after a backoff that doubles from retry_base_seconds up to retry_max_seconds (a
+   receiver's Retry-After, when longer, wins), until max_attempts, then failed. Sending is
+   the slow part, so it grows with the Router replicas.
 
 Which subscriptions an event concerns: its type is one they asked for, its namespace matches
 their patterns, it happened after they were created, and their creating key, as it is now
@@ -105,16 +108,16 @@ class Dispatcher:
         report = RoundReport()
         now = time.time() if now is None else now
         lease_s = max(self.cfg.poll_seconds * LEASE_ROUNDS, self.cfg.timeout_seconds * 2)
-        if not await asyncio.to_thread(self.store.take_dispatcher_lease, self.holder, lease_s, now):
-            return report
         keys: dict[str, ApiKey | None] = {}
-        subscriptions = await asyncio.to_thread(self.store.subscriptions)
-        for shard in self.shards:
-            report.events += await self._take_events(shard, subscriptions, keys, now)
-        report.attempts = await self._send_due(keys, {sub.id: sub for sub in subscriptions})
-        if now - self._last_prune > PRUNE_EVERY_S:
-            self._last_prune = now
-            await asyncio.to_thread(self.store.prune, now - self.cfg.keep_finished_seconds)
+        subscriptions: list[Subscription] | None = None
+        if await asyncio.to_thread(self.store.take_dispatcher_lease, self.holder, lease_s, now):
+            subscriptions = await asyncio.to_thread(self.store.subscriptions)
+            for shard in self.shards:
+                report.events += await self._take_events(shard, subscriptions, keys, now)
+            if now - self._last_prune > PRUNE_EVERY_S:
+                self._last_prune = now
+                await asyncio.to_thread(self.store.prune, now - self.cfg.keep_finished_seconds)
+        report.attempts = await self._send_due(keys, subscriptions)
         return report
 
     async def _key(self, keys: dict[str, ApiKey | None], key_id: str) -> ApiKey | None:
@@ -162,14 +165,19 @@ class Dispatcher:
                 bodies[delivery_id] = json.dumps(envelope_json, separators=(",", ":"))
             await asyncio.to_thread(self.store.replace_bodies, bodies)
 
-    async def _send_due(self, keys: dict[str, ApiKey | None], subscriptions: dict[str, Subscription]) -> dict[str, int]:
+    async def _send_due(self, keys: dict[str, ApiKey | None],
+                        known: list[Subscription] | None) -> dict[str, int]:
         """Claim what is due, send it `concurrency` at a time, then record every outcome in one
-        write (a crash before it sends those again: at least once)."""
+        write (a crash before it sends those again: at least once). known: the subscriptions
+        this round read already (None: read them if anything is due)."""
         lease_s = self.cfg.timeout_seconds * 2 + 5  # held while in flight
         due = await asyncio.to_thread(self.store.claim_due, time.time(), self.cfg.batch, lease_s)
         outcomes: dict[str, int] = {}
         if not due:
             return outcomes
+        if known is None:
+            known = await asyncio.to_thread(self.store.subscriptions)
+        subscriptions = {sub.id: sub for sub in known}
         attempts: list[Attempt] = []
         gate = asyncio.Semaphore(self.cfg.concurrency)
         client = self._client or httpx.AsyncClient(follow_redirects=False, trust_env=False)

@@ -3,12 +3,13 @@ seconds, merged over replicas, with latency quantiles as Prometheus computes the
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
 from serve.metrics import LATENCY_BUCKETS
 from serve.traffic import SECONDS_KEPT, TrafficWindow, answer_class, merged_series, quantile
-from serve.traffic_board import LocalTraffic, TrafficBoard
+from serve.traffic_board import SEND_EVERY_S, LocalTraffic, RayTraffic, TrafficBoard
 
 
 class Clock:
@@ -60,7 +61,7 @@ def test_the_board_merges_replicas_and_forgets_old_seconds() -> None:
         board.add(replica, window.finished())
     t = board.series(60)
     assert t["replicas_reporting"] == 2 and len(t["series"]) == 60
-    assert t["series"][-2]["t"] == 4998 and t["series"][-2]["requests"] == 5
+    assert t["now"] == 4998 and t["series"][-1]["t"] == 4998 and t["series"][-1]["requests"] == 5
     assert t["totals"] | {"p50_ms": 0, "p95_ms": 0, "p99_ms": 0} == {
         "requests": 5, "ok": 3, "client_error": 1, "shed": 1, "server_error": 0,
         "requests_per_second": round(5 / 60, 3), "p50_ms": 0, "p95_ms": 0, "p99_ms": 0}
@@ -71,20 +72,45 @@ def test_the_board_merges_replicas_and_forgets_old_seconds() -> None:
     assert board.series(60)["replicas_reporting"] == 1
 
 
-def test_merged_series_leaves_out_the_open_second_and_older_ones() -> None:
-    window = TrafficWindow(Clock(99.0))
+def test_merged_series_leaves_out_the_seconds_not_yet_reported() -> None:
+    window = TrafficWindow(Clock(98.0))
     window.record(200, 0.001)
-    window._clock = Clock(100.0)  # type: ignore[attr-defined]
-    window.record(200, 0.001)
+    for t in (99.0, 100.0):  # the one before now may not have reached the board; now is open
+        window._clock = Clock(t)  # type: ignore[attr-defined]
+        window.record(200, 0.001)
     seconds = window.recent(300)
     t = merged_series(seconds, now=100.4, window_s=10, replicas=1)
-    assert t["now"] == 100 and t["totals"]["requests"] == 1  # second 100 is still open
+    assert t["now"] == 98 and t["series"][-1]["t"] == 98 and t["totals"]["requests"] == 1
+
+
+def test_without_a_board_a_replica_answers_its_own_seconds() -> None:
+    class NoRay(RayTraffic):
+        def _lookup_board(self) -> Any:
+            raise ConnectionError("no Ray here")
+
+    clock = Clock(200.0)
+    window = TrafficWindow(clock)
+    traffic = NoRay(window, "engram-traffic-test", "replica-a")
+    traffic.own = TrafficBoard(clock)
+    for _ in range(3):
+        window.record(200, 0.02)
+    clock.t = 203.0  # seconds 200 finished and reached the replica's own copy
+
+    async def one_round_then_ask() -> dict[str, Any]:
+        sender = asyncio.create_task(traffic.send_forever())
+        await asyncio.sleep(SEND_EVERY_S * 1.5)
+        sender.cancel()
+        return await traffic.series(60)
+
+    answer = asyncio.run(one_round_then_ask())
+    assert answer["partial"] is True and answer["totals"]["requests"] == 3
+    assert answer["replicas_reporting"] == 1
 
 
 def test_local_traffic_answers_without_ray() -> None:
     window = TrafficWindow(Clock(10.0))
     window.record(200, 0.01)
-    window._clock = Clock(11.0)  # type: ignore[attr-defined]
+    window._clock = Clock(12.0)  # type: ignore[attr-defined]
     local = LocalTraffic(window)
-    local.board._clock = Clock(11.0)  # type: ignore[attr-defined]
+    local.board._clock = Clock(12.0)  # type: ignore[attr-defined]
     assert asyncio.run(local.series(10))["totals"]["requests"] == 1
