@@ -1,5 +1,6 @@
 """What more than one test module builds with: memories and vectors, the backend markers, the
-Router's reshard methods over real shards, the service under test and its `ray job`s.
+Router's reshard methods over real shards, the service under test and its `ray job`s, a
+webhook receiver.
 
 Fixtures stay in the conftest.py files (pytest shares them from there); a test module imports
 anything else it shares from here, never from another test module or a conftest.
@@ -8,8 +9,13 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -219,3 +225,38 @@ def wait(engram: Engram, job_id: str, timeout: float = 300) -> str:
             return status
         time.sleep(0.5)
     raise TimeoutError(client.get_job_logs(job_id)[-3000:])
+
+
+# A webhook receiver on 127.0.0.1 that answers 204 (test_monitoring, test_webhook_senders).
+
+@dataclass
+class Received:
+    url: str
+    by_id: Counter[str] = field(default_factory=Counter)  # webhook-id -> deliveries of it
+    came: threading.Event = field(default_factory=threading.Event)  # set at the first
+
+
+@contextmanager
+def webhook_receiver() -> Iterator[Received]:
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            self.rfile.read(int(self.headers.get("content-length", "0")))
+            with lock:
+                received.by_id[self.headers.get("webhook-id", "")] += 1
+            self.send_response(204)
+            self.end_headers()
+            received.came.set()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    received = Received(f"http://127.0.0.1:{server.server_address[1]}/hook")
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield received
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -6,14 +6,8 @@ round, and each event arrives exactly once."""
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections import Counter
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
-
-import pytest
 
 from serve.clients import LocalShardClient
 from serve.config import WebhooksConfig
@@ -25,39 +19,18 @@ from shards.routing import shard_for
 from shards.shard import Shard
 from shards.webhooks.base import Subscription
 from shards.webhooks.sqlite import SQLiteWebhookStore
-from tests.builders import DIM, mem
+from tests.builders import DIM, mem, webhook_receiver
 
 EVENTS = 60
 
 
-@pytest.fixture
-def receiver() -> Iterator[tuple[str, Counter[str]]]:
-    seen: Counter[str] = Counter()
-    lock = threading.Lock()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-            self.rfile.read(int(self.headers.get("content-length", "0")))
-            with lock:
-                seen[self.headers["webhook-id"]] += 1
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/hook", seen
-    finally:
-        server.shutdown()
-        server.server_close()
+def test_two_dispatchers_share_the_sending_and_send_each_event_once(tmp_path: Path) -> None:
+    with webhook_receiver() as received:
+        url, seen = received.url, received.by_id
+        delivered_each_once(tmp_path, url, seen)
 
 
-def test_two_dispatchers_share_the_sending_and_send_each_event_once(
-        tmp_path: Path, receiver: tuple[str, Counter[str]]) -> None:
-    url, seen = receiver
+def delivered_each_once(tmp_path: Path, url: str, seen: Counter[str]) -> None:
     shards = [Shard.open_embedded(k, 2, DIM, EmbeddedStorageConfig(data_dir=tmp_path)) for k in range(2)]
     control = SQLiteControlStore(tmp_path / "control.db")
     stores = [SQLiteWebhookStore(tmp_path / "webhooks.db") for _ in range(2)]

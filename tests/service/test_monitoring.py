@@ -5,11 +5,7 @@ where Prometheus scrapes them."""
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +15,7 @@ import yaml
 
 from cluster.monitoring.make_dashboard import OUT as DASHBOARD
 from cluster.monitoring.make_dashboard import dashboard
-from tests.builders import Engram
+from tests.builders import Engram, webhook_receiver
 
 ALERTS = Path(DASHBOARD).with_name("alerts.yml")
 
@@ -83,32 +79,9 @@ def exported(text: str) -> set[str]:
             if line and not line.startswith("#")}
 
 
-@contextmanager
-def webhook_receiver() -> Iterator[tuple[str, threading.Event]]:
-    """A receiver on 127.0.0.1 that answers 204 and says when a delivery came."""
-    came = threading.Event()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-            self.rfile.read(int(self.headers.get("content-length", "0")))
-            self.send_response(204)
-            self.end_headers()
-            came.set()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/hook", came
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def test_a_running_service_exports_every_series_they_query(engram: Engram, ns: str) -> None:
-    with engram.http() as root, webhook_receiver() as (hook_url, delivered):
+    with engram.http() as root, webhook_receiver() as receiver:
+        hook_url, delivered = receiver.url, receiver.came
         # A webhook delivery, so that its attempts counter has a series (a Ray counter is
         # exported from its first increment on).
         hook = root.post("/v1/webhooks", json={"url": hook_url, "namespaces": [ns]})
